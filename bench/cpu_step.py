@@ -1,0 +1,64 @@
+"""CPU training-step benchmark: our model against the PyTorch model of the
+cross-check, in one invocation, same batch, same capacities, same threads.
+
+  /usr/bin/python3 bench/cpu_step.py --build build [--batch 128] [--steps 20]
+
+Prints one table: img/s and ms/step of each, our speed-up over PyTorch at the
+same e_c and thread count, and each e_c's speed-up over e_c = 1.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def json_lines(command, env=None):
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build", default=os.path.join(here, "..", "build"))
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--capacities", default="1,0.5,0.3")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+
+    common = ["--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine
+    # spinning workers steal the cores that the other thread needs.
+    env = dict(os.environ, OMP_WAIT_POLICY="passive")
+    ours = json_lines([os.path.join(args.build, "bench", "mone-bench-step"), "--json", "--capacities",
+                       args.capacities, "--threads", args.threads] + common, env)
+    theirs = json_lines([sys.executable, os.path.join(here, "torch_step.py"), "--capacities"]
+                        + args.capacities.split(",") + ["--threads"] + args.threads.split(",") + common)
+    torch_rate = {(r["threads"], float(r["capacity"])): r for r in theirs}
+
+    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.processor() or platform.machine()}, "
+          f"nproc={os.cpu_count()}, batch {args.batch}, median of {args.steps} steps")
+    print(f"{'threads':>7} {'e_c':>5} {'realised':>8} | {'mone ms':>8} {'mone img/s':>10} {'GFLOP/s':>8} "
+          f"{'vs e_c=1':>8} | {'torch ms':>8} {'torch img/s':>11} {'vs e_c=1':>8} | {'mone/torch':>10}")
+    dense = {}
+    for r in ours:
+        key = (r["threads"], float(r["capacity"]))
+        t = torch_rate[key]
+        if key[1] == 1.0:
+            dense[key[0]] = (r["img_per_s"], t["img_per_s"])
+        base_ours, base_torch = dense.get(key[0], (r["img_per_s"], t["img_per_s"]))
+        print(f"{r['threads']:>7} {r['capacity']:>5} {r['realised']:>8.4f} | {r['ms_per_step']:>8.2f} "
+              f"{r['img_per_s']:>10.1f} {r['gflop_per_s']:>8.2f} {r['img_per_s'] / base_ours:>7.2f}x | "
+              f"{t['ms_per_step']:>8.2f} {t['img_per_s']:>11.1f} {t['img_per_s'] / base_torch:>7.2f}x | "
+              f"{r['img_per_s'] / t['img_per_s']:>9.2f}x")
+
+
+if __name__ == "__main__":
+    main()

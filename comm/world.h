@@ -1,0 +1,34 @@
+// The process's place in an MPI job: global rank, world size, local rank.
+// Every run is an MPI run; a process started without a launcher is rank 0 of
+// a world of size 1. comm/ knows raw buffers and processes, never the model.
+#pragma once
+
+#include <string>
+
+namespace mone {
+
+class World {
+ public:
+  // Initialises MPI (thread level "funneled": only the main thread calls MPI)
+  // and finalises it on destruction. One World per process.
+  World(int* argc, char*** argv);
+  ~World();
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  // Rank among the processes on this machine (from a shared-memory split of
+  // the world), and how many share it: the GPU index and the CPU thread share.
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
+  bool is_root() const { return rank_ == 0; }
+  // "rank 1/4 (local 1/2) on host" for logs and error messages.
+  std::string describe() const;
+
+ private:
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+  std::string host_;
+};
+
+}  // namespace mone

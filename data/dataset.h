@@ -1,0 +1,52 @@
+// A converted dataset on disk: its manifest (what the splits, shards, image
+// shape, classes and normalisation statistics are) and Dataset, one split of
+// it as the trainer sees it. The layout is described in docs/data-format.md.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "data/format.h"
+
+namespace mone {
+
+struct ShardEntry {
+  std::string file;  // relative to the dataset directory
+  int64_t samples = 0;
+  uint32_t crc32 = 0;  // see data/checksum.h
+};
+
+struct Manifest {
+  ImageShape shape;
+  int64_t classes = 0;
+  std::vector<std::string> class_names;
+  // Per channel, in units of pixel/255, over the training split.
+  std::vector<double> mean;
+  std::vector<double> std;
+  std::map<std::string, std::vector<ShardEntry>> splits;
+};
+
+// Both write through a temporary name, so a manifest is either whole or absent.
+void write_manifest(const std::filesystem::path& dir, const Manifest& manifest);
+// Throws DataError; a missing manifest gives the command that creates one.
+Manifest read_manifest(const std::filesystem::path& dir);
+
+struct Dataset {
+  std::filesystem::path dir;
+  std::string split;
+  int64_t samples = 0;
+  ImageShape shape;
+  int64_t classes = 0;
+  std::vector<std::string> class_names;
+  std::vector<double> mean;
+  std::vector<double> std;
+  std::vector<ShardEntry> shards;
+
+  // Reads the manifest only; shards are opened (and verified) by the Loader.
+  static Dataset open(const std::filesystem::path& dir, const std::string& split);
+};
+
+}  // namespace mone

@@ -1,0 +1,191 @@
+#include "data/loader.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <numeric>
+
+#include "data/augment.h"
+#include "data/error.h"
+#include "data/sample_order.h"
+#include "data/shard.h"
+#include "data/worker_pool.h"
+
+namespace mone {
+
+namespace {
+
+void require(bool condition, const std::string& message) {
+  if (!condition) throw DataError("loader option " + message);
+}
+
+// The split's shards, opened and verified, addressed by sample index.
+class SplitReader {
+ public:
+  SplitReader(const Dataset& dataset, bool verify_checksums) {
+    int64_t first = 0;
+    for (const ShardEntry& entry : dataset.shards) {
+      const ShardExpectation expected{dataset.split, dataset.shape, dataset.classes, entry,
+                                      verify_checksums};
+      shards_.push_back(std::make_unique<ShardReader>(dataset.dir / entry.file, expected));
+      firsts_.push_back(first);
+      first += entry.samples;
+    }
+  }
+
+  // Reads sample `sample`'s image into `image` and returns its label.
+  int32_t read(int64_t sample, uint8_t* image) const {
+    const size_t shard =
+        static_cast<size_t>(std::upper_bound(firsts_.begin(), firsts_.end(), sample) - firsts_.begin() - 1);
+    const int64_t offset = sample - firsts_[shard];
+    shards_[shard]->read_images(offset, 1, image);
+    return shards_[shard]->labels()[static_cast<size_t>(offset)];
+  }
+
+ private:
+  std::vector<std::unique_ptr<ShardReader>> shards_;
+  std::vector<int64_t> firsts_;  // split index of each shard's first sample
+};
+
+}  // namespace
+
+Loader::Loader(LoaderOptions options, int64_t start_position)
+    : options_(std::move(options)), position_(start_position) {
+  require(options_.world >= 1, "world = " + std::to_string(options_.world) + " must be >= 1");
+  require(options_.rank >= 0 && options_.rank < options_.world,
+          "rank = " + std::to_string(options_.rank) + " must be in [0, world)");
+  require((options_.global_batch > 0) != (options_.batch_per_rank > 0),
+          "global_batch / batch_per_rank: set exactly one to a positive value");
+  if (options_.global_batch > 0) {
+    require(options_.global_batch % options_.world == 0,
+            "global_batch = " + std::to_string(options_.global_batch) +
+                " must be a multiple of world = " + std::to_string(options_.world));
+    batch_per_rank_ = options_.global_batch / options_.world;
+  } else {
+    batch_per_rank_ = options_.batch_per_rank;
+  }
+  require(options_.prefetch_workers >= 1, "prefetch_workers must be >= 1");
+  require(options_.ring_size >= 1, "ring_size must be >= 1");
+  require(options_.crop_padding >= 0, "crop_padding must be >= 0");
+  require(start_position >= 0, "start position must be >= 0");
+
+  dataset_ = Dataset::open(options_.dir, options_.split);
+  if (dataset_.samples == 0) throw DataError(options_.dir.string() + ": split '" + options_.split + "' is empty");
+  if (options_.mode == LoaderMode::eval) {
+    require(start_position <= dataset_.samples,
+            "start position " + std::to_string(start_position) + " is past the end of the split");
+  }
+  ring_.resize(static_cast<size_t>(options_.ring_size));
+  producer_ = std::thread(&Loader::produce, this, start_position);
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  producer_.join();
+}
+
+bool Loader::next(Batch& batch) {
+  std::unique_lock<std::mutex> held(mutex_);
+  if (ended_) return false;
+  changed_.wait(held, [&] { return filled_ > 0 || error_; });
+  // Batches prepared before a failure are still delivered; the error comes
+  // when the consumer reaches it.
+  if (filled_ == 0) std::rethrow_exception(error_);
+  Slot& slot = ring_[head_];
+  if (slot.end) {
+    ended_ = true;
+    return false;
+  }
+  std::swap(batch, slot.batch);  // the caller's old buffers go back into the ring
+  position_ = slot.position_after;
+  head_ = (head_ + 1) % ring_.size();
+  --filled_;
+  held.unlock();
+  changed_.notify_all();
+  return true;
+}
+
+void Loader::produce(int64_t start_position) {
+  try {
+    // All HDF5 work of this loader happens on this thread.
+    const SplitReader reader(dataset_, options_.verify_checksums);
+    const bool train = options_.mode == LoaderMode::train;
+    SampleOrder order(dataset_.samples, options_.seed, train);
+    const ImageTransform transform(dataset_.shape, dataset_.mean, dataset_.std,
+                                   {train, options_.crop_padding, options_.flip}, options_.seed);
+    WorkerPool pool(options_.prefetch_workers);
+    const int64_t pixels = dataset_.shape.pixels();
+    std::vector<uint8_t> raw(static_cast<size_t>(batch_per_rank_ * pixels));
+    std::vector<int64_t> epochs(static_cast<size_t>(batch_per_rank_));
+    std::vector<size_t> read_order(static_cast<size_t>(batch_per_rank_));
+    size_t tail = 0;
+
+    for (int64_t first = start_position;; first += global_batch()) {
+      {
+        std::unique_lock<std::mutex> held(mutex_);
+        changed_.wait(held, [&] { return stopping_ || filled_ < ring_.size(); });
+        if (stopping_) return;
+      }
+      Slot& slot = ring_[tail];
+      if (!train && first >= dataset_.samples) {
+        slot.end = true;
+      } else {
+        Batch& batch = slot.batch;
+        batch.shape = dataset_.shape;
+        if (batch.images.size() != static_cast<size_t>(batch_per_rank_ * pixels)) {
+          batch.images = HostBuffer(static_cast<size_t>(batch_per_rank_ * pixels));
+        }
+        batch.samples.clear();
+        for (int64_t j = 0; j < batch_per_rank_; ++j) {
+          const int64_t position = rank_position(first, options_.rank, options_.world, j);
+          if (!train && position >= dataset_.samples) break;
+          const SampleRef ref = order.at(position);
+          batch.samples.push_back(ref.sample);
+          epochs[static_cast<size_t>(j)] = ref.epoch;
+        }
+        batch.count = static_cast<int64_t>(batch.samples.size());
+        batch.epoch = order.at(first).epoch;
+        batch.position = first;
+        batch.labels.resize(static_cast<size_t>(batch.count));
+
+        // Reading in sample order keeps consecutive reads in the same chunks.
+        read_order.resize(static_cast<size_t>(batch.count));
+        std::iota(read_order.begin(), read_order.end(), size_t{0});
+        std::sort(read_order.begin(), read_order.end(),
+                  [&](size_t a, size_t b) { return batch.samples[a] < batch.samples[b]; });
+        for (const size_t j : read_order) {
+          batch.labels[j] = reader.read(batch.samples[j], raw.data() + j * static_cast<size_t>(pixels));
+        }
+        pool.parallel_for(batch.count, [&](int64_t begin, int64_t end) {
+          for (int64_t j = begin; j < end; ++j) {
+            transform.apply(raw.data() + j * pixels, epochs[static_cast<size_t>(j)],
+                            batch.samples[static_cast<size_t>(j)], batch.images.data() + j * pixels);
+          }
+        });
+        std::fill(batch.images.data() + batch.count * pixels,
+                  batch.images.data() + batch_per_rank_ * pixels, 0.0f);
+        slot.position_after = train ? first + global_batch()
+                                    : std::min(first + global_batch(), dataset_.samples);
+      }
+      {
+        std::lock_guard<std::mutex> guard(mutex_);
+        ++filled_;
+      }
+      changed_.notify_all();
+      if (slot.end) return;
+      tail = (tail + 1) % ring_.size();
+    }
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      error_ = std::current_exception();
+    }
+    changed_.notify_all();
+  }
+}
+
+}  // namespace mone

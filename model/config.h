@@ -1,0 +1,48 @@
+// Model configuration: the shape of a MoNE ViT, named presets, validation.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace mone {
+
+// Thrown for an invalid configuration; the message names the field.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct ModelConfig {
+  int64_t image_height = 28;
+  int64_t image_width = 28;
+  int64_t channels = 1;
+  int64_t patch = 4;
+  int64_t dim = 64;        // D, width of the residual stream
+  int64_t depth = 6;       // L, encoder blocks
+  int64_t heads = 4;
+  int64_t experts = 4;     // E, nested experts; expert E is the full width
+  int64_t classes = 10;
+  int64_t mlp_ratio = 4;   // hidden width = mlp_ratio * D for every expert
+
+  int64_t tokens() const { return (image_height / patch) * (image_width / patch); }
+  int64_t patch_dim() const { return patch * patch * channels; }
+  int64_t head_dim() const { return dim / heads; }
+  int64_t hidden() const { return mlp_ratio * dim; }
+  // Width d_j = D / 2^(E-j) of expert j, j = 1 (smallest) .. E (full).
+  int64_t expert_width(int64_t j) const { return dim >> (experts - j); }
+
+  // Throws ConfigError naming the first offending field.
+  void validate() const;
+  // "name=value" pairs for tables, check files and checkpoints.
+  std::vector<std::pair<std::string, int64_t>> fields() const;
+  // Sets one field by name; throws ConfigError for an unknown name.
+  void set(const std::string& field, int64_t value);
+};
+
+// Presets: "tiny" (28x28x1, patch 4, D 64, depth 6, 4 heads, E 4, 10 classes),
+// "s16" (ViT-S/16 at 224x224x3), "b16" (ViT-B/16 at 224x224x3).
+ModelConfig preset_config(const std::string& name);
+std::vector<std::string> preset_names();
+
+}  // namespace mone

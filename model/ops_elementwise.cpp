@@ -1,0 +1,166 @@
+// Element-wise and small row-wise ops: position embedding, GELU, the MLP
+// scaling (alpha * r + 1), mean pooling, softmax cross-entropy.
+#include <algorithm>
+#include <cmath>
+
+#include "model/fast_math.h"
+#include "model/ops.h"
+
+namespace mone {
+
+template <class T>
+void position_embed_forward(T* x, const T* pos, int64_t B, int64_t N, int64_t D) {
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < N * D; ++i) x[b * N * D + i] += pos[i];
+}
+
+template <class T>
+void position_embed_backward(const T* dx, int64_t B, int64_t N, int64_t D, T* dpos) {
+  // Sum over images in order (deterministic); parallel over positions.
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N * D; ++i) {
+    T sum = 0;
+    for (int64_t b = 0; b < B; ++b) sum += dx[b * N * D + i];
+    dpos[i] += sum;
+  }
+}
+
+namespace {
+constexpr double kGeluK0 = 0.7978845608028654;  // sqrt(2 / pi)
+constexpr double kGeluK1 = 0.044715;
+}  // namespace
+
+// 0.5 x (1 + tanh(u)) = x * sigmoid(2u): same function, no cancellation near 0,
+// and one exp instead of a tanh.
+template <class T>
+void gelu_forward(const T* x, int64_t n, T* y) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = x[i];
+    const T u = T(kGeluK0) * (v + T(kGeluK1) * v * v * v);
+    y[i] = v / (T(1) + fast_exp(T(-2) * u));
+  }
+}
+
+template <class T>
+void gelu_backward(const T* dy, const T* x, int64_t n, T* dx) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = x[i];
+    const T u = T(kGeluK0) * (v + T(kGeluK1) * v * v * v);
+    const T s = T(1) / (T(1) + fast_exp(T(-2) * u));
+    const T du = T(kGeluK0) * (T(1) + T(3 * kGeluK1) * v * v);
+    dx[i] = dy[i] * (s + v * s * (T(1) - s) * T(2) * du);
+  }
+}
+
+template <class T>
+void scaled_residual_forward(const T* z, const T* m, const T* r, T alpha, int64_t M, int64_t D, T* out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < M; ++i) {
+    const T s = alpha * r[i] + T(1);
+    for (int64_t c = 0; c < D; ++c) out[i * D + c] = z[i * D + c] + s * m[i * D + c];
+  }
+}
+
+template <class T>
+void scaled_residual_backward(const T* dout, const T* m, const T* r, T alpha, int64_t M, int64_t D, T* dm, T* dr,
+                              T* dalpha) {
+  // <dout_i, m_i> per row; the calling thread's buffer, kept so later steps allocate nothing.
+  thread_local std::vector<T> dot_buffer;
+  if (dot_buffer.size() < static_cast<size_t>(M)) dot_buffer.resize(M);
+  T* dots = dot_buffer.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < M; ++i) {
+    const T s = alpha * r[i] + T(1);
+    T dot = 0;
+    for (int64_t c = 0; c < D; ++c) {
+      dot += dout[i * D + c] * m[i * D + c];
+      dm[i * D + c] = s * dout[i * D + c];
+    }
+    dots[i] = dot;
+  }
+  T dalpha_sum = 0;  // in row order: deterministic
+  for (int64_t i = 0; i < M; ++i) {
+    dr[i] += alpha * dots[i];
+    dalpha_sum += r[i] * dots[i];
+  }
+  *dalpha += dalpha_sum;
+}
+
+template <class T>
+void mean_pool_forward(const T* x, const TokenLayout& layout, int64_t D, T* out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < layout.images; ++b) {
+    T* o = out + b * D;
+    std::fill(o, o + D, T(0));
+    for (int64_t p = 0; p < layout.tokens; ++p) {
+      const T* row = x + layout.row(b, p) * D;
+      for (int64_t c = 0; c < D; ++c) o[c] += row[c];
+    }
+    for (int64_t c = 0; c < D; ++c) o[c] /= T(layout.tokens);
+  }
+}
+
+template <class T>
+void mean_pool_backward(const T* dout, const TokenLayout& layout, int64_t D, T* dx) {
+  const T inverse = T(1) / T(layout.tokens);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < layout.images; ++b)
+    for (int64_t p = 0; p < layout.tokens; ++p) {
+      T* row = dx + layout.row(b, p) * D;
+      for (int64_t c = 0; c < D; ++c) row[c] = dout[b * D + c] * inverse;
+    }
+}
+
+template <class T>
+T cross_entropy_forward(const T* logits, const int32_t* labels, int64_t B, int64_t C, T* probs,
+                        T label_smoothing) {
+  T loss = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const T* z = logits + b * C;
+    const T top = *std::max_element(z, z + C);
+    T sum = 0;
+    for (int64_t c = 0; c < C; ++c) sum += probs[b * C + c] = std::exp(z[c] - top);
+    for (int64_t c = 0; c < C; ++c) probs[b * C + c] /= sum;
+    // -log p_c = log(sum) + top - z_c; the smoothed target spreads e over all classes.
+    const T log_normaliser = std::log(sum) + top;
+    T mean_logit = 0;
+    if (label_smoothing != T(0)) {
+      for (int64_t c = 0; c < C; ++c) mean_logit += z[c];
+      mean_logit /= T(C);
+    }
+    loss += (T(1) - label_smoothing) * (log_normaliser - z[labels[b]]) +
+            label_smoothing * (log_normaliser - mean_logit);
+  }
+  return loss / T(B);
+}
+
+template <class T>
+void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, int64_t C, T* dlogits,
+                            T label_smoothing) {
+  const T spread = label_smoothing / T(C);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < C; ++c) {
+      const T target = (c == labels[b] ? T(1) - label_smoothing : T(0)) + spread;
+      dlogits[b * C + c] = (probs[b * C + c] - target) / T(B);
+    }
+}
+
+#define MONE_INSTANTIATE(T)                                                                                     \
+  template void position_embed_forward<T>(T*, const T*, int64_t, int64_t, int64_t);                             \
+  template void position_embed_backward<T>(const T*, int64_t, int64_t, int64_t, T*);                            \
+  template void gelu_forward<T>(const T*, int64_t, T*);                                                         \
+  template void gelu_backward<T>(const T*, const T*, int64_t, T*);                                              \
+  template void scaled_residual_forward<T>(const T*, const T*, const T*, T, int64_t, int64_t, T*);              \
+  template void scaled_residual_backward<T>(const T*, const T*, const T*, T, int64_t, int64_t, T*, T*, T*);     \
+  template void mean_pool_forward<T>(const T*, const TokenLayout&, int64_t, T*);                                \
+  template void mean_pool_backward<T>(const T*, const TokenLayout&, int64_t, T*);                               \
+  template T cross_entropy_forward<T>(const T*, const int32_t*, int64_t, int64_t, T*, T);                       \
+  template void cross_entropy_backward<T>(const T*, const int32_t*, int64_t, int64_t, T*, T);
+MONE_INSTANTIATE(float)
+MONE_INSTANTIATE(double)
+#undef MONE_INSTANTIATE
+
+}  // namespace mone

@@ -1,0 +1,117 @@
+#include "model/parameters.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/random.h"
+
+namespace mone {
+
+namespace {
+// Every parameter of the model in forward order: the gradient buffer is
+// filled in roughly the reverse of this order during backward.
+std::vector<ParamInfo> layout_of(const ModelConfig& c) {
+  std::vector<ParamInfo> infos;
+  int64_t offset = 0;
+  auto add = [&](std::string name, std::vector<int64_t> shape, ParamKind kind) {
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    infos.push_back({std::move(name), std::move(shape), offset, numel, kind});
+    offset += numel;
+  };
+  const int64_t D = c.dim;
+  add("patch_embed.weight", {c.patch_dim(), D}, ParamKind::weight);
+  add("patch_embed.bias", {D}, ParamKind::bias);
+  add("pos_embed", {c.tokens(), D}, ParamKind::position);
+  add("router.weight", {D, c.experts}, ParamKind::router_weight);
+  add("router.bias", {c.experts}, ParamKind::bias);
+  for (int64_t l = 0; l < c.depth; ++l) {
+    const std::string p = "blocks." + std::to_string(l) + ".";
+    add(p + "norm1.weight", {D}, ParamKind::norm_gain);
+    add(p + "norm1.bias", {D}, ParamKind::norm_bias);
+    add(p + "attn.qkv.weight", {D, 3 * D}, ParamKind::weight);
+    add(p + "attn.qkv.bias", {3 * D}, ParamKind::bias);
+    add(p + "attn.proj.weight", {D, D}, ParamKind::weight);
+    add(p + "attn.proj.bias", {D}, ParamKind::bias);
+    add(p + "norm2.weight", {D}, ParamKind::norm_gain);
+    add(p + "norm2.bias", {D}, ParamKind::norm_bias);
+    add(p + "mlp.fc1.weight", {D, c.hidden()}, ParamKind::weight);
+    add(p + "mlp.fc1.bias", {c.hidden()}, ParamKind::bias);
+    add(p + "mlp.fc2.weight", {c.hidden(), D}, ParamKind::weight);
+    add(p + "mlp.fc2.bias", {D}, ParamKind::bias);
+    add(p + "alpha", {1}, ParamKind::alpha);
+  }
+  add("norm.weight", {D}, ParamKind::norm_gain);
+  add("norm.bias", {D}, ParamKind::norm_bias);
+  add("head.weight", {D, c.classes}, ParamKind::weight);
+  add("head.bias", {c.classes}, ParamKind::bias);
+  return infos;
+}
+
+// Normal draw truncated to [-2 std, 2 std] by redrawing (the timm convention).
+double truncated_normal(uint64_t seed, uint64_t stream, uint64_t index) {
+  for (uint64_t attempt = 0;; ++attempt) {
+    const double z = random_normal(seed, stream, index * 64 + attempt);
+    if (std::fabs(z) <= 2.0) return z;
+  }
+}
+}  // namespace
+
+template <class T>
+ParameterSet<T>::ParameterSet(const ModelConfig& config) : infos_(layout_of(config)) {
+  const int64_t total = infos_.empty() ? 0 : infos_.back().offset + infos_.back().numel;
+  values_.assign(total, T(0));
+  grads_.assign(total, T(0));
+}
+
+template <class T>
+const ParamInfo& ParameterSet<T>::info(const std::string& name) const {
+  auto it = std::find_if(infos_.begin(), infos_.end(), [&](const ParamInfo& p) { return p.name == name; });
+  if (it == infos_.end()) throw std::out_of_range("no parameter named '" + name + "'");
+  return *it;
+}
+
+template <class T>
+Tensor ParameterSet<T>::value_tensor(const std::string& name) {
+  const ParamInfo& p = info(name);
+  return {values_.data() + p.offset, p.shape, dtype_of<T>(), Device::cpu};
+}
+
+template <class T>
+Tensor ParameterSet<T>::grad_tensor(const std::string& name) {
+  const ParamInfo& p = info(name);
+  return {grads_.data() + p.offset, p.shape, dtype_of<T>(), Device::cpu};
+}
+
+template <class T>
+void ParameterSet<T>::initialise(uint64_t seed) {
+  constexpr double kStd = 0.02;
+  for (size_t i = 0; i < infos_.size(); ++i) {
+    const ParamInfo& p = infos_[i];
+    T* v = values_.data() + p.offset;
+    // One random stream per parameter: adding a parameter never shifts another's values.
+    const uint64_t stream = i;
+    for (int64_t e = 0; e < p.numel; ++e) {
+      switch (p.kind) {
+        case ParamKind::weight:
+        case ParamKind::position: v[e] = static_cast<T>(kStd * truncated_normal(seed, stream, e)); break;
+        case ParamKind::router_weight: v[e] = static_cast<T>(kStd * random_normal(seed, stream, e)); break;
+        case ParamKind::norm_gain: v[e] = T(1); break;
+        case ParamKind::bias:
+        case ParamKind::norm_bias:
+        case ParamKind::alpha: v[e] = T(0); break;
+      }
+    }
+  }
+  zero_grads();
+}
+
+template <class T>
+void ParameterSet<T>::zero_grads() {
+  std::fill(grads_.begin(), grads_.end(), T(0));
+}
+
+template class ParameterSet<float>;
+template class ParameterSet<double>;
+
+}  // namespace mone

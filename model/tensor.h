@@ -1,0 +1,70 @@
+// Tensor views and the activation workspace.
+//
+// A Tensor does not own memory: parameters live in one ParameterSet buffer and
+// activations in one Workspace arena. dtype and device are part of the type
+// from the start so bf16 storage and CUDA buffers slot in without changing the
+// callers; the CPU reference computes in float32 (and float64 for gradient
+// checks, through the scalar template parameter of the ops).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mone {
+
+enum class DType { f32, f64, bf16 };
+enum class Device { cpu, cuda };
+
+size_t dtype_size(DType dtype);
+const char* dtype_name(DType dtype);
+
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::f32; }
+template <> constexpr DType dtype_of<double>() { return DType::f64; }
+
+struct Tensor {
+  void* data = nullptr;
+  std::vector<int64_t> shape;
+  DType dtype = DType::f32;
+  Device device = Device::cpu;
+
+  int64_t numel() const;
+  size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  std::string shape_string() const;  // "[49, 64]"
+  template <class T> T* as() const { return static_cast<T*>(data); }
+};
+
+// A bump allocator over one block. The first training step sizes it; later
+// steps with the same shapes reuse the block and allocate nothing.
+class Workspace {
+ public:
+  // Returns n elements of T, 64-byte aligned, valid until reset().
+  template <class T> T* take(int64_t n) {
+    return static_cast<T*>(take_bytes(static_cast<size_t>(n) * sizeof(T)));
+  }
+  // Ends a step: if it needed more than the block holds, a block large enough
+  // for it is allocated now (what this step took stays valid until reset()).
+  // So the first step allocates and later steps with the same shapes do not.
+  void settle();
+  // Starts a new step: everything taken before is released.
+  void reset();
+  size_t capacity_bytes() const { return capacity_; }
+  size_t allocations() const { return allocations_; }  // heap allocations so far
+
+ private:
+  void* take_bytes(size_t bytes);
+  struct FreeDeleter { void operator()(void* p) const; };
+  std::unique_ptr<char, FreeDeleter> block_;
+  size_t capacity_ = 0;
+  size_t used_ = 0;
+  size_t peak_ = 0;
+  // Overflow blocks taken while the main block was too small, and a block
+  // replaced by settle(); freed at reset.
+  std::vector<std::unique_ptr<char, FreeDeleter>> overflow_;
+  size_t allocations_ = 0;
+};
+
+}  // namespace mone

@@ -1,0 +1,44 @@
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <omp.h>
+
+#include "model/model.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace mone {
+
+namespace {
+int ranks_on_this_machine() {
+  // Set by Open MPI's and MPICH's launchers; Slurm's srun sets the first too via PMIx.
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
+    if (const char* value = std::getenv(name)) {
+      const int n = std::atoi(value);
+      if (n > 0) return n;
+    }
+  }
+  return 1;
+}
+int current_threads = 0;
+}  // namespace
+
+int default_thread_count() {
+  cpu_set_t set;
+  const int cores = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+  return std::max(1, cores / ranks_on_this_machine());
+}
+
+void set_thread_count(int threads) {
+  current_threads = std::max(1, threads);
+  omp_set_num_threads(current_threads);
+  openblas_set_num_threads(current_threads);
+}
+
+int thread_count() {
+  if (current_threads == 0) set_thread_count(default_thread_count());
+  return current_threads;
+}
+
+}  // namespace mone

@@ -1,0 +1,297 @@
+// Each op's forward against a naive reference written here from the method
+// page's definitions (double, 1e-12 scaled error, see compare_buffers). The
+// gradient checks prove backward == d(forward); these prove forward == the
+// method, so the pair pins each op down.
+#include <cmath>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "model/ops.h"
+#include "tests/common/gradcheck.h"
+#include "tests/common/test_random.h"
+
+namespace mone {
+namespace {
+
+using testing::TestRandom;
+using testing::compare_buffers;
+using testing::within_tolerance;
+
+constexpr double kTolerance = 1e-12;
+
+// y[M, out] = x[M, :in] @ W[:in, :out] + b, plain loops.
+std::vector<double> naive_linear(const std::vector<double>& x, int64_t ldx, int64_t M, int64_t in,
+                                 const std::vector<double>& W, int64_t ldw, const double* b, int64_t out) {
+  std::vector<double> y(M * out);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t o = 0; o < out; ++o) {
+      double sum = b ? b[o] : 0.0;
+      for (int64_t k = 0; k < in; ++k) sum += x[i * ldx + k] * W[k * ldw + o];
+      y[i * out + o] = sum;
+    }
+  return y;
+}
+
+TEST(OpsForward, GemmAllTransposes) {
+  const int64_t M = 3, N = 4, K = 5;
+  TestRandom random(1);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      // Stored shapes with one column of padding to exercise the leading dims.
+      const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, lda = a_cols + 1;
+      const int64_t b_rows = tb ? N : K, b_cols = tb ? K : N, ldb = b_cols + 1, ldc = N + 1;
+      std::vector<double> A = random.nonzero_vector(a_rows * lda), B = random.nonzero_vector(b_rows * ldb);
+      std::vector<double> C = random.nonzero_vector(M * ldc), expected = C;
+      const double alpha = 0.7, beta = -0.3;
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double sum = 0;
+          for (int64_t k = 0; k < K; ++k)
+            sum += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+          expected[i * ldc + j] = alpha * sum + beta * C[i * ldc + j];
+        }
+      gemm<double>(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+      EXPECT_TRUE(within_tolerance(compare_buffers("gemm", C.data(), expected.data(), M * ldc), kTolerance))
+          << "transpose_a " << ta << " transpose_b " << tb;
+    }
+}
+
+TEST(OpsForward, Linear) {
+  const int64_t M = 4, in = 3, out = 5, ldx = 4;
+  TestRandom random(2);
+  std::vector<double> x = random.nonzero_vector(M * ldx), W = random.nonzero_vector(in * out),
+                      b = random.nonzero_vector(out), y(M * out);
+  linear_forward(x.data(), ldx, M, in, W.data(), out, b.data(), out, y.data(), out);
+  const auto expected = naive_linear(x, ldx, M, in, W, out, b.data(), out);
+  EXPECT_TRUE(within_tolerance(compare_buffers("linear", y.data(), expected.data(), M * out), kTolerance));
+}
+
+TEST(OpsForward, PatchifyIsRowMajorOverPatchRowColumnChannel) {
+  // Every pixel value encodes its coordinates, so a misplaced pixel is visible.
+  const int64_t B = 2, H = 4, W = 6, C = 2, P = 2, grid_w = W / P, N = (H / P) * grid_w;
+  std::vector<double> images(B * H * W * C);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t x = 0; x < W; ++x)
+        for (int64_t c = 0; c < C; ++c) images[((b * H + y) * W + x) * C + c] = b * 1000 + y * 100 + x * 10 + c;
+  std::vector<double> patches(B * N * P * P * C, -1.0);
+  patchify(images.data(), B, H, W, C, P, patches.data());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t py = 0; py < P; ++py)
+        for (int64_t px = 0; px < P; ++px)
+          for (int64_t c = 0; c < C; ++c) {
+            const int64_t y = (n / grid_w) * P + py, x = (n % grid_w) * P + px;
+            EXPECT_EQ(patches[(b * N + n) * P * P * C + (py * P + px) * C + c], b * 1000 + y * 100 + x * 10 + c)
+                << "image " << b << " token " << n << " pixel (" << py << ", " << px << ", " << c << ")";
+          }
+}
+
+TEST(OpsForward, PatchEmbedAndPositionEmbed) {
+  const int64_t B = 2, N = 3, patch_dim = 4, D = 5;
+  TestRandom random(3);
+  std::vector<double> patches = random.nonzero_vector(B * N * patch_dim), W = random.nonzero_vector(patch_dim * D),
+                      bias = random.nonzero_vector(D), pos = random.nonzero_vector(N * D), out(B * N * D);
+  patch_embed_forward(patches.data(), B * N, patch_dim, W.data(), bias.data(), D, out.data());
+  position_embed_forward(out.data(), pos.data(), B, N, D);
+  auto expected = naive_linear(patches, patch_dim, B * N, patch_dim, W, D, bias.data(), D);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) expected[(b * N + n) * D + d] += pos[n * D + d];
+  EXPECT_TRUE(within_tolerance(compare_buffers("embed", out.data(), expected.data(), B * N * D), kTolerance));
+}
+
+TEST(OpsForward, LayerNormWithEps1e6) {
+  // One row with tiny variance makes the eps = 1e-6 visible in the result.
+  const int64_t M = 3, D = 4;
+  TestRandom random(4);
+  std::vector<double> x = random.nonzero_vector(M * D), gain = random.nonzero_vector(D, 0.5, 1.5),
+                      bias = random.nonzero_vector(D);
+  for (int64_t d = 0; d < D; ++d) x[2 * D + d] = 0.3 + 1e-4 * d;
+  std::vector<double> y(M * D), mean(M), rstd(M), expected(M * D), expected_mean(M), expected_rstd(M);
+  layernorm_forward(x.data(), M, D, gain.data(), bias.data(), y.data(), mean.data(), rstd.data());
+  for (int64_t i = 0; i < M; ++i) {
+    double mu = 0, var = 0;
+    for (int64_t d = 0; d < D; ++d) mu += x[i * D + d] / D;
+    for (int64_t d = 0; d < D; ++d) var += (x[i * D + d] - mu) * (x[i * D + d] - mu) / D;  // biased
+    expected_mean[i] = mu;
+    expected_rstd[i] = 1.0 / std::sqrt(var + 1e-6);
+    for (int64_t d = 0; d < D; ++d) expected[i * D + d] = (x[i * D + d] - mu) * expected_rstd[i] * gain[d] + bias[d];
+  }
+  EXPECT_TRUE(within_tolerance(compare_buffers("layernorm y", y.data(), expected.data(), M * D), kTolerance));
+  EXPECT_TRUE(within_tolerance(compare_buffers("layernorm mean", mean.data(), expected_mean.data(), M), kTolerance));
+  EXPECT_TRUE(within_tolerance(compare_buffers("layernorm rstd", rstd.data(), expected_rstd.data(), M), 1e-10));
+}
+
+const std::vector<ExpertGroup> kGroups = {{0, 2, 8}, {2, 3, 2}, {5, 2, 4}};
+constexpr int64_t kRows = 7, kFull = 8;
+
+TEST(OpsForward, NestedInUsesFirstWidthInputChannels) {
+  const int64_t out = 5;
+  TestRandom random(5);
+  std::vector<double> x = random.nonzero_vector(kRows * kFull), W = random.nonzero_vector(kFull * out),
+                      b = random.nonzero_vector(out), y(kRows * out);
+  nested_in_forward(x.data(), kFull, kGroups, W.data(), b.data(), out, y.data());
+  std::vector<double> expected(kRows * out);
+  for (const ExpertGroup& g : kGroups)
+    for (int64_t i = g.row_begin; i < g.row_begin + g.rows; ++i)
+      for (int64_t o = 0; o < out; ++o) {
+        double sum = b[o];
+        for (int64_t k = 0; k < g.width; ++k) sum += x[i * kFull + k] * W[k * out + o];
+        expected[i * out + o] = sum;
+      }
+  EXPECT_TRUE(within_tolerance(compare_buffers("nested_in", y.data(), expected.data(), kRows * out), kTolerance));
+}
+
+TEST(OpsForward, NestedOutWritesFirstWidthChannelsAndZeroes) {
+  const int64_t in = 5;
+  TestRandom random(6);
+  std::vector<double> x = random.nonzero_vector(kRows * in), W = random.nonzero_vector(in * kFull),
+                      b = random.nonzero_vector(kFull), y(kRows * kFull, 123.0);  // stale values must go
+  nested_out_forward(x.data(), in, kGroups, W.data(), b.data(), kFull, y.data());
+  std::vector<double> expected(kRows * kFull, 0.0);
+  for (const ExpertGroup& g : kGroups)
+    for (int64_t i = g.row_begin; i < g.row_begin + g.rows; ++i)
+      for (int64_t o = 0; o < g.width; ++o) {
+        double sum = b[o];
+        for (int64_t k = 0; k < in; ++k) sum += x[i * in + k] * W[k * kFull + o];
+        expected[i * kFull + o] = sum;
+      }
+  EXPECT_TRUE(within_tolerance(compare_buffers("nested_out", y.data(), expected.data(), kRows * kFull), kTolerance));
+}
+
+void check_attention_forward(const TokenLayout& layout) {
+  const int64_t heads = 2, D = 6, hd = D / heads, N = layout.tokens, B = layout.images, rows = B * N;
+  TestRandom random(7);
+  std::vector<double> qkv = random.nonzero_vector(rows * 3 * D), out(rows * D), probs(B * heads * N * N);
+  attention_forward(qkv.data(), layout, heads, D, out.data(), probs.data());
+  std::vector<double> expected(rows * D), expected_probs(B * heads * N * N);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < N; ++i) {
+        const double* q = &qkv[layout.row(b, i) * 3 * D + h * hd];
+        std::vector<double> score(N);
+        double top = -1e300, sum = 0;
+        for (int64_t j = 0; j < N; ++j) {
+          const double* k = &qkv[layout.row(b, j) * 3 * D + D + h * hd];
+          score[j] = 0;
+          for (int64_t d = 0; d < hd; ++d) score[j] += q[d] * k[d] / std::sqrt(static_cast<double>(hd));
+          top = std::max(top, score[j]);
+        }
+        for (double& s : score) sum += s = std::exp(s - top);
+        for (int64_t j = 0; j < N; ++j) expected_probs[((b * heads + h) * N + i) * N + j] = score[j] / sum;
+        for (int64_t d = 0; d < hd; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < N; ++j) acc += score[j] / sum * qkv[layout.row(b, j) * 3 * D + 2 * D + h * hd + d];
+          expected[layout.row(b, i) * D + h * hd + d] = acc;
+        }
+      }
+  EXPECT_TRUE(within_tolerance(compare_buffers("attention out", out.data(), expected.data(), rows * D), kTolerance));
+  EXPECT_TRUE(within_tolerance(
+      compare_buffers("attention probs [B,H,N,N]", probs.data(), expected_probs.data(), B * heads * N * N), kTolerance));
+}
+
+TEST(OpsForward, AttentionImageMajor) { check_attention_forward(TokenLayout::image_major(2, 4)); }
+TEST(OpsForward, AttentionTokenMajor) { check_attention_forward(TokenLayout::token_major(2, 4)); }
+
+TEST(OpsForward, GeluIsTheTanhApproximation) {
+  const std::vector<double> x = {-4.0, -1.5, -0.3, 0.0, 0.2, 1.0, 2.5, 6.0};
+  std::vector<double> y(x.size()), expected(x.size());
+  gelu_forward(x.data(), static_cast<int64_t>(x.size()), y.data());
+  for (size_t i = 0; i < x.size(); ++i)
+    expected[i] = 0.5 * x[i] * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x[i] + 0.044715 * x[i] * x[i] * x[i])));
+  EXPECT_TRUE(within_tolerance(compare_buffers("gelu", y.data(), expected.data(), 8), kTolerance));
+}
+
+TEST(OpsForward, RouterSoftmax) {
+  const int64_t M = 4, D = 3, E = 4;
+  TestRandom random(8);
+  std::vector<double> x = random.nonzero_vector(M * D), W = random.nonzero_vector(D * E), b = random.nonzero_vector(E),
+                      probs(M * E);
+  router_forward(x.data(), M, D, W.data(), b.data(), E, probs.data());
+  auto expected = naive_linear(x, D, M, D, W, E, b.data(), E);
+  for (int64_t i = 0; i < M; ++i) {
+    double sum = 0;
+    for (int64_t e = 0; e < E; ++e) sum += expected[i * E + e] = std::exp(expected[i * E + e]);
+    for (int64_t e = 0; e < E; ++e) expected[i * E + e] /= sum;
+  }
+  EXPECT_TRUE(within_tolerance(compare_buffers("router", probs.data(), expected.data(), M * E), kTolerance));
+}
+
+TEST(OpsForward, PermutationAndScaledResidualAndPool) {
+  const int64_t B = 2, N = 3, D = 2, rows = B * N;
+  TestRandom random(9);
+  std::vector<double> src = random.nonzero_vector(rows * D), dst(rows * D);
+  const std::vector<int32_t> source_of_row = {4, 1, 0, 5, 2, 3};
+  permute_tokens_forward(src.data(), source_of_row.data(), rows, D, dst.data());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t d = 0; d < D; ++d) EXPECT_EQ(dst[r * D + d], src[source_of_row[r] * D + d]);
+
+  std::vector<double> z = random.nonzero_vector(rows * D), m = random.nonzero_vector(rows * D),
+                      r = random.uniform_vector(rows, 0.1, 0.9), out(rows * D), expected(rows * D);
+  const double alpha = -0.6;
+  scaled_residual_forward(z.data(), m.data(), r.data(), alpha, rows, D, out.data());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t d = 0; d < D; ++d) expected[i * D + d] = z[i * D + d] + (alpha * r[i] + 1.0) * m[i * D + d];
+  EXPECT_TRUE(within_tolerance(compare_buffers("scaled_residual", out.data(), expected.data(), rows * D), kTolerance));
+
+  for (const TokenLayout& layout : {TokenLayout::image_major(B, N), TokenLayout::token_major(B, N)}) {
+    std::vector<double> pooled(B * D), expected_pool(B * D, 0.0);
+    mean_pool_forward(z.data(), layout, D, pooled.data());
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t d = 0; d < D; ++d) expected_pool[b * D + d] += z[layout.row(b, n) * D + d] / N;
+    EXPECT_TRUE(within_tolerance(compare_buffers("mean_pool", pooled.data(), expected_pool.data(), B * D), kTolerance))
+        << "token_stride " << layout.token_stride;
+  }
+}
+
+TEST(OpsForward, CrossEntropyIsMeanOverBatch) {
+  const int64_t B = 3, C = 4;
+  const std::vector<int32_t> labels = {1, 3, 0};
+  TestRandom random(10);
+  std::vector<double> logits = random.nonzero_vector(B * C, 0.1, 3.0), probs(B * C);
+  const double loss = cross_entropy_forward(logits.data(), labels.data(), B, C, probs.data());
+  double expected = 0;
+  std::vector<double> expected_probs(B * C);
+  for (int64_t b = 0; b < B; ++b) {
+    double sum = 0;
+    for (int64_t c = 0; c < C; ++c) sum += std::exp(logits[b * C + c]);
+    for (int64_t c = 0; c < C; ++c) expected_probs[b * C + c] = std::exp(logits[b * C + c]) / sum;
+    expected += (std::log(sum) - logits[b * C + labels[b]]) / B;
+  }
+  EXPECT_NEAR(loss, expected, kTolerance);
+  EXPECT_TRUE(within_tolerance(compare_buffers("cross_entropy probs", probs.data(), expected_probs.data(), B * C), kTolerance));
+
+  // Label smoothing e: target q = (1 - e) onehot + e / C, loss -sum q log p.
+  const double e = 0.1;
+  double smoothed = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < C; ++c)
+      smoothed -= ((c == labels[b] ? 1.0 - e : 0.0) + e / C) * std::log(expected_probs[b * C + c]) / B;
+  EXPECT_NEAR(cross_entropy_forward(logits.data(), labels.data(), B, C, probs.data(), e), smoothed, kTolerance);
+}
+
+TEST(OpsForward, CrossEntropyWithLabelSmoothing) {
+  const int64_t B = 2, C = 4;
+  const double e = 0.1;
+  const std::vector<int32_t> labels = {2, 0};
+  TestRandom random(11);
+  std::vector<double> logits = random.nonzero_vector(B * C, 0.1, 3.0), probs(B * C);
+  const double loss = cross_entropy_forward(logits.data(), labels.data(), B, C, probs.data(), e);
+  // -sum_c q_c log p_c with q = (1 - e) onehot + e / C, averaged over the batch.
+  double expected = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    double sum = 0;
+    for (int64_t c = 0; c < C; ++c) sum += std::exp(logits[b * C + c]);
+    for (int64_t c = 0; c < C; ++c) {
+      const double q = (c == labels[b] ? 1.0 - e : 0.0) + e / C;
+      expected -= q * std::log(std::exp(logits[b * C + c]) / sum) / B;
+    }
+  }
+  EXPECT_NEAR(loss, expected, kTolerance);
+}
+
+}  // namespace
+}  // namespace mone

@@ -1,0 +1,143 @@
+"""Cross-check of the C++ model against the independent PyTorch one.
+
+For each case, runs `mone-check` to write one training step of the C++ model,
+loads its parameters and batch into tests/torch/mone_torch.py, repeats the
+step in float32 and requires:
+  - the file to follow docs/check-file.md (check_file.layout_problems);
+  - the same capacities and tokens per expert;
+  - EPR on the file's router probabilities to give the file's routing (the tie
+    rule, exactly), and the torch model's own routing to be the same;
+  - router probabilities, logits, loss and every parameter gradient within a
+    relative error ||torch - c++|| / ||torch|| <= 1e-4 per tensor.
+
+Run: /usr/bin/python3 tests/torch/crosscheck.py build/trainer/mone-check
+"""
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import check_file
+import mone_torch as mt
+
+TOLERANCE = 1e-4
+
+# (name, mone-check arguments). Non-zero alpha so the router gets gradient;
+# the last case has an odd shape: non-square grid, 3 channels, 3 experts.
+CASES = [
+    ("tiny e_c=1.0", ["--preset", "tiny", "--batch", "8", "--capacity", "1.0", "--alpha", "0.5"]),
+    ("tiny e_c=0.5", ["--preset", "tiny", "--batch", "8", "--capacity", "0.5", "--alpha", "0.5"]),
+    ("tiny e_c=0.3", ["--preset", "tiny", "--batch", "8", "--capacity", "0.3", "--alpha", "0.5", "--seed", "7"]),
+    ("odd E=3 e_c=0.4", ["--preset", "tiny", "--batch", "5", "--capacity", "0.4", "--alpha", "0.8", "--seed", "3",
+                         "--set", "dim=32", "--set", "heads=2", "--set", "depth=2", "--set", "experts=3",
+                         "--set", "image_height=20", "--set", "channels=3"]),
+]
+
+
+@dataclass
+class Comparison:
+    case: str
+    tensor: str
+    relative_error: float
+
+
+def relative_error(cpp: np.ndarray, reference: np.ndarray) -> float:
+    cpp, reference = np.asarray(cpp, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if cpp.shape != reference.shape:
+        return math.inf
+    difference = np.linalg.norm(cpp - reference)
+    scale = np.linalg.norm(reference)
+    if scale == 0.0:
+        return 0.0 if difference == 0.0 else math.inf
+    return float(difference / scale)
+
+
+def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -> Tuple[List[Comparison], List[str]]:
+    """Returns the tensor comparisons and the exact-match failures of one case."""
+    path = os.path.join(directory, name.replace(" ", "_").replace("=", "") + ".h5")
+    completed = subprocess.run([mone_check, *arguments, "--out", path], capture_output=True, text=True)
+    if completed.returncode != 0:
+        return [], [f"mone-check failed ({completed.returncode}): {completed.stderr.strip()}"]
+    failures = [f"layout: {problem}" for problem in check_file.layout_problems(path)]
+    if failures:
+        return [], failures
+
+    data = check_file.load(path)
+    model = mt.MoNEViT(data.config)
+    model.load_file_parameters(data.params)
+    images = torch.from_numpy(data.images)
+    labels = torch.from_numpy(data.labels).long()
+    output = model(images, data.requested_capacity)
+    loss = F.cross_entropy(output.logits, labels)
+    loss.backward()
+
+    if not np.allclose(output.capacity, data.capacity, rtol=0, atol=1e-9):
+        failures.append(f"capacity torch {np.round(output.capacity, 6)} c++ {np.round(data.capacity, 6)}")
+    if output.tokens_per_expert != data.tokens_per_expert.tolist():
+        failures.append(f"tokens per expert torch {output.tokens_per_expert} c++ {data.tokens_per_expert.tolist()}")
+    else:
+        file_counts = data.tokens_per_expert.tolist()
+        epr_on_file_probs = mt.expert_preferred_routing(torch.from_numpy(data.router_probs), file_counts)
+        mismatched = int((epr_on_file_probs.numpy() != data.expert_of_token).sum())
+        if mismatched:
+            failures.append(f"EPR on the file's probabilities differs from the file's routing at {mismatched} tokens")
+    own_mismatched = int((output.expert_of_token.numpy() != data.expert_of_token).sum())
+    if own_mismatched:
+        failures.append(f"the torch model's routing differs from the file's at {own_mismatched} tokens")
+
+    comparisons = [
+        Comparison(name, "router_probs", relative_error(data.router_probs, output.router_probs.detach().numpy())),
+        Comparison(name, "logits", relative_error(data.logits, output.logits.detach().numpy())),
+        Comparison(name, "loss", relative_error(data.loss, loss.item())),
+    ]
+    for tensor, gradient in model.file_gradients().items():
+        comparisons.append(Comparison(name, "grad " + tensor, relative_error(data.grads[tensor], gradient)))
+    return comparisons, failures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mone_check", help="path of the mone-check program")
+    parser.add_argument("--keep", metavar="DIR", help="write the check files here and keep them")
+    parser.add_argument("--worst", type=int, default=12, help="rows of the worst-tensor table")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = args.keep or scratch
+        os.makedirs(directory, exist_ok=True)
+        comparisons, failures = [], []
+        for name, arguments in CASES:
+            case_comparisons, case_failures = run_case(args.mone_check, name, arguments, directory)
+            comparisons += case_comparisons
+            failures += [f"{name}: {failure}" for failure in case_failures]
+            worst = max((c.relative_error for c in case_comparisons), default=math.nan)
+            print(f"{name:18s} tensors {len(case_comparisons):3d}  worst relative error {worst:.2e}  "
+                  f"{'ok' if not case_failures else 'EXACT-MATCH FAILURES ' + str(len(case_failures))}")
+
+    over = [c for c in comparisons if not c.relative_error <= TOLERANCE]
+    print(f"\nworst tensors (tolerance {TOLERANCE:.0e} on ||torch - c++|| / ||torch||):")
+    print(f"  {'case':18s} {'tensor':36s} {'relative error':>14s}")
+    for c in sorted(comparisons, key=lambda c: -c.relative_error)[: args.worst]:
+        flag = "" if c.relative_error <= TOLERANCE else "  FAIL"
+        print(f"  {c.case:18s} {c.tensor:36s} {c.relative_error:14.3e}{flag}")
+    for failure in failures:
+        print("FAIL " + failure)
+    if over or failures:
+        print(f"\ncrosscheck: FAILED ({len(over)} tensors over tolerance, {len(failures)} other failures)")
+        return 1
+    print(f"\ncrosscheck: passed ({len(comparisons)} tensors in {len(CASES)} cases)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+#include "trainer/capacity_schedule.h"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+#include "model/capacity.h"
+#include "model/random.h"
+
+namespace mone {
+
+namespace {
+
+double parse_capacity(const std::string& text, int64_t experts) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(value)) {
+    throw std::invalid_argument("'" + text + "' is not a number");
+  }
+  try {
+    capacity_for(value, experts);
+  } catch (const std::exception& error) {
+    throw std::invalid_argument("e_c " + text + " is not feasible with " + std::to_string(experts) +
+                                " experts: " + error.what());
+  }
+  return value;
+}
+
+bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+
+}  // namespace
+
+std::vector<double> default_capacities(int64_t experts) {
+  std::vector<double> values;
+  const double lowest = std::ldexp(1.0, static_cast<int>(1 - experts));
+  for (int i = 0; i <= 8; ++i) {
+    const double value = (15 + 10 * i) / 100.0;
+    if (value > lowest) values.push_back(value);
+  }
+  values.push_back(1.0);
+  return values;
+}
+
+std::vector<double> parse_capacity_list(const std::string& text, int64_t experts) {
+  std::vector<double> values;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, ',');) values.push_back(parse_capacity(part, experts));
+  if (values.empty()) throw std::invalid_argument("the list of capacities is empty");
+  return values;
+}
+
+CapacitySchedule CapacitySchedule::parse(const std::string& spec, int64_t experts) {
+  CapacitySchedule schedule;
+  if (starts_with(spec, "fixed:")) {
+    schedule.kind_ = Kind::fixed;
+    schedule.values_ = {parse_capacity(spec.substr(6), experts)};
+  } else if (spec == "random") {
+    schedule.kind_ = Kind::set;
+    schedule.values_ = default_capacities(experts);
+  } else if (starts_with(spec, "random:")) {
+    schedule.kind_ = Kind::set;
+    schedule.values_ = parse_capacity_list(spec.substr(7), experts);
+  } else if (starts_with(spec, "range:")) {
+    const std::string bounds = spec.substr(6);
+    const size_t dash = bounds.find('-');
+    if (dash == std::string::npos) throw std::invalid_argument("range: expected LO-HI, got '" + bounds + "'");
+    const double low = parse_capacity(bounds.substr(0, dash), experts);
+    const double high = parse_capacity(bounds.substr(dash + 1), experts);
+    if (!(low < high)) throw std::invalid_argument("range: LO must be below HI, got '" + bounds + "'");
+    schedule.kind_ = Kind::range;
+    schedule.values_ = {low, high};
+  } else {
+    throw std::invalid_argument("'" + spec + "' is not one of fixed:E, random, random:E1,E2,..., range:LO-HI");
+  }
+  return schedule;
+}
+
+double CapacitySchedule::at(uint64_t seed, int64_t step) const {
+  const double u = random_uniform(seed, kCapacityStream, static_cast<uint64_t>(step));
+  switch (kind_) {
+    case Kind::fixed:
+      return values_[0];
+    case Kind::set:
+      return values_[static_cast<size_t>(u * static_cast<double>(values_.size()))];
+    case Kind::range:
+      return values_[0] + u * (values_[1] - values_[0]);
+  }
+  return values_[0];
+}
+
+}  // namespace mone

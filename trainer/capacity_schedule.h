@@ -1,0 +1,40 @@
+// The effective capacity e_c of each training step (method page, "One model,
+// many budgets"): fixed, drawn from a set, or drawn from a range. A draw is a
+// pure function of (seed, step), so every data-parallel rank uses the same
+// e_c in the same step and a resumed run draws the same values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mone {
+
+// The counter-based random stream of the capacity draws (random.h); no other
+// draw uses it.
+constexpr uint64_t kCapacityStream = 0x6361706163697479;  // "capacity"
+
+// {0.15, 0.25, ..., 0.95, 1.0}, less the values infeasible for `experts`
+// (e_c must exceed 2^(1-E)).
+std::vector<double> default_capacities(int64_t experts);
+
+// "0.15,0.25,1": each value checked feasible for `experts`. Throws
+// std::invalid_argument saying which value is wrong and why.
+std::vector<double> parse_capacity_list(const std::string& text, int64_t experts);
+
+class CapacitySchedule {
+ public:
+  // "fixed:E", "random" (the default set), "random:E1,E2,..." or "range:LO-HI".
+  // Throws std::invalid_argument naming what is wrong.
+  static CapacitySchedule parse(const std::string& spec, int64_t experts);
+
+  // e_c of training step `step` (0-based).
+  double at(uint64_t seed, int64_t step) const;
+
+ private:
+  enum class Kind { fixed, set, range };
+  Kind kind_ = Kind::fixed;
+  std::vector<double> values_;  // fixed: one value; set: the choices; range: {low, high}
+};
+
+}  // namespace mone

@@ -1,0 +1,118 @@
+#include "trainer/check_file.h"
+
+#include <stdexcept>
+
+#include "model/ops.h"
+#include "model/random.h"
+#include "trainer/hdf5_writer.h"
+
+namespace mone {
+namespace {
+
+// Random streams of the synthetic batch ("chkimage", "chklabel" in ASCII), kept
+// apart from the streams that initialise the parameters from the same seed.
+constexpr uint64_t kImageStream = 0x63686b696d616765ULL;
+constexpr uint64_t kLabelStream = 0x63686b6c6162656cULL;
+
+// The router's softmax on the embedded tokens (patch + position), recomputed
+// with the model's own ops because Model does not keep it.
+std::vector<float> router_probabilities(const ModelConfig& config, const ParameterSet<float>& params,
+                                        const SyntheticBatch& batch) {
+  const int64_t rows = batch.size * config.tokens();
+  auto value = [&params](const char* name) { return params.values() + params.info(name).offset; };
+  std::vector<float> patches(rows * config.patch_dim());
+  patchify(batch.images.data(), batch.size, config.image_height, config.image_width, config.channels,
+           config.patch, patches.data());
+  std::vector<float> embedded(rows * config.dim);
+  patch_embed_forward(patches.data(), rows, config.patch_dim(), value("patch_embed.weight"),
+                      value("patch_embed.bias"), config.dim, embedded.data());
+  position_embed_forward(embedded.data(), value("pos_embed"), batch.size, config.tokens(), config.dim);
+  std::vector<float> probs(rows * config.experts);
+  router_forward(embedded.data(), rows, config.dim, value("router.weight"), value("router.bias"),
+                 config.experts, probs.data());
+  return probs;
+}
+
+}  // namespace
+
+SyntheticBatch synthetic_batch(const ModelConfig& config, uint64_t seed, int64_t batch) {
+  if (batch <= 0) throw std::invalid_argument("batch must be positive, got " + std::to_string(batch));
+  SyntheticBatch result;
+  result.size = batch;
+  result.images.resize(batch * config.image_height * config.image_width * config.channels);
+  for (size_t i = 0; i < result.images.size(); ++i) {
+    result.images[i] = static_cast<float>(random_normal(seed, kImageStream, i));
+  }
+  result.labels.resize(batch);
+  for (int64_t b = 0; b < batch; ++b) {
+    // The modulo bias is below 2^-50 for any class count a model has.
+    result.labels[b] = static_cast<int32_t>(random_bits(seed, kLabelStream, b) % config.classes);
+  }
+  return result;
+}
+
+void set_block_alphas(Model<float>& model, double alpha) {
+  const int64_t depth = model.config().depth;
+  for (int64_t block = 0; block < depth; ++block) {
+    *model.params().value("blocks." + std::to_string(block) + ".alpha") =
+        static_cast<float>(alpha * static_cast<double>(1 + block) / static_cast<double>(depth));
+  }
+}
+
+CheckStep run_check_step(const CheckSettings& settings) {
+  settings.config.validate();
+  CheckStep step;
+  step.settings = settings;
+  step.model = std::make_unique<Model<float>>(settings.config, settings.seed);
+  set_block_alphas(*step.model, settings.alpha);
+  step.batch = synthetic_batch(settings.config, settings.seed, settings.batch);
+
+  Model<float>& model = *step.model;
+  model.params().zero_grads();
+  step.loss = model.forward_backward(step.batch.images.data(), step.batch.labels.data(), settings.batch,
+                                     settings.effective_capacity);
+  step.logits.assign(model.logits(), model.logits() + settings.batch * settings.config.classes);
+  step.router_probs = router_probabilities(settings.config, model.params(), step.batch);
+  return step;
+}
+
+void write_check_file(const std::string& path, const CheckStep& step) {
+  const ModelConfig& config = step.settings.config;
+  const Model<float>& model = *step.model;
+  const Routing& routing = model.routing();
+  const int64_t batch = step.batch.size;
+  if (static_cast<int64_t>(routing.expert_of_token.size()) != batch * config.tokens()) {
+    throw std::logic_error("the model's routing covers " + std::to_string(routing.expert_of_token.size()) +
+                           " tokens, the batch has " + std::to_string(batch * config.tokens()));
+  }
+
+  Hdf5Writer file(path);
+  file.write_attribute("format", std::string("mone-check"));
+  file.write_attribute("version", int64_t{1});
+  for (const auto& [name, value] : config.fields()) file.write_attribute(name, value);
+  file.write_attribute("seed", static_cast<int64_t>(step.settings.seed));
+  file.write_attribute("batch", batch);
+  file.write_attribute("requested_capacity", routing.requested_capacity);
+  file.write_attribute("realised_capacity", routing.realised_capacity);
+
+  const ParameterSet<float>& params = model.params();
+  for (const ParamInfo& info : params.infos()) {
+    file.write_dataset("/params/" + info.name, info.shape, params.values() + info.offset);
+    file.write_dataset("/grads/" + info.name, info.shape, params.grads() + info.offset);
+  }
+
+  file.write_dataset("/batch/images", {batch, config.image_height, config.image_width, config.channels},
+                     step.batch.images.data());
+  file.write_dataset("/batch/labels", step.batch.labels);
+
+  file.write_dataset("/routing/capacity", routing.capacity);
+  file.write_dataset("/routing/tokens_per_expert", routing.tokens_per_expert);
+  file.write_dataset("/routing/expert_of_token", {batch, config.tokens()}, routing.expert_of_token.data());
+  file.write_dataset("/routing/router_probs", {batch, config.tokens(), config.experts}, step.router_probs.data());
+
+  file.write_dataset("/output/logits", {batch, config.classes}, step.logits.data());
+  file.write_dataset("/output/loss", {1}, &step.loss);
+  file.close();
+}
+
+}  // namespace mone

@@ -1,0 +1,50 @@
+// The check file (docs/check-file.md): one forward and backward pass of the CPU
+// model on a synthetic batch, written to HDF5 with everything an independent
+// implementation needs to reproduce and compare it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/model.h"
+
+namespace mone {
+
+struct CheckSettings {
+  ModelConfig config;
+  uint64_t seed = 1;               // parameters, images and labels
+  int64_t batch = 8;
+  double effective_capacity = 1.0;
+  double alpha = 0.0;              // block l gets alpha * (1 + l) / depth
+};
+
+// Images [B, H, W, C] standard normal and labels uniform over the classes,
+// both pure functions of the seed.
+struct SyntheticBatch {
+  int64_t size = 0;
+  std::vector<float> images;
+  std::vector<int32_t> labels;
+};
+SyntheticBatch synthetic_batch(const ModelConfig& config, uint64_t seed, int64_t batch);
+
+// Gives block l the alpha `alpha * (1 + l) / depth`: non-zero alphas let the
+// router receive gradient, and different ones per block catch a mixed-up block.
+void set_block_alphas(Model<float>& model, double alpha);
+
+// The pass and what it produced.
+struct CheckStep {
+  CheckSettings settings;
+  std::unique_ptr<Model<float>> model;  // parameters, gradients, routing
+  SyntheticBatch batch;
+  float loss = 0;
+  std::vector<float> logits;            // [B, classes]
+  std::vector<float> router_probs;      // [B, N, E], original token order
+};
+CheckStep run_check_step(const CheckSettings& settings);
+
+void write_check_file(const std::string& path, const CheckStep& step);
+
+}  // namespace mone

@@ -1,0 +1,194 @@
+#include "trainer/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ostream>
+#include <regex>
+
+#include "data/checksum.h"
+#include "data/hdf5.h"
+#include "trainer/hdf5_reader.h"
+#include "trainer/hdf5_writer.h"
+
+namespace mone {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFormat = "mone-checkpoint";
+
+// CRC-32 over the parameters, then both moments, as stored (little-endian float32).
+uint32_t state_checksum(const float* values, const float* m, const float* v, int64_t n) {
+  Crc32 crc;
+  const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  crc.update(values, bytes);
+  crc.update(m, bytes);
+  crc.update(v, bytes);
+  return crc.value();
+}
+
+void fsync_path(const fs::path& path, int flags) {
+  const int fd = ::open(path.c_str(), flags);
+  if (fd < 0) throw CheckpointError("cannot open '" + path.string() + "' to sync it: " + std::strerror(errno));
+  const int result = ::fsync(fd);
+  ::close(fd);
+  if (result != 0) throw CheckpointError("fsync of '" + path.string() + "' failed: " + std::strerror(errno));
+}
+
+}  // namespace
+
+void write_checkpoint(const fs::path& path, const ModelConfig& model, const ParameterSet<float>& params,
+                      const AdamW& optimizer, const TrainingProgress& progress, const std::string& config) {
+  const fs::path temporary = path.parent_path() / ("." + path.filename().string() + ".tmp");
+  {
+    // The loaders' prefetch threads read HDF5 too; the data layer's lock
+    // serialises every HDF5 call in the process.
+    const auto hdf5 = h5::lock();
+    Hdf5Writer writer(temporary.string());
+    writer.write_attribute("format", std::string(kFormat));
+    writer.write_attribute("version", kCheckpointVersion);
+    for (const auto& [field, value] : model.fields()) writer.write_attribute("model." + field, value);
+    writer.write_attribute("step", progress.step);
+    writer.write_attribute("epoch", progress.epoch);
+    writer.write_attribute("consumed_samples", progress.consumed_samples);
+    writer.write_attribute("world_size", progress.world_size);
+    writer.write_attribute("seed", static_cast<int64_t>(progress.seed));  // bits kept; read back as uint64
+    writer.write_attribute("optimizer_step", optimizer.step_count());
+    writer.write_attribute("config", config);
+    const float* m = optimizer.first_moment().data();
+    const float* v = optimizer.second_moment().data();
+    writer.write_attribute("checksum", static_cast<int64_t>(state_checksum(params.values(), m, v, params.numel())));
+    for (const ParamInfo& info : params.infos()) {
+      writer.write_dataset("/params/" + info.name, info.shape, params.values() + info.offset);
+      writer.write_dataset("/optimizer/m/" + info.name, info.shape, m + info.offset);
+      writer.write_dataset("/optimizer/v/" + info.name, info.shape, v + info.offset);
+    }
+    writer.close();
+  }
+  fsync_path(temporary, O_RDONLY);
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    throw CheckpointError("cannot rename '" + temporary.string() + "' to '" + path.string() +
+                          "': " + std::strerror(errno));
+  }
+  fsync_path(path.parent_path().empty() ? fs::path(".") : path.parent_path(), O_RDONLY | O_DIRECTORY);
+}
+
+Checkpoint read_checkpoint(const fs::path& path) {
+  const std::string name = path.string();
+  try {
+    const auto hdf5 = h5::lock();
+    const Hdf5Reader reader(name);
+    if (!reader.has_attribute("format") || reader.read_string_attribute("format") != kFormat) {
+      throw CheckpointError("'" + name + "' is not a mone checkpoint (no format = " + kFormat + ")");
+    }
+    const int64_t version = reader.read_int_attribute("version");
+    if (version != kCheckpointVersion) {
+      throw CheckpointError("'" + name + "' has checkpoint version " + std::to_string(version) +
+                            "; this build reads version " + std::to_string(kCheckpointVersion));
+    }
+    Checkpoint checkpoint;
+    for (const auto& [field, value] : checkpoint.model.fields()) {
+      checkpoint.model.set(field, reader.read_int_attribute("model." + field));
+    }
+    checkpoint.model.validate();
+    checkpoint.progress.step = reader.read_int_attribute("step");
+    checkpoint.progress.epoch = reader.read_int_attribute("epoch");
+    checkpoint.progress.consumed_samples = reader.read_int_attribute("consumed_samples");
+    checkpoint.progress.world_size = reader.read_int_attribute("world_size");
+    checkpoint.progress.seed = static_cast<uint64_t>(reader.read_int_attribute("seed"));
+    checkpoint.optimizer_step = reader.read_int_attribute("optimizer_step");
+    checkpoint.config = reader.read_string_attribute("config");
+
+    const ParameterSet<float> layout(checkpoint.model);
+    const size_t n = static_cast<size_t>(layout.numel());
+    checkpoint.values.resize(n);
+    checkpoint.first_moment.resize(n);
+    checkpoint.second_moment.resize(n);
+    for (const ParamInfo& info : layout.infos()) {
+      reader.read_dataset("/params/" + info.name, info.shape, checkpoint.values.data() + info.offset);
+      reader.read_dataset("/optimizer/m/" + info.name, info.shape, checkpoint.first_moment.data() + info.offset);
+      reader.read_dataset("/optimizer/v/" + info.name, info.shape, checkpoint.second_moment.data() + info.offset);
+    }
+    const uint32_t expected = static_cast<uint32_t>(reader.read_int_attribute("checksum"));
+    const uint32_t actual = state_checksum(checkpoint.values.data(), checkpoint.first_moment.data(),
+                                           checkpoint.second_moment.data(), layout.numel());
+    if (actual != expected) {
+      throw CheckpointError("'" + name + "' is corrupt: its checksum does not match its contents");
+    }
+    return checkpoint;
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& error) {  // Hdf5Error, ConfigError
+    throw CheckpointError("cannot read checkpoint '" + name + "': " + error.what());
+  }
+}
+
+std::vector<std::string> model_differences(const ModelConfig& checkpoint, const ModelConfig& run) {
+  std::vector<std::string> differences;
+  const auto theirs = checkpoint.fields();
+  const auto ours = run.fields();
+  for (size_t i = 0; i < theirs.size(); ++i) {
+    if (theirs[i].second != ours[i].second) {
+      differences.push_back(theirs[i].first + ": checkpoint " + std::to_string(theirs[i].second) + ", this run " +
+                            std::to_string(ours[i].second));
+    }
+  }
+  return differences;
+}
+
+CheckpointDirectory::CheckpointDirectory(const fs::path& run_dir) : dir_(run_dir / "checkpoints") {}
+
+fs::path CheckpointDirectory::path_for(int64_t step) const {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%08lld.h5", static_cast<long long>(step));
+  return dir_ / name;
+}
+
+std::vector<fs::path> CheckpointDirectory::list() const {
+  std::vector<fs::path> files;
+  if (!fs::is_directory(dir_)) return files;
+  static const std::regex pattern("step-[0-9]{8,}\\.h5");
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir_)) {
+    if (std::regex_match(entry.path().filename().string(), pattern)) files.push_back(entry.path());
+  }
+  // Equal-width numbers sort by name; a longer name is a larger step.
+  std::sort(files.begin(), files.end(), [](const fs::path& a, const fs::path& b) {
+    const std::string x = a.filename().string(), y = b.filename().string();
+    return x.size() != y.size() ? x.size() < y.size() : x < y;
+  });
+  return files;
+}
+
+fs::path CheckpointDirectory::save(const ModelConfig& model, const ParameterSet<float>& params,
+                                   const AdamW& optimizer, const TrainingProgress& progress,
+                                   const std::string& config, int64_t keep) const {
+  fs::create_directories(dir_);
+  const fs::path path = path_for(progress.step);
+  write_checkpoint(path, model, params, optimizer, progress, config);
+  const std::vector<fs::path> files = list();
+  const size_t kept = static_cast<size_t>(std::max<int64_t>(1, keep));
+  for (size_t i = 0; i + kept < files.size(); ++i) fs::remove(files[i]);
+  return path;
+}
+
+std::optional<Checkpoint> CheckpointDirectory::newest_valid(std::ostream& warnings) const {
+  const std::vector<fs::path> files = list();
+  for (auto file = files.rbegin(); file != files.rend(); ++file) {
+    try {
+      return read_checkpoint(*file);
+    } catch (const CheckpointError& error) {
+      warnings << "warning: skipping checkpoint: " << error.what() << "\n";
+    }
+  }
+  if (!files.empty()) {
+    throw CheckpointError("none of the " + std::to_string(files.size()) + " checkpoints in '" + dir_.string() +
+                          "' is usable (see the warnings); pass --resume none to start over");
+  }
+  return std::nullopt;
+}
+
+}  // namespace mone

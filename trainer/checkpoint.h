@@ -1,0 +1,81 @@
+// Checkpoints (docs/trainer.md, "Checkpoints"): one HDF5 file per checkpoint
+// with every parameter by name, the AdamW state, the training position and
+// the full configuration. Written atomically; verified by a CRC-32 on load.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "model/adamw.h"
+#include "model/config.h"
+#include "model/parameters.h"
+
+namespace mone {
+
+constexpr int64_t kCheckpointVersion = 1;
+
+// A checkpoint that is missing, unreadable, fails verification, or does not
+// fit the run; the message names the file and the reason.
+struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Where training stands. Everything random is counter-based, so the seed and
+// the step are the whole RNG state; consumed_samples is the loader position.
+struct TrainingProgress {
+  int64_t step = 0;              // optimizer steps completed
+  int64_t epoch = 0;             // consumed_samples / training samples
+  int64_t consumed_samples = 0;  // samples of the global stream consumed
+  int64_t world_size = 1;        // ranks at save time
+  uint64_t seed = 0;
+};
+
+struct Checkpoint {
+  ModelConfig model;
+  TrainingProgress progress;
+  std::string config;  // the effective configuration, config.ini text
+  int64_t optimizer_step = 0;
+  // In the layout of ParameterSet<float>(model).
+  std::vector<float> values;
+  std::vector<float> first_moment;
+  std::vector<float> second_moment;
+};
+
+// Writes `path` atomically: a temporary file in the same directory, flushed
+// and fsync'ed, renamed over `path`, then the directory fsync'ed.
+void write_checkpoint(const std::filesystem::path& path, const ModelConfig& model,
+                      const ParameterSet<float>& params, const AdamW& optimizer,
+                      const TrainingProgress& progress, const std::string& config);
+
+// Reads and verifies (format, version, every tensor's shape, checksum).
+Checkpoint read_checkpoint(const std::filesystem::path& path);
+
+// "dim: checkpoint 32, this run 64" for each differing model field.
+std::vector<std::string> model_differences(const ModelConfig& checkpoint, const ModelConfig& run);
+
+// The checkpoints of one run: <run>/checkpoints/step-<8 digits>.h5.
+class CheckpointDirectory {
+ public:
+  explicit CheckpointDirectory(const std::filesystem::path& run_dir);
+  std::filesystem::path path_for(int64_t step) const;
+  // Checkpoint files, oldest (lowest step) first.
+  std::vector<std::filesystem::path> list() const;
+  // Writes the checkpoint of progress.step, then removes all but the newest `keep`.
+  std::filesystem::path save(const ModelConfig& model, const ParameterSet<float>& params,
+                             const AdamW& optimizer, const TrainingProgress& progress,
+                             const std::string& config, int64_t keep) const;
+  // The newest checkpoint that reads and verifies; each broken newer one is
+  // skipped with a warning on `warnings`. Empty when there are none at all;
+  // throws CheckpointError when there are some but none is usable.
+  std::optional<Checkpoint> newest_valid(std::ostream& warnings) const;
+
+ private:
+  std::filesystem::path dir_;
+};
+
+}  // namespace mone

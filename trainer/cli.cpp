@@ -1,0 +1,127 @@
+#include "trainer/cli.h"
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/error.h"
+#include "model/model.h"
+#include "trainer/checkpoint.h"
+#include "trainer/eval_command.h"
+#include "trainer/exit_codes.h"
+#include "trainer/option_table.h"
+#include "trainer/train_loop.h"
+#include "trainer/train_options.h"
+
+namespace mone {
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: mone <command> [options]\n"
+    "Commands:\n"
+    "  train   train a MoNE ViT (mone train --help)\n"
+    "  eval    evaluate a checkpoint at several capacities (mone eval --help)\n"
+    "Datasets are converted by the separate tool mone-data (mone-data --help).\n";
+
+void define_train_options(OptionTable& table, TrainOptions& o) {
+  table.add("data", &o.data, "dataset directory written by mone-data (required)");
+  table.add("run-dir", &o.run_dir, "run directory: config.ini, metrics.jsonl, checkpoints/, eval/ (required)");
+  table.add("preset", &o.preset, "model preset: tiny, s16, b16");
+  table.add("dim", &o.dim, "width D (0: the preset's)");
+  table.add("depth", &o.depth, "encoder blocks (0: the preset's)");
+  table.add("heads", &o.heads, "attention heads (0: the preset's)");
+  table.add("experts", &o.experts, "nested experts E (0: the preset's)");
+  table.add("patch", &o.patch, "patch size P (0: the preset's)");
+  table.add("mlp-ratio", &o.mlp_ratio, "MLP hidden width / D (0: the preset's)");
+  table.add("steps", &o.steps, "optimizer steps of the whole run");
+  table.add("batch", &o.batch, "global batch per optimizer step");
+  table.add("accumulate", &o.accumulate, "micro-steps per optimizer step (must divide --batch)");
+  table.add("lr", &o.lr, "peak learning rate");
+  table.add("min-lr", &o.min_lr, "learning rate at the end of the cosine decay");
+  table.add("warmup", &o.warmup, "steps of linear warmup");
+  table.add("weight-decay", &o.weight_decay, "AdamW decoupled weight decay (weights and router weight only)");
+  table.add("clip", &o.clip, "clip the global gradient norm to this (0: no clipping)");
+  table.add("label-smoothing", &o.label_smoothing, "label smoothing of the training loss");
+  table.add("seed", &o.seed, "seed of the initialisation, data order, augmentation and capacity draws");
+  table.add("threads", &o.threads, "CPU threads");
+  table.add("capacity", &o.capacity,
+            "e_c per step: fixed:E | random (0.15,0.25,...,0.95,1) | random:E1,E2,... | range:LO-HI");
+  table.add("eval-capacities", &o.eval_capacities, "comma-separated e_c list to evaluate (empty: the default set)");
+  table.add("eval-split", &o.eval_split, "split to evaluate (auto: val if present, else test)");
+  table.add("eval-batch", &o.eval_batch, "evaluation batch");
+  table.add("eval-every", &o.eval_every, "evaluate every K steps (0: only at the end)");
+  table.add("log-every", &o.log_every, "metrics record and log line every K steps");
+  table.add("checkpoint-every", &o.checkpoint_every, "checkpoint every K steps (0: only at the end and on a stop)");
+  table.add("keep", &o.keep, "checkpoints kept (the newest K)");
+  table.add("resume", &o.resume, "auto (newest valid checkpoint of --run-dir, if any) | none | PATH");
+  table.add("augment", &o.augment, "random crops (padding 4) and horizontal flips; false: none");
+  table.add_flag("no-flip", &o.no_flip, "no horizontal flips (e.g. for digits)");
+}
+
+void define_eval_options(OptionTable& table, EvalOptions& o) {
+  table.add("data", &o.data, "dataset directory written by mone-data (required)");
+  table.add("checkpoint", &o.checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
+  table.add("out", &o.out, "directory for eval/step-N.{csv,json} (empty: the checkpoint's run directory)");
+  table.add("split", &o.split, "split to evaluate (auto: val if present, else test)");
+  table.add("capacities", &o.capacities, "comma-separated e_c list (empty: 0.15,0.25,...,0.95,1)");
+  table.add("batch", &o.batch, "evaluation batch");
+  table.add("threads", &o.threads, "CPU threads");
+}
+
+int train_command(const std::vector<std::string>& args) {
+  TrainOptions options;
+  options.threads = default_thread_count();
+  OptionTable table("Usage: mone train --data DIR --run-dir DIR [options]\nTrains a MoNE ViT; see docs/trainer.md.");
+  define_train_options(table, options);
+  if (!table.parse(args, std::cout)) return kExitSuccess;
+  check_train_options(options);
+  const Dataset train = Dataset::open(options.data, "train");
+  const ModelConfig model =
+      resolve_model(options, train.shape.height, train.shape.width, train.shape.channels, train.classes);
+  std::cout << "mone train: effective configuration\n";
+  table.print(std::cout);
+  return run_training(options, model, table.ini());
+}
+
+int eval_command(const std::vector<std::string>& args) {
+  EvalOptions options;
+  options.threads = default_thread_count();
+  OptionTable table("Usage: mone eval --data DIR --checkpoint FILE|RUN_DIR [options]\n"
+                    "Evaluates a checkpoint at several effective capacities; see docs/trainer.md.");
+  define_eval_options(table, options);
+  if (!table.parse(args, std::cout)) return kExitSuccess;
+  check_eval_options(options);
+  return run_evaluation(options);
+}
+
+}  // namespace
+
+int run_command_line(int argc, char** argv) {
+  const std::string command = argc > 1 ? argv[1] : "";
+  const std::vector<std::string> args(argv + std::min(argc, 2), argv + argc);
+  try {
+    if (command == "train") return train_command(args);
+    if (command == "eval") return eval_command(args);
+    if (command == "--help" || command == "-h" || command == "help") {
+      std::cout << kUsage;
+      return kExitSuccess;
+    }
+    std::cerr << "mone: error: " << (command.empty() ? "no command given" : "unknown command '" + command + "'")
+              << "\n"
+              << kUsage;
+    return kExitUsage;
+  } catch (const UsageError& error) {
+    std::cerr << "mone " << command << ": error: " << error.what() << "\n";
+    return kExitUsage;
+  } catch (const DivergedError& error) {
+    std::cerr << "\nmone " << command << ": error: " << error.what() << "\n";
+    return kExitDiverged;
+  } catch (const std::exception& error) {
+    std::cerr << "mone " << command << ": error: " << error.what() << "\n";
+    return kExitFailure;
+  }
+}
+
+}  // namespace mone

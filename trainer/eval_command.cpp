@@ -1,0 +1,76 @@
+#include "trainer/eval_command.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "data/dataset.h"
+#include "model/model.h"
+#include "trainer/capacity_schedule.h"
+#include "trainer/checkpoint.h"
+#include "trainer/evaluate.h"
+#include "trainer/exit_codes.h"
+
+namespace mone {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A run directory gives its newest valid checkpoint; a file is read as is.
+Checkpoint load(const fs::path& where) {
+  if (!fs::is_directory(where)) return read_checkpoint(where);
+  std::optional<Checkpoint> newest = CheckpointDirectory(where).newest_valid(std::cerr);
+  if (!newest) throw CheckpointError("'" + where.string() + "' holds no checkpoints");
+  return std::move(*newest);
+}
+
+}  // namespace
+
+int run_evaluation(const EvalOptions& options) {
+  set_thread_count(options.threads);
+  const fs::path where = options.checkpoint;
+  const Checkpoint checkpoint = load(where);
+  const ModelConfig& config = checkpoint.model;
+
+  const std::string split = evaluation_split(options.data, options.split);
+  const Dataset data = Dataset::open(options.data, split);
+  if (data.shape.height != config.image_height || data.shape.width != config.image_width ||
+      data.shape.channels != config.channels || data.classes != config.classes) {
+    throw UsageError("--data: the dataset has " + data.shape.to_string() + " images and " +
+                     std::to_string(data.classes) + " classes; the checkpoint's model takes " +
+                     std::to_string(config.image_height) + "x" + std::to_string(config.image_width) + "x" +
+                     std::to_string(config.channels) + " and " + std::to_string(config.classes));
+  }
+  std::vector<double> capacities;
+  try {
+    capacities = options.capacities.empty() ? default_capacities(config.experts)
+                                            : parse_capacity_list(options.capacities, config.experts);
+  } catch (const std::invalid_argument& error) {
+    throw UsageError(std::string("--capacities: ") + error.what());
+  }
+
+  Model<float> model(config, checkpoint.progress.seed);
+  std::copy(checkpoint.values.begin(), checkpoint.values.end(), model.params().values());
+  LoaderOptions loader;
+  loader.dir = options.data;
+  loader.split = split;
+  loader.global_batch = options.batch;
+  loader.mode = LoaderMode::eval;
+  const std::vector<CapacityResult> results = evaluate(model, loader, capacities);
+
+  std::cout << "checkpoint at step " << checkpoint.progress.step << ", split '" << split << "':\n";
+  print_evaluation(std::cout, results);
+  // A run directory, or the run directory of <run>/checkpoints/step-N.h5.
+  const fs::path out = !options.out.empty()        ? fs::path(options.out)
+                       : fs::is_directory(where) ? where
+                                                 : where.parent_path().parent_path();
+  char stem[32];
+  std::snprintf(stem, sizeof(stem), "step-%08lld", static_cast<long long>(checkpoint.progress.step));
+  fs::create_directories(out / "eval");
+  write_evaluation(out / "eval" / stem, results);
+  std::cout << "wrote " << (out / "eval" / stem).string() << ".csv and .json\n";
+  return kExitSuccess;
+}
+
+}  // namespace mone

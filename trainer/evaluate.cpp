@@ -1,0 +1,99 @@
+#include "trainer/evaluate.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <ostream>
+#include <stdexcept>
+
+#include "data/dataset.h"
+#include "model/flops.h"
+#include "model/ops.h"
+#include "trainer/metrics.h"
+
+namespace mone {
+
+std::string evaluation_split(const std::filesystem::path& data, const std::string& requested) {
+  if (requested != "auto") return requested;
+  return read_manifest(data).splits.count("val") ? "val" : "test";
+}
+
+std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& options,
+                                     const std::vector<double>& capacities) {
+  std::vector<CapacityResult> results(capacities.size());
+  std::vector<double> loss_sums(capacities.size(), 0.0);
+  std::vector<int64_t> correct(capacities.size(), 0);
+  const int64_t classes = model.config().classes;
+  std::vector<float> probs;
+  Loader loader(options);
+  Batch batch;
+  int64_t samples = 0;
+  while (loader.next(batch)) {
+    probs.resize(static_cast<size_t>(batch.count * classes));
+    for (size_t i = 0; i < capacities.size(); ++i) {
+      const float* logits = model.forward(batch.images.data(), batch.count, capacities[i]);
+      loss_sums[i] += static_cast<double>(cross_entropy_forward(logits, batch.labels.data(), batch.count, classes,
+                                                                probs.data())) *
+                      static_cast<double>(batch.count);
+      for (int64_t b = 0; b < batch.count; ++b) {
+        const float* row = logits + b * classes;
+        correct[i] += std::max_element(row, row + classes) - row == batch.labels[static_cast<size_t>(b)];
+      }
+      const Routing& routing = model.routing();
+      results[i].requested = capacities[i];
+      results[i].realised = routing.realised_capacity;
+      results[i].gflops = forward_flops_per_image(model.config(), routing.tokens_per_expert) / 1e9;
+    }
+    samples += batch.count;
+  }
+  if (samples == 0) throw std::runtime_error("evaluation split '" + options.split + "' has no samples");
+  for (size_t i = 0; i < capacities.size(); ++i) {
+    results[i].samples = samples;
+    results[i].top1 = static_cast<double>(correct[i]) / static_cast<double>(samples);
+    results[i].loss = loss_sums[i] / static_cast<double>(samples);
+  }
+  return results;
+}
+
+void print_evaluation(std::ostream& out, const std::vector<CapacityResult>& results) {
+  char line[128];
+  out << "  e_c req  e_c real   top-1     loss   GFLOPs/img\n";
+  for (const CapacityResult& r : results) {
+    std::snprintf(line, sizeof(line), "  %7.3f  %8.4f  %6.2f%%  %7.4f  %11.5f\n", r.requested, r.realised,
+                  100.0 * r.top1, r.loss, r.gflops);
+    out << line;
+  }
+}
+
+std::string evaluation_json(const std::vector<CapacityResult>& results) {
+  std::string json = "[";
+  for (size_t i = 0; i < results.size(); ++i) {
+    const CapacityResult& r = results[i];
+    JsonRecord record;
+    record.add("requested_capacity", r.requested)
+        .add("realised_capacity", r.realised)
+        .add("top1", r.top1)
+        .add("loss", r.loss)
+        .add("gflops_per_image", r.gflops)
+        .add("samples", r.samples);
+    json += (i ? ", " : "") + record.str();
+  }
+  return json + "]";
+}
+
+void write_evaluation(const std::filesystem::path& stem, const std::vector<CapacityResult>& results) {
+  std::filesystem::path csv_path = stem, json_path = stem;
+  csv_path += ".csv";
+  json_path += ".json";
+  std::ofstream csv(csv_path);
+  csv << "requested_capacity,realised_capacity,top1,loss,gflops_per_image,samples\n";
+  for (const CapacityResult& r : results) {
+    csv << format_double(r.requested) << "," << format_double(r.realised) << "," << format_double(r.top1) << ","
+        << format_double(r.loss) << "," << format_double(r.gflops) << "," << r.samples << "\n";
+  }
+  std::ofstream json(json_path);
+  json << evaluation_json(results) << "\n";
+  if (!csv || !json) throw std::runtime_error("cannot write the evaluation report '" + stem.string() + ".*'");
+}
+
+}  // namespace mone

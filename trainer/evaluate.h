@@ -1,0 +1,40 @@
+// Evaluation of one set of weights at several effective capacities (method
+// page, "One model, many budgets"): top-1, loss, realised e_c and forward
+// GFLOPs per image at each, over one pass of an evaluation split.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "model/model.h"
+
+namespace mone {
+
+struct CapacityResult {
+  double requested = 0;
+  double realised = 0;  // after flooring k_j = floor(c_j N)
+  double top1 = 0;      // fraction correct
+  double loss = 0;      // mean cross-entropy, no label smoothing
+  double gflops = 0;    // forward, per image, 1 multiply-add = 1 FLOP
+  int64_t samples = 0;
+};
+
+// "val" when the dataset has a validation split, else "test"; other names pass through.
+std::string evaluation_split(const std::filesystem::path& data, const std::string& requested);
+
+// One pass of an evaluation loader over `options.split`; each batch runs at
+// every capacity, so the data is read once.
+std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& options,
+                                     const std::vector<double>& capacities);
+
+void print_evaluation(std::ostream& out, const std::vector<CapacityResult>& results);
+// A JSON array of one object per capacity (for reports and metrics.jsonl).
+std::string evaluation_json(const std::vector<CapacityResult>& results);
+// <stem>.csv and <stem>.json.
+void write_evaluation(const std::filesystem::path& stem, const std::vector<CapacityResult>& results);
+
+}  // namespace mone

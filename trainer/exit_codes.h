@@ -1,0 +1,25 @@
+// The exit codes of `mone` (docs/trainer.md, "Exit codes"). Schedulers and
+// scripts act on them: 75 means "requeue me, I will resume".
+#pragma once
+
+#include <stdexcept>
+
+namespace mone {
+
+constexpr int kExitSuccess = 0;
+constexpr int kExitFailure = 1;   // an error (bad data, I/O, a broken checkpoint...)
+constexpr int kExitUsage = 2;     // invalid command line or config file
+constexpr int kExitDiverged = 3;  // non-finite loss or gradient; the last checkpoint is intact
+constexpr int kExitStopped = 75;  // EX_TEMPFAIL: stopped by a signal after a checkpoint; resumable
+
+// An invalid option or option value; the message names the option.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Training produced a non-finite loss or gradient norm; the message names the step.
+struct DivergedError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace mone

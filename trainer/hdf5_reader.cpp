@@ -1,0 +1,96 @@
+#include "trainer/hdf5_reader.h"
+
+#include <sys/stat.h>
+
+namespace mone {
+
+namespace {
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+}  // namespace
+
+Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
+  // Errors are reported by exception, not printed by HDF5's default handler.
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) throw Hdf5Error("'" + path + "' does not exist");
+  file_ = Hdf5Handle(MONE_HDF5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening the file"),
+                     H5Fclose);
+}
+
+bool Hdf5Reader::has_attribute(const std::string& name) const {
+  return MONE_HDF5_CHECK(H5Aexists(file_.get(), name.c_str()), "looking for attribute '" + name + "'") > 0;
+}
+
+Hdf5Handle Hdf5Reader::open_attribute(const std::string& name) const {
+  if (!has_attribute(name)) throw Hdf5Error("'" + path_ + "' has no attribute '" + name + "'");
+  return Hdf5Handle(MONE_HDF5_CHECK(H5Aopen(file_.get(), name.c_str(), H5P_DEFAULT),
+                                    "opening attribute '" + name + "'"),
+                    H5Aclose);
+}
+
+int64_t Hdf5Reader::read_int_attribute(const std::string& name) const {
+  const Hdf5Handle attribute = open_attribute(name);
+  int64_t value = 0;
+  MONE_HDF5_CHECK(H5Aread(attribute.get(), H5T_NATIVE_INT64, &value), "reading attribute '" + name + "'");
+  return value;
+}
+
+double Hdf5Reader::read_double_attribute(const std::string& name) const {
+  const Hdf5Handle attribute = open_attribute(name);
+  double value = 0;
+  MONE_HDF5_CHECK(H5Aread(attribute.get(), H5T_NATIVE_DOUBLE, &value), "reading attribute '" + name + "'");
+  return value;
+}
+
+std::string Hdf5Reader::read_string_attribute(const std::string& name) const {
+  const std::string what = "reading string attribute '" + name + "'";
+  const Hdf5Handle attribute = open_attribute(name);
+  Hdf5Handle type(MONE_HDF5_CHECK(H5Tcopy(H5T_C_S1), what), H5Tclose);
+  MONE_HDF5_CHECK(H5Tset_size(type.get(), H5T_VARIABLE), what);
+  MONE_HDF5_CHECK(H5Tset_cset(type.get(), H5T_CSET_UTF8), what);
+  char* text = nullptr;
+  MONE_HDF5_CHECK(H5Aread(attribute.get(), type.get(), &text), what);
+  std::string value = text != nullptr ? text : "";
+  H5free_memory(text);
+  return value;
+}
+
+bool Hdf5Reader::has_dataset(const std::string& path) const {
+  // H5Lexists fails (rather than answering no) when an intermediate group is missing.
+  std::string prefix;
+  size_t from = 1;
+  while (true) {
+    const size_t slash = path.find('/', from);
+    prefix = path.substr(0, slash);
+    if (H5Lexists(file_.get(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (slash == std::string::npos) return true;
+    from = slash + 1;
+  }
+}
+
+std::vector<int64_t> Hdf5Reader::dataset_shape(const std::string& path) const {
+  const std::string what = "reading the shape of dataset '" + path + "'";
+  Hdf5Handle dataset(MONE_HDF5_CHECK(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), what), H5Dclose);
+  Hdf5Handle space(MONE_HDF5_CHECK(H5Dget_space(dataset.get()), what), H5Sclose);
+  const int rank = MONE_HDF5_CHECK(H5Sget_simple_extent_ndims(space.get()), what);
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  MONE_HDF5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), what);
+  return std::vector<int64_t>(dims.begin(), dims.end());
+}
+
+void Hdf5Reader::read_dataset(const std::string& path, const std::vector<int64_t>& shape, float* out) const {
+  const std::vector<int64_t> stored = dataset_shape(path);
+  if (stored != shape) {
+    throw Hdf5Error("'" + path_ + "': dataset '" + path + "' has shape " + shape_text(stored) + ", expected " +
+                    shape_text(shape));
+  }
+  const std::string what = "reading dataset '" + path + "'";
+  Hdf5Handle dataset(MONE_HDF5_CHECK(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), what), H5Dclose);
+  MONE_HDF5_CHECK(H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out), what);
+}
+
+}  // namespace mone

@@ -1,0 +1,85 @@
+// Writing HDF5 files through the C API: attributes on the root group and
+// datasets at slash-separated paths (groups are created on the way). Every
+// HDF5 call is checked; a failure throws Hdf5Error naming the call, the file
+// and what was being written. Shared by check files and checkpoints.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace mone {
+
+struct Hdf5Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throws Hdf5Error "<call> failed <what> in '<file>': <HDF5's reason>" for a
+// negative id or status; shared by the writer and trainer/hdf5_reader.h.
+[[noreturn]] void throw_hdf5_failure(const char* call, const std::string& what, const std::string& file,
+                                     const char* source, int line);
+template <class Result>
+Result hdf5_check(Result result, const char* call, const std::string& what, const std::string& file,
+                  const char* source, int line) {
+  if (result < 0) throw_hdf5_failure(call, what, file, source, line);
+  return result;
+}
+// In a class whose member path_ names the file.
+#define MONE_HDF5_CHECK(call, what) ::mone::hdf5_check((call), #call, (what), path_, __FILE__, __LINE__)
+
+// Owns one HDF5 identifier and closes it with the matching H5*close.
+class Hdf5Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Hdf5Handle() = default;
+  Hdf5Handle(hid_t id, Closer close) : id_(id), close_(close) {}
+  Hdf5Handle(Hdf5Handle&& other) noexcept;
+  Hdf5Handle& operator=(Hdf5Handle&& other) noexcept;
+  Hdf5Handle(const Hdf5Handle&) = delete;
+  Hdf5Handle& operator=(const Hdf5Handle&) = delete;
+  ~Hdf5Handle();
+  hid_t get() const { return id_; }
+  // Gives up ownership without closing (for a close whose result is checked).
+  hid_t release();
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  Closer close_ = nullptr;
+};
+
+class Hdf5Writer {
+ public:
+  // Creates (truncates) the file.
+  explicit Hdf5Writer(const std::string& path);
+
+  // Attributes of the root group.
+  void write_attribute(const std::string& name, int64_t value);
+  void write_attribute(const std::string& name, double value);
+  void write_attribute(const std::string& name, const std::string& value);  // variable-length UTF-8
+
+  // A dataset at `path` ("/params/pos_embed") holding prod(shape) values,
+  // stored as the matching HDF5 type (float32, float64, int32, int64).
+  template <class T>
+  void write_dataset(const std::string& path, const std::vector<int64_t>& shape, const T* values);
+  template <class T>
+  void write_dataset(const std::string& path, const std::vector<T>& values) {
+    write_dataset(path, {static_cast<int64_t>(values.size())}, values.data());
+  }
+
+  // Flushes and closes; the destructor closes too but cannot report errors.
+  void close();
+  const std::string& path() const { return path_; }
+
+ private:
+  void write_scalar_attribute(const std::string& name, hid_t type, const void* value);
+  void write_raw_dataset(const std::string& path, const std::vector<int64_t>& shape, hid_t file_type,
+                         hid_t memory_type, const void* values);
+
+  std::string path_;
+  Hdf5Handle file_;
+};
+
+}  // namespace mone

@@ -1,0 +1,122 @@
+// mone-check: one forward and backward pass of the CPU model on a synthetic
+// batch, written as a check file (docs/check-file.md) for the cross-checks.
+#include <boost/program_options.hpp>
+
+#include <cstdlib>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "model/capacity.h"
+#include "model/config.h"
+#include "trainer/check_file.h"
+#include "trainer/hdf5_writer.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+int64_t parse_integer(const std::string& text, const std::string& option) {
+  size_t used = 0;
+  int64_t value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size()) {
+    throw std::invalid_argument(option + ": '" + text + "' is not an integer");
+  }
+  return value;
+}
+
+// The preset with every `--set field=value` applied in order, validated.
+mone::ModelConfig configured_model(const std::string& preset, const std::vector<std::string>& overrides) {
+  mone::ModelConfig config;
+  try {
+    config = mone::preset_config(preset);
+  } catch (const std::exception& error) {
+    throw std::invalid_argument(std::string("--preset: ") + error.what());
+  }
+  for (const std::string& assignment : overrides) {
+    const size_t equals = assignment.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      throw std::invalid_argument("--set: expected field=value, got '" + assignment + "'");
+    }
+    const std::string field = assignment.substr(0, equals);
+    const int64_t value = parse_integer(assignment.substr(equals + 1), "--set " + field);
+    try {
+      config.set(field, value);
+    } catch (const std::exception& error) {
+      throw std::invalid_argument(std::string("--set: ") + error.what());
+    }
+  }
+  try {
+    config.validate();
+  } catch (const std::exception& error) {
+    throw std::invalid_argument(std::string("--preset/--set: invalid model: ") + error.what());
+  }
+  return config;
+}
+
+int run(int argc, char** argv) {
+  std::string preset;
+  std::string out;
+  std::vector<std::string> overrides;
+  uint64_t seed = 0;
+  mone::CheckSettings settings;
+
+  po::options_description options("mone-check: one training step of the CPU model, written as a check file");
+  options.add_options()
+      ("help,h", "this help")
+      ("preset", po::value(&preset)->default_value("tiny"), "model preset (tiny, s16, b16)")
+      ("seed", po::value(&seed)->default_value(1), "seed of the parameters, images and labels")
+      ("batch", po::value(&settings.batch)->default_value(8), "images in the batch")
+      ("capacity", po::value(&settings.effective_capacity)->default_value(1.0), "effective capacity e_c in (2^(1-E), 1]")
+      ("alpha", po::value(&settings.alpha)->default_value(0.0), "block l's alpha is alpha * (1 + l) / depth")
+      ("out", po::value(&out)->required(), "the HDF5 file to write")
+      ("set", po::value(&overrides)->composing(), "field=value: override one model field (repeatable)");
+
+  po::variables_map arguments;
+  try {
+    po::store(po::parse_command_line(argc, argv, options), arguments);
+    if (arguments.count("help")) {
+      std::cout << options << "\n";
+      return EXIT_SUCCESS;
+    }
+    po::notify(arguments);
+  } catch (const po::error& error) {
+    throw std::invalid_argument(error.what());  // Boost's messages name the option
+  }
+
+  settings.seed = seed;
+  settings.config = configured_model(preset, overrides);
+  if (settings.batch <= 0) throw std::invalid_argument("--batch: must be positive, got " + std::to_string(settings.batch));
+  try {
+    mone::capacity_for(settings.effective_capacity, settings.config.experts);
+  } catch (const std::exception& error) {
+    throw std::invalid_argument(std::string("--capacity: ") + error.what());
+  }
+
+  const mone::CheckStep step = mone::run_check_step(settings);
+  try {
+    mone::write_check_file(out, step);
+  } catch (const mone::Hdf5Error& error) {
+    throw std::runtime_error(std::string("--out: ") + error.what());
+  }
+  std::cout << "mone-check: wrote " << out << " (loss " << step.loss << ", realised capacity "
+            << step.model->routing().realised_capacity << ")\n";
+  return EXIT_SUCCESS;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& error) {
+    std::cerr << "mone-check: error: " << error.what() << "\n";
+    return EXIT_FAILURE;
+  }
+}

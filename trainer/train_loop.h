@@ -1,0 +1,19 @@
+// `mone train`: the training loop of one rank (world size 1 for now; rank
+// and world are explicit in TrainOptions so data parallelism slots in).
+#pragma once
+
+#include <string>
+
+#include "model/config.h"
+#include "trainer/train_options.h"
+
+namespace mone {
+
+// Trains until options.steps, resuming as options.resume says. `config_ini`
+// is the effective configuration (written to the run directory and into
+// every checkpoint). Returns kExitSuccess, or kExitStopped after a stop
+// signal and a checkpoint. Throws UsageError, DivergedError (nothing saved
+// for the bad step), CheckpointError and the data layer's DataError.
+int run_training(const TrainOptions& options, const ModelConfig& model, const std::string& config_ini);
+
+}  // namespace mone

@@ -1,0 +1,86 @@
+#include "trainer/train_options.h"
+
+#include <tuple>
+#include <vector>
+
+#include "trainer/capacity_schedule.h"
+#include "trainer/exit_codes.h"
+
+namespace mone {
+
+namespace {
+
+void require(bool condition, const std::string& option, const std::string& message) {
+  if (!condition) throw UsageError("--" + option + ": " + message);
+}
+
+}  // namespace
+
+ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t image_width, int64_t channels,
+                          int64_t classes) {
+  ModelConfig config;
+  try {
+    config = preset_config(options.preset);
+  } catch (const std::exception& error) {
+    throw UsageError(std::string("--preset: ") + error.what());
+  }
+  config.image_height = image_height;
+  config.image_width = image_width;
+  config.channels = channels;
+  config.classes = classes;
+  // Option name, the bound override, the model field.
+  const std::vector<std::tuple<const char*, int64_t*, const char*>> overrides = {
+      {"dim", &options.dim, "dim"},       {"depth", &options.depth, "depth"},
+      {"heads", &options.heads, "heads"}, {"experts", &options.experts, "experts"},
+      {"patch", &options.patch, "patch"}, {"mlp-ratio", &options.mlp_ratio, "mlp_ratio"}};
+  for (const auto& [option, value, field] : overrides) {
+    require(*value >= 0, option, "must be positive (0: the preset's), got " + std::to_string(*value));
+    if (*value > 0) config.set(field, *value);
+  }
+  try {
+    config.validate();
+  } catch (const std::exception& error) {
+    throw UsageError(std::string("the model (--preset ") + options.preset + " and overrides, with the dataset's " +
+                     std::to_string(image_height) + "x" + std::to_string(image_width) + "x" +
+                     std::to_string(channels) + " images) is invalid: " + error.what());
+  }
+  for (const auto& [option, value, field] : overrides) {
+    for (const auto& [name, resolved] : config.fields()) {
+      if (name == field) *value = resolved;
+    }
+  }
+  return config;
+}
+
+void check_train_options(const TrainOptions& o) {
+  require(!o.data.empty(), "data", "is required");
+  require(!o.run_dir.empty(), "run-dir", "is required");
+  require(o.steps > 0, "steps", "must be positive");
+  require(o.batch > 0, "batch", "must be positive");
+  require(o.accumulate > 0, "accumulate", "must be positive");
+  require(o.batch % o.accumulate == 0, "accumulate",
+          std::to_string(o.accumulate) + " does not divide --batch " + std::to_string(o.batch));
+  require(o.batch / o.accumulate % o.world == 0, "batch", "each micro-batch must split evenly over the ranks");
+  require(o.lr > 0, "lr", "must be positive");
+  require(o.min_lr >= 0 && o.min_lr <= o.lr, "min-lr", "must be in [0, --lr]");
+  require(o.warmup >= 0, "warmup", "must be >= 0");
+  require(o.weight_decay >= 0, "weight-decay", "must be >= 0");
+  require(o.clip >= 0, "clip", "must be >= 0 (0: no clipping)");
+  require(o.label_smoothing >= 0 && o.label_smoothing < 1, "label-smoothing", "must be in [0, 1)");
+  require(o.threads > 0, "threads", "must be positive");
+  require(o.eval_batch > 0, "eval-batch", "must be positive");
+  require(o.eval_every >= 0, "eval-every", "must be >= 0");
+  require(o.log_every > 0, "log-every", "must be positive");
+  require(o.checkpoint_every >= 0, "checkpoint-every", "must be >= 0");
+  require(o.keep > 0, "keep", "must be positive");
+  require(!o.resume.empty(), "resume", "must be auto, none or a checkpoint path");
+}
+
+void check_eval_options(const EvalOptions& o) {
+  require(!o.data.empty(), "data", "is required");
+  require(!o.checkpoint.empty(), "checkpoint", "is required");
+  require(o.batch > 0, "batch", "must be positive");
+  require(o.threads > 0, "threads", "must be positive");
+}
+
+}  // namespace mone

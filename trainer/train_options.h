@@ -1,0 +1,71 @@
+// What `mone train` and `mone eval` are asked to do (docs/trainer.md,
+// "Options"). Plain values: trainer/cli.cpp binds them to command-line
+// options; the defaults here are the documented defaults.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "model/config.h"
+
+namespace mone {
+
+struct TrainOptions {
+  std::string data;     // dataset directory (mone-data's output)
+  std::string run_dir;  // checkpoints, metrics, config.ini, evaluation reports
+  // Model: a preset, with any field overridden (0: the preset's value). The
+  // image shape and class count come from the dataset.
+  std::string preset = "tiny";
+  int64_t dim = 0, depth = 0, heads = 0, experts = 0, patch = 0, mlp_ratio = 0;
+
+  int64_t steps = 1000;
+  int64_t batch = 128;      // global batch of one optimizer step
+  int64_t accumulate = 1;   // micro-steps per optimizer step (batch must divide)
+  double lr = 1e-3;
+  double min_lr = 1e-5;
+  int64_t warmup = 100;     // steps
+  double weight_decay = 0.05;
+  double clip = 1.0;        // global gradient norm; 0: no clipping
+  double label_smoothing = 0.0;
+  uint64_t seed = 0;
+  int threads = 0;          // set to default_thread_count() before parsing
+  std::string capacity = "random";
+  std::string eval_capacities;  // empty: the default capacity set
+  std::string eval_split = "auto";  // auto: val when the dataset has one, else test
+  int64_t eval_batch = 100;
+  int64_t eval_every = 0;        // steps; 0: only at the end
+  int64_t log_every = 10;
+  int64_t checkpoint_every = 0;  // steps; 0: only at the end (and when stopped)
+  int64_t keep = 3;
+  std::string resume = "auto";   // auto | none | PATH
+  bool augment = true;
+  bool no_flip = false;
+
+  // Rank and world of this process. Data-parallel training is not wired up
+  // yet; they are explicit so the communication layer slots in.
+  int64_t rank = 0;
+  int64_t world = 1;
+};
+
+struct EvalOptions {
+  std::string data;
+  std::string checkpoint;  // a checkpoint file, or a run directory (its newest valid checkpoint)
+  std::string out;         // where the reports go; empty: the checkpoint's run directory
+  std::string split = "auto";
+  std::string capacities;  // empty: the default capacity set
+  int64_t batch = 100;
+  int threads = 0;
+};
+
+// The model of a run: the preset, the overrides, and the dataset's image
+// shape and classes. Writes the resolved fields back into `options` so the
+// effective configuration shows them. Throws UsageError naming the option.
+ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t image_width, int64_t channels,
+                          int64_t classes);
+
+// Range checks of the values Boost cannot check by type; throws UsageError
+// naming the option.
+void check_train_options(const TrainOptions& options);
+void check_eval_options(const EvalOptions& options);
+
+}  // namespace mone
