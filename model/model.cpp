@@ -233,6 +233,11 @@ void Model<T>::backward_pass(const int32_t* labels, int64_t batch, Activations& 
 }
 
 template <class T>
+const T* Model<T>::router_probs() const {
+  return acts_->router_probs;
+}
+
+template <class T>
 const T* Model<T>::forward(const T* images, int64_t batch, double effective_capacity) {
   workspace_.reset();
   forward_pass(images, batch, effective_capacity, *acts_);

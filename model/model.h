@@ -55,6 +55,9 @@ class Model {
 
   const Routing& routing() const { return routing_; }  // of the last pass
   const T* logits() const { return logits_; }
+  // Router softmax [B*N, E] in the original token order, of the last pass
+  // (owned by the workspace, valid until the next call).
+  const T* router_probs() const;
   const Workspace& workspace() const { return workspace_; }
 
  private:

@@ -12,10 +12,10 @@ build="$root/build"
 data="$root/datasets/fashion-mnist"
 
 echo "== Fashion-MNIST -> $data"
-if [ -f "$data/manifest.json" ]; then
+if [ -f "$data/manifest.h5" ]; then
   echo "already converted"
 else
-  "$build/data/mone-data" convert --out "$data"
+  "$build/data/mone-data" --out "$data"
 fi
 
 echo "== the C++ model against PyTorch (logits, loss, every gradient; e_c = 1, 0.5, 0.3)"

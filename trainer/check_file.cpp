@@ -2,7 +2,6 @@
 
 #include <stdexcept>
 
-#include "model/ops.h"
 #include "model/random.h"
 #include "trainer/hdf5_writer.h"
 
@@ -13,25 +12,6 @@ namespace {
 // apart from the streams that initialise the parameters from the same seed.
 constexpr uint64_t kImageStream = 0x63686b696d616765ULL;
 constexpr uint64_t kLabelStream = 0x63686b6c6162656cULL;
-
-// The router's softmax on the embedded tokens (patch + position), recomputed
-// with the model's own ops because Model does not keep it.
-std::vector<float> router_probabilities(const ModelConfig& config, const ParameterSet<float>& params,
-                                        const SyntheticBatch& batch) {
-  const int64_t rows = batch.size * config.tokens();
-  auto value = [&params](const char* name) { return params.values() + params.info(name).offset; };
-  std::vector<float> patches(rows * config.patch_dim());
-  patchify(batch.images.data(), batch.size, config.image_height, config.image_width, config.channels,
-           config.patch, patches.data());
-  std::vector<float> embedded(rows * config.dim);
-  patch_embed_forward(patches.data(), rows, config.patch_dim(), value("patch_embed.weight"),
-                      value("patch_embed.bias"), config.dim, embedded.data());
-  position_embed_forward(embedded.data(), value("pos_embed"), batch.size, config.tokens(), config.dim);
-  std::vector<float> probs(rows * config.experts);
-  router_forward(embedded.data(), rows, config.dim, value("router.weight"), value("router.bias"),
-                 config.experts, probs.data());
-  return probs;
-}
 
 }  // namespace
 
@@ -72,7 +52,8 @@ CheckStep run_check_step(const CheckSettings& settings) {
   step.loss = model.forward_backward(step.batch.images.data(), step.batch.labels.data(), settings.batch,
                                      settings.effective_capacity);
   step.logits.assign(model.logits(), model.logits() + settings.batch * settings.config.classes);
-  step.router_probs = router_probabilities(settings.config, model.params(), step.batch);
+  const float* probs = model.router_probs();
+  step.router_probs.assign(probs, probs + settings.batch * settings.config.tokens() * settings.config.experts);
   return step;
 }
 

@@ -80,9 +80,7 @@ int train_command(const std::vector<std::string>& args) {
   const Dataset train = Dataset::open(options.data, "train");
   const ModelConfig model =
       resolve_model(options, train.shape.height, train.shape.width, train.shape.channels, train.classes);
-  std::cout << "mone train: effective configuration\n";
-  table.print(std::cout);
-  return run_training(options, model, table.ini());
+  return run_training(options, model, table);
 }
 
 int eval_command(const std::vector<std::string>& args) {

@@ -51,12 +51,13 @@ void require_same_model(const Checkpoint& checkpoint, const ModelConfig& model) 
 [[noreturn]] void diverged(int64_t step, const char* what, double value, double capacity, double lr,
                            const CheckpointDirectory& checkpoints) {
   const std::vector<fs::path> saved = checkpoints.list();
-  throw DivergedError("step " + std::to_string(step) + ": the " + what + " is " + format_double(value) +
+  const std::string value_text = std::isnan(value) ? "nan" : value > 0 ? "inf" : "-inf";
+  throw DivergedError("step " + std::to_string(step) + ": the " + what + " is " + value_text +
                       " (e_c " + format_double(capacity) + ", lr " + format_double(lr) +
                       "); stopped without updating the parameters. " +
-                      (saved.empty() ? std::string("No checkpoint was written yet.")
+                      (saved.empty() ? std::string("No checkpoint was written yet")
                                      : "The newest checkpoint is intact: " + saved.back().string()) +
-                      " Try a lower --lr or a longer --warmup.");
+                      ". Try a lower --lr or a longer --warmup.");
 }
 
 template <class Parse>
@@ -281,9 +282,12 @@ int Trainer::run() {
 
 }  // namespace
 
-int run_training(const TrainOptions& options, const ModelConfig& model, const std::string& config_ini) {
+int run_training(const TrainOptions& options, const ModelConfig& model, const OptionTable& table) {
   set_thread_count(options.threads);
-  Trainer trainer(options, model, config_ini);
+  const std::string config_ini = table.ini();
+  Trainer trainer(options, model, config_ini);  // checks the capacity options
+  std::cout << "mone train: effective configuration\n";
+  table.print(std::cout);
   return trainer.run();
 }
 

@@ -5,15 +5,16 @@
 #include <string>
 
 #include "model/config.h"
+#include "trainer/option_table.h"
 #include "trainer/train_options.h"
 
 namespace mone {
 
-// Trains until options.steps, resuming as options.resume says. `config_ini`
-// is the effective configuration (written to the run directory and into
-// every checkpoint). Returns kExitSuccess, or kExitStopped after a stop
+// Trains until options.steps, resuming as options.resume says. `table` holds
+// the effective configuration: printed once the run's settings are checked,
+// written to <run-dir>/config.ini and into every checkpoint. Returns kExitSuccess, or kExitStopped after a stop
 // signal and a checkpoint. Throws UsageError, DivergedError (nothing saved
 // for the bad step), CheckpointError and the data layer's DataError.
-int run_training(const TrainOptions& options, const ModelConfig& model, const std::string& config_ini);
+int run_training(const TrainOptions& options, const ModelConfig& model, const OptionTable& table);
 
 }  // namespace mone

@@ -336,25 +336,6 @@ void check_mean_pool(const TokenLayout& layout, uint64_t seed) {
 TEST(OpGradients, MeanPoolImageMajor) { check_mean_pool(TokenLayout::image_major(3, 5), 121); }
 TEST(OpGradients, MeanPoolTokenMajor) { check_mean_pool(TokenLayout::token_major(3, 5), 123); }
 
-void check_cross_entropy(double label_smoothing) {
-  const int64_t B = 3, C = 4;
-  const std::vector<int32_t> labels = {2, 0, 3};
-  TestRandom random(131);
-  std::vector<double> logits = random.nonzero_vector(B * C, 0.1, 2.0), dlogits, probs(B * C);
-  OpGradientCheck check(132);
-  check.add_input("cross_entropy logits", &logits, &dlogits, GradWrite::assign);
-  auto reports = check.run(
-      [&](std::vector<double>& loss) {
-        loss = {cross_entropy_forward(logits.data(), labels.data(), B, C, probs.data(), label_smoothing)};
-      },
-      [&](const std::vector<double>& dloss) {
-        cross_entropy_forward(logits.data(), labels.data(), B, C, probs.data(), label_smoothing);
-        cross_entropy_backward(probs.data(), labels.data(), B, C, dlogits.data(), label_smoothing);
-        for (double& g : dlogits) g *= dloss[0];  // the op returns dL/dlogits of the loss itself
-      });
-  EXPECT_TRUE(all_within_tolerance(reports, kTolerance)) << "label smoothing " << label_smoothing;
-}
-
 void check_cross_entropy(double label_smoothing, uint64_t seed) {
   const int64_t B = 3, C = 4;
   const std::vector<int32_t> labels = {2, 0, 3};

@@ -1,0 +1,111 @@
+// Checkpoint files: a bitwise round trip, detection of a corrupted tensor,
+// pruning to the newest K, and --resume auto's choice of the newest valid one.
+#include <hdf5.h>
+
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "model/model.h"
+#include "tests/trainer/trainer_fixture.h"
+#include "trainer/checkpoint.h"
+
+namespace mone {
+namespace {
+
+namespace fs = std::filesystem;
+
+ModelConfig small_model() {
+  ModelConfig config = preset_config("tiny");
+  config.dim = 16;
+  config.depth = 1;
+  config.heads = 2;
+  return config;
+}
+
+struct SavedState {
+  Model<float> model{small_model(), 5};
+  AdamW optimizer{model.params().infos(), model.params().numel(), AdamWSettings{}};
+  SavedState() {
+    ParameterSet<float>& params = model.params();
+    for (int64_t i = 0; i < params.numel(); ++i) params.grads()[i] = 0.001f * static_cast<float>(i % 17 - 8);
+    optimizer.step(params.values(), params.grads(), 0.01);
+  }
+};
+
+TEST(Checkpoint, RoundTripIsBitwise) {
+  testing::TrainerFixture dir;
+  SavedState state;
+  TrainingProgress progress{12, 1, 384, 1, 99};
+  const fs::path path = dir.root() / "one.h5";
+  write_checkpoint(path, state.model.config(), state.model.params(), state.optimizer, progress, "steps = 12\n");
+  EXPECT_FALSE(fs::exists(dir.root() / ".one.h5.tmp"));
+
+  const Checkpoint loaded = read_checkpoint(path);
+  EXPECT_TRUE(model_differences(loaded.model, state.model.config()).empty());
+  EXPECT_EQ(loaded.progress.step, 12);
+  EXPECT_EQ(loaded.progress.consumed_samples, 384);
+  EXPECT_EQ(loaded.progress.seed, 99u);
+  EXPECT_EQ(loaded.optimizer_step, 1);
+  EXPECT_EQ(loaded.config, "steps = 12\n");
+  const ParameterSet<float>& params = state.model.params();
+  EXPECT_EQ(loaded.values, std::vector<float>(params.values(), params.values() + params.numel()));
+  EXPECT_EQ(loaded.first_moment, state.optimizer.first_moment());
+  EXPECT_EQ(loaded.second_moment, state.optimizer.second_moment());
+}
+
+TEST(Checkpoint, ChangedTensorFailsTheChecksum) {
+  testing::TrainerFixture dir;
+  SavedState state;
+  const fs::path path = dir.root() / "one.h5";
+  write_checkpoint(path, state.model.config(), state.model.params(), state.optimizer, TrainingProgress{}, "");
+  {
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hid_t dataset = H5Dopen2(file, "/params/router.bias", H5P_DEFAULT);
+    const std::vector<float> changed(4, 0.5f);
+    H5Dwrite(dataset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, changed.data());
+    H5Dclose(dataset);
+    H5Fclose(file);
+  }
+  try {
+    read_checkpoint(path);
+    FAIL() << "a changed checkpoint was accepted";
+  } catch (const CheckpointError& error) {
+    EXPECT_NE(std::string(error.what()).find("checksum"), std::string::npos) << error.what();
+  }
+}
+
+TEST(Checkpoint, DirectoryKeepsTheNewestAndSkipsBrokenOnes) {
+  testing::TrainerFixture dir;
+  SavedState state;
+  const CheckpointDirectory checkpoints(dir.root());
+  for (int64_t step : {2, 4, 6, 8}) {
+    checkpoints.save(state.model.config(), state.model.params(), state.optimizer, TrainingProgress{step}, "", 3);
+  }
+  const std::vector<fs::path> files = checkpoints.list();
+  ASSERT_EQ(files.size(), 3u);
+  EXPECT_EQ(files.front().filename(), "step-00000004.h5");
+  EXPECT_EQ(files.back().filename(), "step-00000008.h5");
+
+  fs::resize_file(files.back(), fs::file_size(files.back()) / 2);  // a write cut short
+  std::ostringstream warnings;
+  const std::optional<Checkpoint> newest = checkpoints.newest_valid(warnings);
+  ASSERT_TRUE(newest.has_value());
+  EXPECT_EQ(newest->progress.step, 6);
+  EXPECT_NE(warnings.str().find("warning: skipping checkpoint"), std::string::npos);
+  EXPECT_NE(warnings.str().find("step-00000008.h5"), std::string::npos);
+}
+
+TEST(Checkpoint, ModelDifferencesNameTheFields) {
+  ModelConfig other = small_model();
+  other.dim = 32;
+  other.depth = 3;
+  const std::vector<std::string> differences = model_differences(small_model(), other);
+  ASSERT_EQ(differences.size(), 2u);
+  EXPECT_EQ(differences[0], "dim: checkpoint 16, this run 32");
+  EXPECT_EQ(differences[1], "depth: checkpoint 1, this run 3");
+}
+
+}  // namespace
+}  // namespace mone
