@@ -1,7 +1,10 @@
 """CPU training-step benchmark: our model against the PyTorch model of the
 cross-check, in one invocation, same batch, same capacities, same threads.
 
-  /usr/bin/python3 bench/cpu_step.py --build build [--batch 128] [--steps 20]
+  source scripts/blas-env.sh && /usr/bin/python3 bench/cpu_step.py --build build [--steps 20]
+
+Both sides use the same OpenBLAS library and kernels (OPENBLAS_CORETYPE,
+printed in the header line).
 
 Prints one table: img/s and ms/step of each, our speed-up over PyTorch at the
 same e_c and thread count, and each e_c's speed-up over e_c = 1.
@@ -44,7 +47,8 @@ def main():
     torch_rate = {(r["threads"], float(r["capacity"])): r for r in theirs}
 
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.processor() or platform.machine()}, "
-          f"nproc={os.cpu_count()}, batch {args.batch}, median of {args.steps} steps")
+          f"nproc={os.cpu_count()}, batch {args.batch}, median of {args.steps} steps, "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}")
     print(f"{'threads':>7} {'e_c':>5} {'realised':>8} | {'mone ms':>8} {'mone img/s':>10} {'GFLOP/s':>8} "
           f"{'vs e_c=1':>8} | {'torch ms':>8} {'torch img/s':>11} {'vs e_c=1':>8} | {'mone/torch':>10}")
     dense = {}

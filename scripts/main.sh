@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# The README's first command: set up, build, and run the main job.
-# Until the trainer lands (issue 4), the main job is the best end-to-end thing
-# that exists: convert Fashion-MNIST to HDF5 shards, check the C++ model's
-# logits, loss and every gradient against an independent PyTorch model, and
-# measure a training step against PyTorch's.
+# The README's first command: set up, build, and run the main job: convert
+# Fashion-MNIST to HDF5 shards, train the `tiny` MoNE ViT with a random
+# capacity each step, and evaluate the one model at several compute budgets
+# on the test split. About 10 minutes on a 2-core machine. One process with
+# all cores for now; data-parallel ranks come with the distributed issue.
+#
+# Environment: MONE_STEPS (default 4000), MONE_RUN_DIR (default runs/main).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
 "$root/scripts/build.sh"
+source "$root/scripts/blas-env.sh"
 build="$root/build"
 data="$root/datasets/fashion-mnist"
+run="${MONE_RUN_DIR:-$root/runs/main}"
 
 echo "== Fashion-MNIST -> $data"
 if [ -f "$data/manifest.h5" ]; then
   echo "already converted"
 else
-  "$build/data/mone-data" --out "$data"
+  "$build/data/mone-data" --out "$data" --val-count 5000
 fi
 
-echo "== the C++ model against PyTorch (logits, loss, every gradient; e_c = 1, 0.5, 0.3)"
-/usr/bin/python3 "$root/tests/torch/crosscheck.py" "$build/trainer/mone-check"
+echo "== train tiny, random capacity -> $run"
+# Resumes automatically if a previous run in $run was stopped (exit code 75).
+"$build/trainer/mone" train --data "$data" --run-dir "$run" --preset tiny \
+  --capacity random --steps "${MONE_STEPS:-4000}" --batch 128 --lr 2e-3 --warmup 200 \
+  --eval-every 1000 --checkpoint-every 500 --eval-capacities 1
 
-echo "== one training step (forward + backward), ours and PyTorch's, tiny at batch 128"
-/usr/bin/python3 "$root/bench/cpu_step.py" --build "$build" --steps 10
+echo "== evaluate the one model at several budgets on the test split"
+"$build/trainer/mone" eval --data "$data" --checkpoint "$run" --split test \
+  --capacities 0.2,0.3,0.4,0.5,0.6,0.8,1.0

@@ -5,5 +5,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
 "$root/scripts/build.sh"
+source "$root/scripts/blas-env.sh"
 cd "$root/build"
 ctest --output-on-failure -j 2 "$@"
