@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/fast_math.h"
+#include "model/lane_reduce.h"
 #include "model/ops.h"
 
 namespace mone {
@@ -18,10 +19,9 @@ template <class T>
 void softmax_rows(T* s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     T* row = s + i * n;
-    const T top = *std::max_element(row, row + n);
-    T sum = 0;
-    for (int64_t j = 0; j < n; ++j) sum += row[j] = fast_exp(row[j] - top);
-    const T inverse = T(1) / sum;
+    const T top = lane_max(row, n);
+    for (int64_t j = 0; j < n; ++j) row[j] = fast_exp(row[j] - top);
+    const T inverse = T(1) / lane_sum(row, n);
     for (int64_t j = 0; j < n; ++j) row[j] *= inverse;
   }
 }
@@ -67,8 +67,7 @@ void attention_backward(const T* dout, const T* qkv, const T* probs, const Token
     for (int64_t i = 0; i < N; ++i) {  // softmax backward: dS = P (dP - <P, dP>)
       const T* pr = p + i * N;
       T* row = ds + i * N;
-      T dot = 0;
-      for (int64_t j = 0; j < N; ++j) dot += pr[j] * row[j];
+      const T dot = lane_dot(pr, row, N);
       for (int64_t j = 0; j < N; ++j) row[j] = pr[j] * (row[j] - dot);
     }
     gemm<T>(false, false, N, hd, N, scale, ds, N, k, ld_qkv, T(0), dq, ld_qkv);  // dQ = s dS K

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "model/fast_math.h"
+#include "model/lane_reduce.h"
 #include "model/ops.h"
 
 namespace mone {
@@ -74,12 +75,8 @@ void scaled_residual_backward(const T* dout, const T* m, const T* r, T alpha, in
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < M; ++i) {
     const T s = alpha * r[i] + T(1);
-    T dot = 0;
-    for (int64_t c = 0; c < D; ++c) {
-      dot += dout[i * D + c] * m[i * D + c];
-      dm[i * D + c] = s * dout[i * D + c];
-    }
-    dots[i] = dot;
+    for (int64_t c = 0; c < D; ++c) dm[i * D + c] = s * dout[i * D + c];
+    dots[i] = lane_dot(dout + i * D, m + i * D, D);
   }
   T dalpha_sum = 0;  // in row order: deterministic
   for (int64_t i = 0; i < M; ++i) {

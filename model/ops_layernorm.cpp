@@ -1,6 +1,7 @@
 // LayerNorm over the full width D of the residual stream (eps 1e-6).
 #include <cmath>
 
+#include "model/lane_reduce.h"
 #include "model/ops.h"
 #include "model/row_reduce.h"
 
@@ -15,11 +16,9 @@ void layernorm_forward(const T* x, int64_t M, int64_t D, const T* gain, const T*
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < M; ++i) {
     const T* row = x + i * D;
-    T sum = 0;
-    for (int64_t c = 0; c < D; ++c) sum += row[c];
-    const T mu = sum / T(D);
-    T squares = 0;  // two passes: no cancellation when |mean| >> std
-    for (int64_t c = 0; c < D; ++c) squares += (row[c] - mu) * (row[c] - mu);
+    const T mu = lane_sum(row, D) / T(D);
+    // Two passes: no cancellation when |mean| >> std.
+    const T squares = lane_sum_of<T>(D, [row, mu](int64_t c) { return (row[c] - mu) * (row[c] - mu); });
     const T r = T(1) / std::sqrt(squares / T(D) + T(kEpsilon));
     T* out = y + i * D;
     for (int64_t c = 0; c < D; ++c) out[c] = (row[c] - mu) * r * gain[c] + bias[c];
@@ -36,14 +35,9 @@ void layernorm_backward(const T* dy, const T* x, const T* mean, const T* rstd, c
     const T* dyr = dy + i * D;
     const T* xr = x + i * D;
     const T mu = mean[i], r = rstd[i];
-    T mean_g = 0, mean_gx = 0;  // means of dxhat and dxhat * xhat
-    for (int64_t c = 0; c < D; ++c) {
-      const T g = dyr[c] * gain[c];
-      mean_g += g;
-      mean_gx += g * (xr[c] - mu) * r;
-    }
-    mean_g /= T(D);
-    mean_gx /= T(D);
+    // Means of dxhat and of dxhat * xhat.
+    const T mean_g = lane_dot(dyr, gain, D) / T(D);
+    const T mean_gx = lane_sum_of<T>(D, [=](int64_t c) { return dyr[c] * gain[c] * (xr[c] - mu) * r; }) / T(D);
     T* dxr = dx + i * D;
     for (int64_t c = 0; c < D; ++c) {
       const T xhat = (xr[c] - mu) * r;
