@@ -34,9 +34,12 @@ def main():
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--no-adamw", action="store_true", help="forward and backward only")
     args = parser.parse_args()
 
     common = ["--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    if not args.no_adamw:
+        common.append("--adamw")
     # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine
     # spinning workers steal the cores that the other thread needs.
     env = dict(os.environ, OMP_WAIT_POLICY="passive")
@@ -48,6 +51,7 @@ def main():
 
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.processor() or platform.machine()}, "
           f"nproc={os.cpu_count()}, batch {args.batch}, median of {args.steps} steps, "
+          f"{'forward+backward' if args.no_adamw else 'forward+backward+AdamW'}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}")
     print(f"{'threads':>7} {'e_c':>5} {'realised':>8} | {'mone ms':>8} {'mone img/s':>10} {'GFLOP/s':>8} "
           f"{'vs e_c=1':>8} | {'torch ms':>8} {'torch img/s':>11} {'vs e_c=1':>8} | {'mone/torch':>10}")

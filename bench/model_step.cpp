@@ -1,4 +1,5 @@
-// Training-step throughput of the CPU model (forward + backward), as a table
+// Training-step throughput of the CPU model (forward + backward, and the
+// AdamW update with --adamw), as a table
 // or JSON lines. Not a test: bench/cpu_step.sh runs it beside PyTorch.
 //
 //   build/bench/mone-bench-step --preset tiny --batch 128 --capacities 1,0.5,0.3 --threads 1,2
@@ -11,6 +12,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "model/adamw.h"
 #include "model/model.h"
 #include "model/random.h"
 
@@ -35,7 +37,7 @@ std::vector<V> parse_list(const std::string& text, const char* option) {
 int main(int argc, char** argv) try {
   std::string preset, capacities_text, threads_text;
   int64_t batch, steps, warmup;
-  bool json = false;
+  bool json = false, adamw = false;
   po::options_description options("mone-bench-step: CPU training-step throughput");
   options.add_options()("help", "show this help")(
       "preset", po::value(&preset)->default_value("tiny"), "model preset (tiny, s16, b16)")(
@@ -44,6 +46,7 @@ int main(int argc, char** argv) try {
       "threads", po::value(&threads_text)->default_value("1,2"), "thread counts")(
       "steps", po::value(&steps)->default_value(20), "timed steps (median reported)")(
       "warmup", po::value(&warmup)->default_value(3), "untimed steps first")(
+      "adamw", po::bool_switch(&adamw), "include the AdamW update in the step")(
       "json", po::bool_switch(&json), "print JSON lines instead of a table");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, options), vm);
@@ -70,11 +73,13 @@ int main(int argc, char** argv) try {
     double dense_rate = 0;
     for (double capacity : capacities) {
       mone::Model<float> model(config, 1);
+      mone::AdamW optimizer(model.params().infos(), model.params().numel(), mone::AdamWSettings{});
       std::vector<double> ms;
       for (int64_t s = 0; s < warmup + steps; ++s) {
         model.params().zero_grads();
         const auto start = std::chrono::steady_clock::now();
         model.forward_backward(images.data(), labels.data(), batch, capacity);
+        if (adamw) optimizer.step(model.params().values(), model.params().grads(), 1e-3);
         const auto stop = std::chrono::steady_clock::now();
         if (s >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
       }
@@ -87,9 +92,9 @@ int main(int argc, char** argv) try {
       if (capacity == 1.0) dense_rate = rate;
       if (json) {
         std::printf(
-            "{\"impl\":\"mone\",\"preset\":\"%s\",\"batch\":%ld,\"threads\":%d,\"capacity\":%g,\"realised\":%.4f,"
+            "{\"impl\":\"mone\",\"optimizer\":\"%s\",\"preset\":\"%s\",\"batch\":%ld,\"threads\":%d,\"capacity\":%g,\"realised\":%.4f,"
             "\"ms_per_step\":%.3f,\"img_per_s\":%.1f,\"gflop_per_s\":%.2f}\n",
-            preset.c_str(), static_cast<long>(batch), threads, capacity, routing.realised_capacity, median, rate,
+            adamw ? "adamw" : "none", preset.c_str(), static_cast<long>(batch), threads, capacity, routing.realised_capacity, median, rate,
             gflops);
       } else {
         std::printf("%-8s %7d %6.2f %9.4f %9.2f %10.1f %10.2f %9s\n", "mone", threads, capacity,
