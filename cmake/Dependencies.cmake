@@ -20,6 +20,9 @@ target_include_directories(mone_hdf5 INTERFACE ${HDF5_C_INCLUDE_DIRS})
 target_link_libraries(mone_hdf5 INTERFACE ${HDF5_C_LIBRARIES})
 target_compile_definitions(mone_hdf5 INTERFACE ${HDF5_C_DEFINITIONS})
 
+# libpng for `mone route`'s pictures.
+find_package(PNG REQUIRED)
+
 find_package(Boost REQUIRED COMPONENTS program_options)
 find_package(GTest REQUIRED)
 include(GoogleTest)

@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
-#include <memory>
 #include <numeric>
 
 #include "data/augment.h"
 #include "data/error.h"
 #include "data/sample_order.h"
-#include "data/shard.h"
+#include "data/split_reader.h"
 #include "data/worker_pool.h"
 
 namespace mone {
@@ -18,34 +17,6 @@ namespace {
 void require(bool condition, const std::string& message) {
   if (!condition) throw DataError("loader option " + message);
 }
-
-// The split's shards, opened and verified, addressed by sample index.
-class SplitReader {
- public:
-  SplitReader(const Dataset& dataset, bool verify_checksums) {
-    int64_t first = 0;
-    for (const ShardEntry& entry : dataset.shards) {
-      const ShardExpectation expected{dataset.split, dataset.shape, dataset.classes, entry,
-                                      verify_checksums};
-      shards_.push_back(std::make_unique<ShardReader>(dataset.dir / entry.file, expected));
-      firsts_.push_back(first);
-      first += entry.samples;
-    }
-  }
-
-  // Reads sample `sample`'s image into `image` and returns its label.
-  int32_t read(int64_t sample, uint8_t* image) const {
-    const size_t shard =
-        static_cast<size_t>(std::upper_bound(firsts_.begin(), firsts_.end(), sample) - firsts_.begin() - 1);
-    const int64_t offset = sample - firsts_[shard];
-    shards_[shard]->read_images(offset, 1, image);
-    return shards_[shard]->labels()[static_cast<size_t>(offset)];
-  }
-
- private:
-  std::vector<std::unique_ptr<ShardReader>> shards_;
-  std::vector<int64_t> firsts_;  // split index of each shard's first sample
-};
 
 }  // namespace
 

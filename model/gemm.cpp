@@ -1,4 +1,17 @@
+// GEMM through CBLAS, split across threads here rather than by OpenBLAS.
+//
+// OpenBLAS divides small-K products (the small experts' K = 8 or 16) poorly
+// between threads: on 2 threads the nested projections gained almost nothing
+// from the second core. So each call is cut into one block of C per thread,
+// by rows of C or, when C has few rows (weight gradients of narrow experts),
+// by columns; each block is one single-threaded CBLAS call (OpenBLAS's OpenMP
+// build runs single-threaded inside a parallel region). No block spans the
+// reduction dimension K, so every element of C is summed exactly as in a
+// single call: results are deterministic for a given thread count.
 #include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
 
 #include "model/ops.h"
 
@@ -6,20 +19,49 @@ namespace mone {
 
 namespace {
 CBLAS_TRANSPOSE op(bool transpose) { return transpose ? CblasTrans : CblasNoTrans; }
-}  // namespace
 
-template <>
-void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
+void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, op(ta), op(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
-
-template <>
-void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
-                  int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
+void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+          const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, op(ta), op(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+// Below this many multiply-adds one thread is faster than waking others.
+constexpr double kParallelWork = 1 << 18;
+}  // namespace
+
+template <class T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads == 1 || static_cast<double>(M) * N * K < kParallelWork) {
+    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const bool by_rows = M >= N || M >= 64 * threads;
+  const int64_t extent = by_rows ? M : N;
+  const int64_t block = (extent + threads - 1) / threads;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int t = 0; t < threads; ++t) {
+    const int64_t begin = t * block, count = std::min(extent, begin + block) - begin;
+    if (count <= 0) continue;
+    if (by_rows) {  // rows [begin, begin + count) of C come from the same rows of op(A)
+      const T* a = ta ? A + begin : A + begin * lda;
+      blas(ta, tb, count, N, K, alpha, a, lda, B, ldb, beta, C + begin * ldc, ldc);
+    } else {  // columns of C come from the same columns of op(B)
+      const T* b = tb ? B + begin * ldb : B + begin;
+      blas(ta, tb, M, count, K, alpha, A, lda, b, ldb, beta, C + begin, ldc);
+    }
+  }
+}
+
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
+                          float, float*, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                           int64_t, double, double*, int64_t);
 
 }  // namespace mone

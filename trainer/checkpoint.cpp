@@ -191,4 +191,11 @@ std::optional<Checkpoint> CheckpointDirectory::newest_valid(std::ostream& warnin
   return std::nullopt;
 }
 
+Checkpoint read_checkpoint_or_newest(const fs::path& file_or_run_dir, std::ostream& warnings) {
+  if (!fs::is_directory(file_or_run_dir)) return read_checkpoint(file_or_run_dir);
+  std::optional<Checkpoint> newest = CheckpointDirectory(file_or_run_dir).newest_valid(warnings);
+  if (!newest) throw CheckpointError("'" + file_or_run_dir.string() + "' holds no checkpoints");
+  return std::move(*newest);
+}
+
 }  // namespace mone

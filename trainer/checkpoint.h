@@ -78,4 +78,9 @@ class CheckpointDirectory {
   std::filesystem::path dir_;
 };
 
+// What `--checkpoint FILE|RUN_DIR` names: a file is read as is, a run
+// directory gives its newest valid checkpoint (warnings as newest_valid).
+// Throws CheckpointError.
+Checkpoint read_checkpoint_or_newest(const std::filesystem::path& file_or_run_dir, std::ostream& warnings);
+
 }  // namespace mone

@@ -11,6 +11,7 @@
 #include "trainer/eval_command.h"
 #include "trainer/exit_codes.h"
 #include "trainer/option_table.h"
+#include "trainer/route_command.h"
 #include "trainer/train_loop.h"
 #include "trainer/train_options.h"
 
@@ -23,6 +24,7 @@ constexpr const char* kUsage =
     "Commands:\n"
     "  train   train a MoNE ViT (mone train --help)\n"
     "  eval    evaluate a checkpoint at several capacities (mone eval --help)\n"
+    "  route   draw which expert each patch is routed to (mone route --help)\n"
     "Datasets are converted by the separate tool mone-data (mone-data --help).\n";
 
 void define_train_options(OptionTable& table, TrainOptions& o) {
@@ -70,6 +72,18 @@ void define_eval_options(OptionTable& table, EvalOptions& o) {
   table.add("threads", &o.threads, "CPU threads");
 }
 
+void define_route_options(OptionTable& table, RouteOptions& o) {
+  table.add("data", &o.data, "dataset directory written by mone-data (required)");
+  table.add("checkpoint", &o.checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
+  table.add("out", &o.out, "directory for image-<i>.png and grid.png (required)");
+  table.add("split", &o.split, "split whose first images are drawn");
+  table.add("capacity", &o.capacity, "e_c of the per-image pictures image-<i>.png");
+  table.add("images", &o.images, "how many of the split's first images to draw");
+  table.add("capacities", &o.capacities, "comma-separated e_c list: the columns of grid.png");
+  table.add("scale", &o.scale, "picture pixels per image pixel (nearest-neighbour upscaling)");
+  table.add("threads", &o.threads, "CPU threads");
+}
+
 int train_command(const std::vector<std::string>& args) {
   TrainOptions options;
   options.threads = default_thread_count();
@@ -94,6 +108,18 @@ int eval_command(const std::vector<std::string>& args) {
   return run_evaluation(options);
 }
 
+int route_command(const std::vector<std::string>& args) {
+  RouteOptions options;
+  options.threads = default_thread_count();
+  OptionTable table("Usage: mone route --data DIR --checkpoint FILE|RUN_DIR --out DIR [options]\n"
+                    "Draws the expert EPR routes each patch to, tinted from the smallest expert (blue) to the\n"
+                    "full one (red); see docs/trainer.md.");
+  define_route_options(table, options);
+  if (!table.parse(args, std::cout)) return kExitSuccess;
+  check_route_options(options);
+  return run_routing_pictures(options);
+}
+
 }  // namespace
 
 int run_command_line(int argc, char** argv) {
@@ -102,6 +128,7 @@ int run_command_line(int argc, char** argv) {
   try {
     if (command == "train") return train_command(args);
     if (command == "eval") return eval_command(args);
+    if (command == "route") return route_command(args);
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << kUsage;
       return kExitSuccess;

@@ -15,33 +15,15 @@ namespace mone {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// A run directory gives its newest valid checkpoint; a file is read as is.
-Checkpoint load(const fs::path& where) {
-  if (!fs::is_directory(where)) return read_checkpoint(where);
-  std::optional<Checkpoint> newest = CheckpointDirectory(where).newest_valid(std::cerr);
-  if (!newest) throw CheckpointError("'" + where.string() + "' holds no checkpoints");
-  return std::move(*newest);
-}
-
-}  // namespace
-
 int run_evaluation(const EvalOptions& options) {
   set_thread_count(options.threads);
   const fs::path where = options.checkpoint;
-  const Checkpoint checkpoint = load(where);
+  const Checkpoint checkpoint = read_checkpoint_or_newest(where, std::cerr);
   const ModelConfig& config = checkpoint.model;
 
   const std::string split = evaluation_split(options.data, options.split);
   const Dataset data = Dataset::open(options.data, split);
-  if (data.shape.height != config.image_height || data.shape.width != config.image_width ||
-      data.shape.channels != config.channels || data.classes != config.classes) {
-    throw UsageError("--data: the dataset has " + data.shape.to_string() + " images and " +
-                     std::to_string(data.classes) + " classes; the checkpoint's model takes " +
-                     std::to_string(config.image_height) + "x" + std::to_string(config.image_width) + "x" +
-                     std::to_string(config.channels) + " and " + std::to_string(config.classes));
-  }
+  check_dataset_fits_model(data, config);
   std::vector<double> capacities;
   try {
     capacities = options.capacities.empty() ? default_capacities(config.experts)

@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "model/flops.h"
 #include "model/ops.h"
+#include "trainer/exit_codes.h"
 #include "trainer/metrics.h"
 
 namespace mone {
@@ -16,6 +17,16 @@ namespace mone {
 std::string evaluation_split(const std::filesystem::path& data, const std::string& requested) {
   if (requested != "auto") return requested;
   return read_manifest(data).splits.count("val") ? "val" : "test";
+}
+
+void check_dataset_fits_model(const Dataset& data, const ModelConfig& config) {
+  if (data.shape.height != config.image_height || data.shape.width != config.image_width ||
+      data.shape.channels != config.channels || data.classes != config.classes) {
+    throw UsageError("--data: the dataset has " + data.shape.to_string() + " images and " +
+                     std::to_string(data.classes) + " classes; the checkpoint's model takes " +
+                     std::to_string(config.image_height) + "x" + std::to_string(config.image_width) + "x" +
+                     std::to_string(config.channels) + " and " + std::to_string(config.classes));
+  }
 }
 
 std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& options,

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "data/dataset.h"
 #include "data/loader.h"
 #include "model/model.h"
 
@@ -25,6 +26,10 @@ struct CapacityResult {
 
 // "val" when the dataset has a validation split, else "test"; other names pass through.
 std::string evaluation_split(const std::filesystem::path& data, const std::string& requested);
+
+// Throws UsageError naming --data when the split's image shape or class count
+// is not the checkpoint model's.
+void check_dataset_fits_model(const Dataset& data, const ModelConfig& config);
 
 // One pass of an evaluation loader over `options.split`; each batch runs at
 // every capacity, so the data is read once.

@@ -83,4 +83,14 @@ void check_eval_options(const EvalOptions& o) {
   require(o.threads > 0, "threads", "must be positive");
 }
 
+void check_route_options(const RouteOptions& o) {
+  require(!o.data.empty(), "data", "is required");
+  require(!o.checkpoint.empty(), "checkpoint", "is required");
+  require(!o.out.empty(), "out", "is required");
+  require(o.images > 0, "images", "must be positive");
+  // Nearest-neighbour pictures past 64x are only bigger, never clearer.
+  require(o.scale >= 1 && o.scale <= 64, "scale", "must be in 1..64");
+  require(o.threads > 0, "threads", "must be positive");
+}
+
 }  // namespace mone

@@ -1,4 +1,4 @@
-// What `mone train` and `mone eval` are asked to do (docs/trainer.md,
+// What `mone train`, `mone eval` and `mone route` are asked to do (docs/trainer.md,
 // "Options"). Plain values: trainer/cli.cpp binds them to command-line
 // options; the defaults here are the documented defaults.
 #pragma once
@@ -57,6 +57,18 @@ struct EvalOptions {
   int threads = 0;
 };
 
+struct RouteOptions {
+  std::string data;
+  std::string checkpoint;  // a checkpoint file, or a run directory (its newest valid checkpoint)
+  std::string out;         // directory for image-<i>.png and grid.png (required)
+  std::string split = "test";
+  double capacity = 0.3;   // e_c of the per-image pictures
+  int64_t images = 8;      // the split's first K images
+  std::string capacities = "0.2,0.3,0.5,1.0";  // the grid's columns
+  int64_t scale = 8;       // picture pixels per image pixel
+  int threads = 0;
+};
+
 // The model of a run: the preset, the overrides, and the dataset's image
 // shape and classes. Writes the resolved fields back into `options` so the
 // effective configuration shows them. Throws UsageError naming the option.
@@ -67,5 +79,6 @@ ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t i
 // naming the option.
 void check_train_options(const TrainOptions& options);
 void check_eval_options(const EvalOptions& options);
+void check_route_options(const RouteOptions& options);
 
 }  // namespace mone

@@ -5,16 +5,16 @@
 #include <cstdlib>
 
 #include "comm/world.h"
+#include "tests/distributed/mpi_test_main.h"
 
 namespace {
-mone::World* world = nullptr;
-
 int launcher_value(const char* name, int otherwise) {
   const char* value = std::getenv(name);
   return value ? std::atoi(value) : otherwise;
 }
 
 TEST(World, MatchesTheLauncher) {
+  const mone::World* world = &mone::testing::world();
   EXPECT_EQ(world->rank(), launcher_value("OMPI_COMM_WORLD_RANK", 0));
   EXPECT_EQ(world->size(), launcher_value("OMPI_COMM_WORLD_SIZE", 1));
   // One machine: every rank is local, and the local rank equals the rank.
@@ -24,13 +24,3 @@ TEST(World, MatchesTheLauncher) {
   EXPECT_NE(world->describe().find("rank " + std::to_string(world->rank()) + "/"), std::string::npos);
 }
 }  // namespace
-
-int main(int argc, char** argv) {
-  testing::InitGoogleTest(&argc, argv);
-  mone::World the_world(&argc, &argv);
-  world = &the_world;
-  // Only rank 0 prints, so the log shows one result per test.
-  if (!the_world.is_root()) delete testing::UnitTest::GetInstance()->listeners().Release(
-      testing::UnitTest::GetInstance()->listeners().default_result_printer());
-  return RUN_ALL_TESTS();
-}
