@@ -7,32 +7,17 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <sstream>
 #include <vector>
 
 #include <boost/program_options.hpp>
 
+#include "bench/list_option.h"
 #include "model/adamw.h"
 #include "model/model.h"
 #include "model/random.h"
 
 namespace po = boost::program_options;
 
-namespace {
-template <class V>
-std::vector<V> parse_list(const std::string& text, const char* option) {
-  std::vector<V> values;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    std::stringstream one(item);
-    V v;
-    if (!(one >> v) || !one.eof()) throw po::error(std::string("--") + option + ": cannot parse '" + item + "'");
-    values.push_back(v);
-  }
-  return values;
-}
-}  // namespace
 
 int main(int argc, char** argv) try {
   std::string preset, capacities_text, threads_text;
@@ -55,8 +40,8 @@ int main(int argc, char** argv) try {
     return 0;
   }
   po::notify(vm);
-  const auto capacities = parse_list<double>(capacities_text, "capacities");
-  const auto thread_counts = parse_list<int>(threads_text, "threads");
+  const auto capacities = mone::parse_list<double>(capacities_text, "capacities");
+  const auto thread_counts = mone::parse_list<int>(threads_text, "threads");
   if (batch <= 0 || steps <= 0 || warmup < 0) throw po::error("--batch and --steps must be positive");
 
   const mone::ModelConfig config = mone::preset_config(preset);

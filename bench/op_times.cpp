@@ -2,6 +2,7 @@
 // which work scales with e_c and which does not. Not a test.
 //
 //   source scripts/blas-env.sh && build/bench/mone-bench-ops --preset tiny --batch 128 --capacities 1,0.5
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -10,6 +11,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "bench/list_option.h"
 #include "model/model.h"
 #include "model/random.h"
 
@@ -54,12 +56,7 @@ int main(int argc, char** argv) try {
     return 0;
   }
   po::notify(vm);
-  std::vector<double> capacities;
-  for (size_t start = 0; start <= capacities_text.size();) {
-    const size_t comma = std::min(capacities_text.find(',', start), capacities_text.size());
-    capacities.push_back(std::stod(capacities_text.substr(start, comma - start)));
-    start = comma + 1;
-  }
+  const auto capacities = mone::parse_list<double>(capacities_text, "capacities");
 
   mone::set_thread_count(threads);
   const mone::ModelConfig c = mone::preset_config(preset);
