@@ -11,7 +11,7 @@
 
 #include <boost/program_options.hpp>
 
-#include "bench/list_option.h"
+#include "bench/options.h"
 #include "model/adamw.h"
 #include "model/model.h"
 #include "model/random.h"
@@ -33,13 +33,7 @@ int main(int argc, char** argv) try {
       "warmup", po::value(&warmup)->default_value(3), "untimed steps first")(
       "adamw", po::bool_switch(&adamw), "include the AdamW update in the step")(
       "json", po::bool_switch(&json), "print JSON lines instead of a table");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, options), vm);
-  if (vm.count("help")) {
-    std::cout << options << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!mone::parse_options(argc, argv, options)) return 0;
   const auto capacities = mone::parse_list<double>(capacities_text, "capacities");
   const auto thread_counts = mone::parse_list<int>(threads_text, "threads");
   if (batch <= 0 || steps <= 0 || warmup < 0) throw po::error("--batch and --steps must be positive");

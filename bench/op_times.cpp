@@ -11,7 +11,7 @@
 
 #include <boost/program_options.hpp>
 
-#include "bench/list_option.h"
+#include "bench/options.h"
 #include "model/model.h"
 #include "model/random.h"
 
@@ -49,13 +49,7 @@ int main(int argc, char** argv) try {
       "capacities", po::value(&capacities_text)->default_value("1,0.5"), "effective capacities e_c")(
       "threads", po::value(&threads)->default_value(1), "threads")(
       "repeats", po::value(&repeats)->default_value(15), "timed calls per op (median reported)");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, options), vm);
-  if (vm.count("help")) {
-    std::cout << options << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!mone::parse_options(argc, argv, options)) return 0;
   const auto capacities = mone::parse_list<double>(capacities_text, "capacities");
 
   mone::set_thread_count(threads);
