@@ -19,7 +19,7 @@ echo "== Fashion-MNIST -> $data"
 if [ -f "$data/manifest.h5" ]; then
   echo "already converted"
 else
-  "$build/data/mone-data" --out "$data" --val-count 5000
+  "$build/trainer/mone" data --out "$data" --val-count 5000
 fi
 
 echo "== train tiny, random capacity -> $run"

@@ -57,6 +57,8 @@ void write_checkpoint(const fs::path& path, const ModelConfig& model, const Para
     writer.write_attribute("consumed_samples", progress.consumed_samples);
     writer.write_attribute("world_size", progress.world_size);
     writer.write_attribute("seed", static_cast<int64_t>(progress.seed));  // bits kept; read back as uint64
+    writer.write_attribute("best_top1", progress.best_top1);
+    writer.write_attribute("best_step", progress.best_step);
     writer.write_attribute("optimizer_step", optimizer.step_count());
     writer.write_attribute("config", config);
     const float* m = optimizer.first_moment().data();
@@ -100,6 +102,10 @@ Checkpoint read_checkpoint(const fs::path& path) {
     checkpoint.progress.consumed_samples = reader.read_int_attribute("consumed_samples");
     checkpoint.progress.world_size = reader.read_int_attribute("world_size");
     checkpoint.progress.seed = static_cast<uint64_t>(reader.read_int_attribute("seed"));
+    if (reader.has_attribute("best_step")) {  // absent in the first checkpoints of version 1
+      checkpoint.progress.best_top1 = reader.read_double_attribute("best_top1");
+      checkpoint.progress.best_step = reader.read_int_attribute("best_step");
+    }
     checkpoint.optimizer_step = reader.read_int_attribute("optimizer_step");
     checkpoint.config = reader.read_string_attribute("config");
 
@@ -161,6 +167,16 @@ std::vector<fs::path> CheckpointDirectory::list() const {
     return x.size() != y.size() ? x.size() < y.size() : x < y;
   });
   return files;
+}
+
+fs::path CheckpointDirectory::best_path() const { return dir_ / "best.h5"; }
+
+fs::path CheckpointDirectory::save_best(const ModelConfig& model, const ParameterSet<float>& params,
+                                        const AdamW& optimizer, const TrainingProgress& progress,
+                                        const std::string& config) const {
+  fs::create_directories(dir_);
+  write_checkpoint(best_path(), model, params, optimizer, progress, config);
+  return best_path();
 }
 
 fs::path CheckpointDirectory::save(const ModelConfig& model, const ParameterSet<float>& params,

@@ -33,6 +33,10 @@ struct TrainingProgress {
   int64_t consumed_samples = 0;  // samples of the global stream consumed
   int64_t world_size = 1;        // ranks at save time
   uint64_t seed = 0;
+  // The best validation score so far (mean top-1 over --eval-capacities) and
+  // its step; best_step 0: no evaluation yet.
+  double best_top1 = 0;
+  int64_t best_step = 0;
 };
 
 struct Checkpoint {
@@ -58,17 +62,24 @@ Checkpoint read_checkpoint(const std::filesystem::path& path);
 // "dim: checkpoint 32, this run 64" for each differing model field.
 std::vector<std::string> model_differences(const ModelConfig& checkpoint, const ModelConfig& run);
 
-// The checkpoints of one run: <run>/checkpoints/step-<8 digits>.h5.
+// The checkpoints of one run: <run>/checkpoints/step-<8 digits>.h5, and
+// best.h5, the state at the best validation score (never pruned, never
+// resumed from automatically).
 class CheckpointDirectory {
  public:
   explicit CheckpointDirectory(const std::filesystem::path& run_dir);
   std::filesystem::path path_for(int64_t step) const;
   // Checkpoint files, oldest (lowest step) first.
   std::vector<std::filesystem::path> list() const;
+  std::filesystem::path best_path() const;
   // Writes the checkpoint of progress.step, then removes all but the newest `keep`.
   std::filesystem::path save(const ModelConfig& model, const ParameterSet<float>& params,
                              const AdamW& optimizer, const TrainingProgress& progress,
                              const std::string& config, int64_t keep) const;
+  // Replaces best.h5 (atomically, like every checkpoint).
+  std::filesystem::path save_best(const ModelConfig& model, const ParameterSet<float>& params,
+                                  const AdamW& optimizer, const TrainingProgress& progress,
+                                  const std::string& config) const;
   // The newest checkpoint that reads and verifies; each broken newer one is
   // skipped with a warning on `warnings`. Empty when there are none at all;
   // throws CheckpointError when there are some but none is usable.

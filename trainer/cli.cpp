@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "data/data_command.h"
 #include "data/dataset.h"
 #include "data/error.h"
 #include "model/model.h"
@@ -25,10 +26,10 @@ constexpr const char* kUsage =
     "  train   train a MoNE ViT (mone train --help)\n"
     "  eval    evaluate a checkpoint at several capacities (mone eval --help)\n"
     "  route   draw which expert each patch is routed to (mone route --help)\n"
-    "Datasets are converted by the separate tool mone-data (mone-data --help).\n";
+    "  data    convert a dataset into mone's HDF5 shards (mone data --help; also the tool mone-data)\n";
 
 void define_train_options(OptionTable& table, TrainOptions& o) {
-  table.add("data", &o.data, "dataset directory written by mone-data (required)");
+  table.add("data", &o.data, "dataset directory written by mone data (required)");
   table.add("run-dir", &o.run_dir, "run directory: config.ini, metrics.jsonl, checkpoints/, eval/ (required)");
   table.add("preset", &o.preset, "model preset: tiny, s16, b16");
   table.add("dim", &o.dim, "width D (0: the preset's)");
@@ -63,7 +64,7 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
 }
 
 void define_eval_options(OptionTable& table, EvalOptions& o) {
-  table.add("data", &o.data, "dataset directory written by mone-data (required)");
+  table.add("data", &o.data, "dataset directory written by mone data (required)");
   table.add("checkpoint", &o.checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
   table.add("out", &o.out, "directory for eval/step-N.{csv,json} (empty: the checkpoint's run directory)");
   table.add("split", &o.split, "split to evaluate (auto: val if present, else test)");
@@ -73,7 +74,7 @@ void define_eval_options(OptionTable& table, EvalOptions& o) {
 }
 
 void define_route_options(OptionTable& table, RouteOptions& o) {
-  table.add("data", &o.data, "dataset directory written by mone-data (required)");
+  table.add("data", &o.data, "dataset directory written by mone data (required)");
   table.add("checkpoint", &o.checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
   table.add("out", &o.out, "directory for image-<i>.png and grid.png (required)");
   table.add("split", &o.split, "split whose first images are drawn");
@@ -129,6 +130,7 @@ int run_command_line(int argc, char** argv) {
     if (command == "train") return train_command(args);
     if (command == "eval") return eval_command(args);
     if (command == "route") return route_command(args);
+    if (command == "data") return run_data_command("mone data", args);
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << kUsage;
       return kExitSuccess;

@@ -214,6 +214,18 @@ void Trainer::evaluate_now(MetricsLog& metrics, ProgressLine& line) {
       .add("split", data.split)
       .add_json("results", evaluation_json(results));
   metrics.write(record);
+
+  // One score for a model that serves many budgets: the mean over them.
+  double top1 = 0;
+  for (const CapacityResult& result : results) top1 += result.top1;
+  top1 /= static_cast<double>(results.size());
+  if (progress_.best_step == 0 || top1 > progress_.best_top1) {
+    progress_.best_top1 = top1;
+    progress_.best_step = progress_.step;
+    const fs::path path =
+        checkpoints_.save_best(model_.config(), model_.params(), optimizer_, progress_, config_ini_);
+    std::cout << "best so far (mean top-1 " << format_double(100 * top1) << "%): " << path.string() << "\n";
+  }
 }
 
 void Trainer::save(ProgressLine& line) {

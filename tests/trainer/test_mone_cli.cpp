@@ -53,6 +53,26 @@ TEST(MoneCli, HelpComesFromTheOptionDefinitions) {
   EXPECT_NE(eval.out.find("--checkpoint"), std::string::npos);
 }
 
+TEST(MoneCli, DataCommandConvertsLikeTheTool) {
+  testing::TrainerFixture fixture;
+  const fs::path out = fixture.root() / "converted";
+  const testing::ProcessResult converted =
+      run_mone({"data", "--out", out.string(), "--source", "synthetic", "--height", "8", "--width", "8",
+                "--channels", "1", "--count", "20", "--test-count", "5", "--progress", "none"});
+  ASSERT_EQ(converted.exit_code, 0) << converted.err;
+  EXPECT_NE(converted.out.find("train: 20 samples in 1 shards"), std::string::npos) << converted.out;
+  EXPECT_TRUE(fs::exists(out / "manifest.h5"));
+
+  const testing::ProcessResult help = run_mone({"data", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("Usage: mone data --out DIR"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--val-count"), std::string::npos);
+
+  const testing::ProcessResult wrong = run_mone({"data", "--out", out.string(), "--source", "mnist"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("mone data: error: --source 'mnist' is not one of"), std::string::npos) << wrong.err;
+}
+
 TEST(MoneCli, ConfigFileLosesToTheCommandLine) {
   testing::TrainerFixture fixture;
   const fs::path ini = fixture.root() / "settings.ini";
@@ -120,6 +140,47 @@ TEST(MoneCli, RunDirectoryHoldsMetricsEvaluationAndACheckpointReadableByH5py) {
   const ParamInfo& router = layout.info("router.weight");
   expect_values(loaded.values.data() + bias.offset, bias.numel, "patch_embed.bias");
   expect_values(loaded.second_moment.data() + router.offset, router.numel, "router.weight");
+}
+
+// Mean top-1 over the capacities of one eval/step-N.csv.
+double mean_top1(const fs::path& csv) {
+  const std::vector<std::string> lines = testing::read_lines(csv);
+  double sum = 0;
+  for (size_t i = 1; i < lines.size(); ++i) {  // after the header
+    std::stringstream row(lines[i]);
+    std::string requested, realised, top1;
+    std::getline(row, requested, ',');
+    std::getline(row, realised, ',');
+    std::getline(row, top1, ',');
+    sum += std::stod(top1);
+  }
+  return sum / static_cast<double>(lines.size() - 1);
+}
+
+TEST(MoneCli, KeepsTheBestCheckpointByValidationAccuracy) {
+  testing::TrainerFixture fixture;
+  const testing::ProcessResult result =
+      run_mone(with(small_run(fixture, "run"), {"--steps", "8", "--eval-every", "2", "--checkpoint-every", "2",
+                                                "--keep", "10", "--eval-capacities", "0.5,1", "--lr", "0.01"}));
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const fs::path run = fixture.root() / "run";
+  int64_t best_step = 0;
+  double best = -1;
+  for (int64_t step = 2; step <= 8; step += 2) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "step-%08lld.csv", static_cast<long long>(step));
+    const double top1 = mean_top1(run / "eval" / name);
+    if (top1 > best) best = top1, best_step = step;  // the first of equal scores stays
+  }
+  const CheckpointDirectory checkpoints(run);
+  EXPECT_EQ(checkpoints.list().size(), 4u);  // best.h5 is not one of the step checkpoints
+  const Checkpoint kept = read_checkpoint(checkpoints.best_path());
+  EXPECT_EQ(kept.progress.step, best_step);
+  EXPECT_EQ(kept.progress.best_step, best_step);
+  EXPECT_NEAR(kept.progress.best_top1, best, 1e-12);
+  EXPECT_EQ(kept.values, read_checkpoint(checkpoints.path_for(best_step)).values);
+  // The final checkpoint remembers the best so far, for a resumed run.
+  EXPECT_EQ(read_checkpoint(checkpoints.path_for(8)).progress.best_step, best_step);
 }
 
 }  // namespace

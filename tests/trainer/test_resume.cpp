@@ -1,7 +1,10 @@
 // Stopping and resuming: a run stopped by SIGUSR1 and resumed reproduces the
 // uninterrupted run bit for bit; --resume auto skips a broken newest
-// checkpoint; a different model is refused; a diverging run stops cleanly.
+// checkpoint; a process killed while writing a checkpoint leaves the
+// previous one to resume from; a different model is refused; a diverging run
+// stops cleanly.
 #include <signal.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -100,6 +103,62 @@ TEST(Resume, AutoSkipsABrokenNewestCheckpoint) {
   EXPECT_NE(result.err.find("step-00000004.h5"), std::string::npos) << result.err;
   EXPECT_NE(result.out.find("resuming at step 2"), std::string::npos) << result.out;
   EXPECT_EQ(trajectory(run).rbegin()->first, 6);
+}
+
+// Waits (at most 60 s) until a file named `name` is created in `dir`, then
+// sends SIGKILL to `pid` at once. True when the event came in time.
+bool kill_when_created(pid_t pid, const fs::path& dir, const std::string& name) {
+  const int fd = inotify_init1(IN_NONBLOCK);
+  if (fd < 0 || inotify_add_watch(fd, dir.c_str(), IN_CREATE) < 0) return false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  alignas(inotify_event) char buffer[4096];
+  bool seen = false;
+  while (!seen && std::chrono::steady_clock::now() < deadline) {
+    const ssize_t length = read(fd, buffer, sizeof(buffer));
+    if (length <= 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      continue;
+    }
+    for (ssize_t at = 0; at < length;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+      if (event->len > 0 && name == event->name) seen = true;
+      at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+    }
+  }
+  if (seen) kill(pid, SIGKILL);
+  close(fd);
+  return seen;
+}
+
+TEST(Resume, KilledWhileWritingACheckpointResumesFromThePreviousOne) {
+  testing::TrainerFixture fixture;
+  // A wider model than the other tests' so a checkpoint takes long enough to
+  // write (about 12 MB) that SIGKILL lands inside it.
+  const std::vector<std::string> extra = {"--steps", "4", "--checkpoint-every", "1", "--dim", "128", "--depth", "4"};
+  // The kill races the write: a try counts only if the temporary file is left
+  // behind, which proves the process died before the rename.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const std::string name = "run" + std::to_string(attempt);
+    const fs::path run = fixture.root() / name;
+    fs::create_directories(run / "checkpoints");
+    bool seen = false;
+    const testing::ProcessResult killed = run_mone(with(small_run(fixture, name), extra), [&](pid_t pid) {
+      seen = kill_when_created(pid, run / "checkpoints", ".step-00000002.h5.tmp");
+    });
+    ASSERT_TRUE(seen) << "the second checkpoint was never started: " << killed.err;
+    EXPECT_EQ(killed.exit_code, -SIGKILL);
+    if (!fs::exists(run / "checkpoints" / ".step-00000002.h5.tmp")) continue;
+
+    const std::vector<fs::path> saved = CheckpointDirectory(run).list();
+    ASSERT_EQ(saved.size(), 1u);
+    EXPECT_EQ(read_checkpoint(saved[0]).progress.step, 1);
+    const testing::ProcessResult resumed = run_mone(with(small_run(fixture, name), extra));
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    EXPECT_NE(resumed.out.find("resuming at step 1 "), std::string::npos) << resumed.out;
+    EXPECT_EQ(read_checkpoint(CheckpointDirectory(run).path_for(4)).progress.step, 4);
+    return;
+  }
+  FAIL() << "in 5 tries SIGKILL never landed while the checkpoint was being written";
 }
 
 TEST(Resume, DifferentModelIsRefusedNamingTheFields) {
