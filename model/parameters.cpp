@@ -85,7 +85,6 @@ Tensor ParameterSet<T>::grad_tensor(const std::string& name) {
 
 template <class T>
 void ParameterSet<T>::initialise(uint64_t seed) {
-  constexpr double kStd = 0.02;
   for (size_t i = 0; i < infos_.size(); ++i) {
     const ParamInfo& p = infos_[i];
     T* v = values_.data() + p.offset;
@@ -94,8 +93,8 @@ void ParameterSet<T>::initialise(uint64_t seed) {
     for (int64_t e = 0; e < p.numel; ++e) {
       switch (p.kind) {
         case ParamKind::weight:
-        case ParamKind::position: v[e] = static_cast<T>(kStd * truncated_normal(seed, stream, e)); break;
-        case ParamKind::router_weight: v[e] = static_cast<T>(kStd * random_normal(seed, stream, e)); break;
+        case ParamKind::position: v[e] = static_cast<T>(kInitStd * truncated_normal(seed, stream, e)); break;
+        case ParamKind::router_weight: v[e] = static_cast<T>(kInitStd * random_normal(seed, stream, e)); break;
         case ParamKind::norm_gain: v[e] = T(1); break;
         case ParamKind::bias:
         case ParamKind::norm_bias:

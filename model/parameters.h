@@ -13,13 +13,17 @@
 namespace mone {
 
 // How a parameter is initialised and regularised.
+// Standard deviation of the initial weights, position embedding and router
+// weight (method page).
+constexpr double kInitStd = 0.02;
+
 enum class ParamKind {
-  weight,        // truncated normal std 0.02, decayed
-  router_weight, // normal std 0.02 (method page), decayed
+  weight,        // truncated normal std kInitStd, decayed
+  router_weight, // normal std kInitStd (method page), decayed
   bias,          // 0, not decayed
   norm_gain,     // 1, not decayed
   norm_bias,     // 0, not decayed
-  position,      // truncated normal std 0.02, not decayed
+  position,      // truncated normal std kInitStd, not decayed
   alpha,         // 0, not decayed
 };
 

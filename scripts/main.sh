@@ -5,7 +5,7 @@
 # on the test split. About 10 minutes on a 2-core machine. One process with
 # all cores for now; data-parallel ranks come with the distributed issue.
 #
-# Environment: MONE_STEPS (default 4000), MONE_RUN_DIR (default runs/main).
+# Environment: MONE_STEPS (default: scripts/main.ini's), MONE_RUN_DIR (default runs/main).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
@@ -23,10 +23,10 @@ else
 fi
 
 echo "== train tiny, random capacity -> $run"
-# Resumes automatically if a previous run in $run was stopped (exit code 75).
-"$build/trainer/mone" train --data "$data" --run-dir "$run" --preset tiny \
-  --capacity random --steps "${MONE_STEPS:-4000}" --batch 128 --lr 2e-3 --warmup 200 \
-  --eval-every 1000 --checkpoint-every 500 --eval-capacities 1
+# The recipe is scripts/main.ini. Resumes automatically if a previous run in
+# $run was stopped (exit code 75).
+"$build/trainer/mone" train --config "$root/scripts/main.ini" --data "$data" --run-dir "$run" \
+  ${MONE_STEPS:+--steps "$MONE_STEPS"}
 
 echo "== evaluate the one model at several budgets on the test split"
 "$build/trainer/mone" eval --data "$data" --checkpoint "$run" --split test \

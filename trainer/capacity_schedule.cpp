@@ -54,8 +54,9 @@ std::vector<double> parse_capacity_list(const std::string& text, int64_t experts
   return values;
 }
 
-CapacitySchedule CapacitySchedule::parse(const std::string& spec, int64_t experts) {
+CapacitySchedule CapacitySchedule::parse(const std::string& spec, int64_t experts, int64_t full_capacity_steps) {
   CapacitySchedule schedule;
+  schedule.full_capacity_steps_ = full_capacity_steps;
   if (starts_with(spec, "fixed:")) {
     schedule.kind_ = Kind::fixed;
     schedule.values_ = {parse_capacity(spec.substr(6), experts)};
@@ -81,6 +82,7 @@ CapacitySchedule CapacitySchedule::parse(const std::string& spec, int64_t expert
 }
 
 double CapacitySchedule::at(uint64_t seed, int64_t step) const {
+  if (step < full_capacity_steps_) return 1.0;
   const double u = random_uniform(seed, kCapacityStream, static_cast<uint64_t>(step));
   switch (kind_) {
     case Kind::fixed:

@@ -26,7 +26,9 @@ class CapacitySchedule {
  public:
   // "fixed:E", "random" (the default set), "random:E1,E2,..." or "range:LO-HI".
   // Throws std::invalid_argument naming what is wrong.
-  static CapacitySchedule parse(const std::string& spec, int64_t experts);
+  // The first `full_capacity_steps` steps run at e_c = 1 (a warm-up of the
+  // dense model before the capacities are drawn).
+  static CapacitySchedule parse(const std::string& spec, int64_t experts, int64_t full_capacity_steps = 0);
 
   // e_c of training step `step` (0-based).
   double at(uint64_t seed, int64_t step) const;
@@ -34,6 +36,7 @@ class CapacitySchedule {
  private:
   enum class Kind { fixed, set, range };
   Kind kind_ = Kind::fixed;
+  int64_t full_capacity_steps_ = 0;
   std::vector<double> values_;  // fixed: one value; set: the choices; range: {low, high}
 };
 

@@ -51,6 +51,10 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("threads", &o.threads, "CPU threads");
   table.add("capacity", &o.capacity,
             "e_c per step: fixed:E | random (0.15,0.25,...,0.95,1) | random:E1,E2,... | range:LO-HI");
+  table.add("full-capacity-steps", &o.full_capacity_steps,
+            "first steps at e_c = 1 before --capacity applies (a dense warm-up)");
+  table.add("router-init-std", &o.router_init_std, "std of the router weight's normal initialisation");
+  table.add("alpha-init", &o.alpha_init, "initial value of every block's MLP scale alpha (s = alpha r + 1)");
   table.add("eval-capacities", &o.eval_capacities, "comma-separated e_c list to evaluate (empty: the default set)");
   table.add("eval-split", &o.eval_split, "split to evaluate (auto: val if present, else test)");
   table.add("eval-batch", &o.eval_batch, "evaluation batch");
@@ -66,7 +70,7 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
 void define_eval_options(OptionTable& table, EvalOptions& o) {
   table.add("data", &o.data, "dataset directory written by mone data (required)");
   table.add("checkpoint", &o.checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
-  table.add("out", &o.out, "directory for eval/step-N.{csv,json} (empty: the checkpoint's run directory)");
+  table.add("out", &o.out, "directory for eval/<split>-step-N.{csv,json} (empty: the checkpoint's run directory)");
   table.add("split", &o.split, "split to evaluate (auto: val if present, else test)");
   table.add("capacities", &o.capacities, "comma-separated e_c list (empty: 0.15,0.25,...,0.95,1)");
   table.add("batch", &o.batch, "evaluation batch");

@@ -47,11 +47,8 @@ int run_evaluation(const EvalOptions& options) {
   const fs::path out = !options.out.empty()        ? fs::path(options.out)
                        : fs::is_directory(where) ? where
                                                  : where.parent_path().parent_path();
-  char stem[32];
-  std::snprintf(stem, sizeof(stem), "step-%08lld", static_cast<long long>(checkpoint.progress.step));
-  fs::create_directories(out / "eval");
-  write_evaluation(out / "eval" / stem, results);
-  std::cout << "wrote " << (out / "eval" / stem).string() << ".csv and .json\n";
+  const fs::path stem = write_evaluation(out, split, checkpoint.progress.step, results);
+  std::cout << "wrote " << stem.string() << ".csv and .json\n";
   return kExitSuccess;
 }
 

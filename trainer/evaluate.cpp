@@ -92,7 +92,12 @@ std::string evaluation_json(const std::vector<CapacityResult>& results) {
   return json + "]";
 }
 
-void write_evaluation(const std::filesystem::path& stem, const std::vector<CapacityResult>& results) {
+std::filesystem::path write_evaluation(const std::filesystem::path& dir, const std::string& split, int64_t step,
+                                       const std::vector<CapacityResult>& results) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "-step-%08lld", static_cast<long long>(step));
+  std::filesystem::create_directories(dir / "eval");
+  const std::filesystem::path stem = dir / "eval" / (split + name);
   std::filesystem::path csv_path = stem, json_path = stem;
   csv_path += ".csv";
   json_path += ".json";
@@ -105,6 +110,7 @@ void write_evaluation(const std::filesystem::path& stem, const std::vector<Capac
   std::ofstream json(json_path);
   json << evaluation_json(results) << "\n";
   if (!csv || !json) throw std::runtime_error("cannot write the evaluation report '" + stem.string() + ".*'");
+  return stem;
 }
 
 }  // namespace mone

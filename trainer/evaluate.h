@@ -39,7 +39,10 @@ std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& o
 void print_evaluation(std::ostream& out, const std::vector<CapacityResult>& results);
 // A JSON array of one object per capacity (for reports and metrics.jsonl).
 std::string evaluation_json(const std::vector<CapacityResult>& results);
-// <stem>.csv and <stem>.json.
-void write_evaluation(const std::filesystem::path& stem, const std::vector<CapacityResult>& results);
+// Writes <dir>/eval/<split>-step-<8 digits>.csv and .json; returns the path
+// without the extension. The split is in the name so a test-split evaluation
+// never replaces the training's validation one of the same step.
+std::filesystem::path write_evaluation(const std::filesystem::path& dir, const std::string& split, int64_t step,
+                                       const std::vector<CapacityResult>& results);
 
 }  // namespace mone

@@ -90,12 +90,15 @@ class Trainer {
                    AdamWSettings{0.9, 0.999, 1e-8, options.weight_decay}),
         lr_{options.lr, options.min_lr, options.warmup, options.steps},
         capacity_(parse_option("capacity",
-                               [&] { return CapacitySchedule::parse(options.capacity, model_config.experts); })),
+                               [&] { return CapacitySchedule::parse(options.capacity, model_config.experts,
+                                                                      options.full_capacity_steps);
+                               })),
         eval_capacities_(parse_option("eval-capacities", [&] {
           return options.eval_capacities.empty() ? default_capacities(model_config.experts)
                                                  : parse_capacity_list(options.eval_capacities, model_config.experts);
         })) {
     model_.set_label_smoothing(options.label_smoothing);
+    initialise_routing(options.router_init_std, options.alpha_init);
     progress_.world_size = options.world;
     progress_.seed = options.seed;
   }
@@ -103,6 +106,7 @@ class Trainer {
   int run();
 
  private:
+  void initialise_routing(double router_std, double alpha);
   void resume(const Checkpoint& checkpoint);
   StepResult train_step(Loader& loader, int64_t step);
   void log_step(MetricsLog& metrics, ProgressLine& line, const StepResult& result, double step_ms);
@@ -122,6 +126,21 @@ class Trainer {
   int64_t train_samples_ = 1;
   Batch batch_;
 };
+
+// The model draws the router weight with std kInitStd: rescaling the same draw
+// changes the std and nothing else. A resumed run overwrites all of it.
+void Trainer::initialise_routing(double router_std, double alpha) {
+  ParameterSet<float>& params = model_.params();
+  for (const ParamInfo& info : params.infos()) {
+    float* values = params.values() + info.offset;
+    if (info.kind == ParamKind::router_weight) {
+      const float scale = static_cast<float>(router_std / kInitStd);
+      for (int64_t i = 0; i < info.numel; ++i) values[i] *= scale;
+    } else if (info.kind == ParamKind::alpha) {
+      std::fill(values, values + info.numel, static_cast<float>(alpha));
+    }
+  }
+}
 
 void Trainer::resume(const Checkpoint& checkpoint) {
   require_same_model(checkpoint, model_.config());
@@ -204,10 +223,7 @@ void Trainer::evaluate_now(MetricsLog& metrics, ProgressLine& line) {
   line.break_line();
   std::cout << "evaluation at step " << progress_.step << " on '" << data.split << "':\n";
   print_evaluation(std::cout, results);
-  char stem[32];
-  std::snprintf(stem, sizeof(stem), "step-%08lld", static_cast<long long>(progress_.step));
-  fs::create_directories(run_dir_ / "eval");
-  write_evaluation(run_dir_ / "eval" / stem, results);
+  write_evaluation(run_dir_, data.split, progress_.step, results);
   JsonRecord record;
   record.add("type", std::string("eval"))
       .add("step", progress_.step)

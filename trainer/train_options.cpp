@@ -68,6 +68,8 @@ void check_train_options(const TrainOptions& o) {
   require(o.clip >= 0, "clip", "must be >= 0 (0: no clipping)");
   require(o.label_smoothing >= 0 && o.label_smoothing < 1, "label-smoothing", "must be in [0, 1)");
   require(o.threads > 0, "threads", "must be positive");
+  require(o.full_capacity_steps >= 0, "full-capacity-steps", "must be >= 0");
+  require(o.router_init_std >= 0, "router-init-std", "must be >= 0");
   require(o.eval_batch > 0, "eval-batch", "must be positive");
   require(o.eval_every >= 0, "eval-every", "must be >= 0");
   require(o.log_every > 0, "log-every", "must be positive");

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "model/config.h"
+#include "model/parameters.h"
 
 namespace mone {
 
@@ -30,6 +31,11 @@ struct TrainOptions {
   uint64_t seed = 0;
   int threads = 0;          // set to default_thread_count() before parsing
   std::string capacity = "random";
+  int64_t full_capacity_steps = 0;  // steps at e_c = 1 before --capacity applies
+  // Initialisation of the routing parameters (method page: router weight
+  // normal with std 0.02, alpha 0); the trainer's ablations change them.
+  double router_init_std = kInitStd;
+  double alpha_init = 0.0;
   std::string eval_capacities;  // empty: the default capacity set
   std::string eval_split = "auto";  // auto: val when the dataset has one, else test
   int64_t eval_batch = 100;

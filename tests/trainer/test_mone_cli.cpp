@@ -103,8 +103,8 @@ TEST(MoneCli, RunDirectoryHoldsMetricsEvaluationAndACheckpointReadableByH5py) {
     EXPECT_NE(metrics[0].find("\"" + std::string(key) + "\": "), std::string::npos) << key;
   }
   EXPECT_NE(metrics[3].find("\"type\": \"eval\""), std::string::npos);
-  EXPECT_TRUE(fs::exists(run / "eval" / "step-00000003.csv"));
-  EXPECT_EQ(testing::read_lines(run / "eval" / "step-00000003.csv").size(), 3u);  // header, e_c 0.5 and 1
+  EXPECT_TRUE(fs::exists(run / "eval" / "val-step-00000003.csv"));
+  EXPECT_EQ(testing::read_lines(run / "eval" / "val-step-00000003.csv").size(), 3u);  // header, e_c 0.5 and 1
 
   const fs::path checkpoint = run / "checkpoints" / "step-00000003.h5";
   const Checkpoint loaded = read_checkpoint(checkpoint);
@@ -142,7 +142,7 @@ TEST(MoneCli, RunDirectoryHoldsMetricsEvaluationAndACheckpointReadableByH5py) {
   expect_values(loaded.second_moment.data() + router.offset, router.numel, "router.weight");
 }
 
-// Mean top-1 over the capacities of one eval/step-N.csv.
+// Mean top-1 over the capacities of one eval/val-step-N.csv.
 double mean_top1(const fs::path& csv) {
   const std::vector<std::string> lines = testing::read_lines(csv);
   double sum = 0;
@@ -168,7 +168,7 @@ TEST(MoneCli, KeepsTheBestCheckpointByValidationAccuracy) {
   double best = -1;
   for (int64_t step = 2; step <= 8; step += 2) {
     char name[32];
-    std::snprintf(name, sizeof(name), "step-%08lld.csv", static_cast<long long>(step));
+    std::snprintf(name, sizeof(name), "val-step-%08lld.csv", static_cast<long long>(step));
     const double top1 = mean_top1(run / "eval" / name);
     if (top1 > best) best = top1, best_step = step;  // the first of equal scores stays
   }
@@ -181,6 +181,32 @@ TEST(MoneCli, KeepsTheBestCheckpointByValidationAccuracy) {
   EXPECT_EQ(kept.values, read_checkpoint(checkpoints.path_for(best_step)).values);
   // The final checkpoint remembers the best so far, for a resumed run.
   EXPECT_EQ(read_checkpoint(checkpoints.path_for(8)).progress.best_step, best_step);
+}
+
+// The value of one parameter (by name) in a checkpoint.
+std::vector<float> parameter(const Checkpoint& checkpoint, const std::string& name) {
+  const ParameterSet<float> layout(checkpoint.model);
+  const ParamInfo& info = layout.info(name);
+  const auto begin = checkpoint.values.begin() + info.offset;
+  return {begin, begin + info.numel};
+}
+
+TEST(MoneCli, RoutingInitialisationOptions) {
+  testing::TrainerFixture fixture;
+  // A learning rate of 1e-30 leaves the initial values as they were drawn.
+  const std::vector<std::string> frozen = {"--steps", "1", "--lr", "1e-30", "--min-lr", "0", "--warmup", "0"};
+  ASSERT_EQ(run_mone(with(small_run(fixture, "default"), frozen)).exit_code, 0);
+  const testing::ProcessResult changed = run_mone(
+      with(small_run(fixture, "changed"), with(frozen, {"--router-init-std", "0.2", "--alpha-init", "0.5"})));
+  ASSERT_EQ(changed.exit_code, 0) << changed.err;
+  const Checkpoint a = read_checkpoint(CheckpointDirectory(fixture.root() / "default").path_for(1));
+  const Checkpoint b = read_checkpoint(CheckpointDirectory(fixture.root() / "changed").path_for(1));
+  const std::vector<float> router_a = parameter(a, "router.weight"), router_b = parameter(b, "router.weight");
+  ASSERT_EQ(router_a.size(), router_b.size());
+  for (size_t i = 0; i < router_a.size(); ++i) EXPECT_NEAR(router_b[i], 10.0f * router_a[i], 1e-6f) << i;
+  for (float alpha : parameter(a, "blocks.0.alpha")) EXPECT_EQ(alpha, 0.0f);
+  for (float alpha : parameter(b, "blocks.1.alpha")) EXPECT_EQ(alpha, 0.5f);
+  expect_usage_error(with(small_run(fixture, "bad"), {"--full-capacity-steps", "-1"}), "--full-capacity-steps");
 }
 
 }  // namespace

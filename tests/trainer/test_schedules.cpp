@@ -46,6 +46,18 @@ TEST(CapacitySchedule, FixedListAndRange) {
   }
 }
 
+TEST(CapacitySchedule, FullCapacityStepsComeFirstThenTheSameDraws) {
+  const CapacitySchedule plain = CapacitySchedule::parse("random", 4);
+  const CapacitySchedule warm = CapacitySchedule::parse("random", 4, 5);
+  for (int64_t step = 0; step < 5; ++step) EXPECT_EQ(warm.at(3, step), 1.0) << step;
+  bool below_one = false;
+  for (int64_t step = 5; step < 40; ++step) {
+    EXPECT_EQ(warm.at(3, step), plain.at(3, step)) << step;
+    below_one = below_one || warm.at(3, step) < 1.0;
+  }
+  EXPECT_TRUE(below_one);
+}
+
 TEST(CapacitySchedule, DefaultSetDropsInfeasibleValues) {
   EXPECT_EQ(default_capacities(2), (std::vector<double>{0.55, 0.65, 0.75, 0.85, 0.95, 1.0}));
 }
