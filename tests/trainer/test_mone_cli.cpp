@@ -204,8 +204,8 @@ TEST(MoneCli, RoutingInitialisationOptions) {
   const std::vector<float> router_a = parameter(a, "router.weight"), router_b = parameter(b, "router.weight");
   ASSERT_EQ(router_a.size(), router_b.size());
   for (size_t i = 0; i < router_a.size(); ++i) EXPECT_NEAR(router_b[i], 10.0f * router_a[i], 1e-6f) << i;
-  for (float alpha : parameter(a, "blocks.0.alpha")) EXPECT_EQ(alpha, 0.0f);
-  for (float alpha : parameter(b, "blocks.1.alpha")) EXPECT_EQ(alpha, 0.5f);
+  for (float alpha : parameter(a, "blocks.0.alpha")) EXPECT_NEAR(alpha, 0.0f, 1e-20f);
+  for (float alpha : parameter(b, "blocks.1.alpha")) EXPECT_NEAR(alpha, 0.5f, 1e-6f);
   expect_usage_error(with(small_run(fixture, "bad"), {"--full-capacity-steps", "-1"}), "--full-capacity-steps");
 }
 
