@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# End-to-end test of slurm/train.sbatch on a real one-node Slurm cluster
+# (scripts/slurm-local.sh), CTest label "slurm" (docs/slurm.md):
+#
+#  1. pre-emption: two identical jobs; one is sent SIGUSR1 through its batch
+#     shell mid-run (scancel --signal=USR1 --batch, as a scheduler warns of
+#     the end of a time slot), stops with a checkpoint, requeues itself and
+#     resumes. Both must complete, with bitwise equal per-step losses and
+#     final parameters (compare_runs.py).
+#  2. a rank killed with SIGKILL: the job must end FAILED, without a requeue
+#     and within a bounded time (no hang in a collective).
+#  3. the restart guard: with MAX_RESTARTS=0 a pre-empted job stops for good
+#     (FAILED, exit code 75) instead of requeueing.
+#
+#   test_preemption.sh SOURCE_DIR BUILD_DIR [RANKS]     (RANKS: MPI ranks per job, default 2)
+#
+# Exit codes: 0 passed, 1 failed, 77 skipped (no Slurm here, not root, or the
+# cluster cannot start; the reason is printed). The cluster is stopped and
+# the working directory removed on every exit, failures included.
+set -euo pipefail
+
+source_dir=$(cd "$1" && pwd)
+build_dir=$(cd "$2" && pwd)
+ranks=${3:-2}
+steps=${MONE_SLURM_TEST_STEPS:-300}  # ~30 ms steps at batch 16: long enough to pre-empt mid-run
+python=${MONE_PYTHON:-/usr/bin/python3}
+job_timeout=600                      # seconds any one job may take, waiting in the queue included
+
+skip() { echo "SKIPPED: $*"; exit 77; }
+fail() { echo "FAILED: $*" >&2; exit 1; }
+note() { echo "[$(date +%T)] $*"; }
+
+for tool in sbatch scontrol scancel slurmctld slurmd munged; do
+  command -v "$tool" >/dev/null || skip "'$tool' is not installed (Debian's slurm-wlm and munge; scripts/setup.sh)"
+done
+[ "$(id -u)" -eq 0 ] || skip "the local Slurm cluster needs root"
+[ -x "$build_dir/trainer/mone" ] || fail "no $build_dir/trainer/mone"
+
+work=$(mktemp -d /tmp/mone-slurm-test-XXXXXX)
+export MONE_SLURM_DIR=$work/cluster
+# Room for two jobs at once, so the reference and the pre-empted run overlap.
+export MONE_SLURM_CPUS=$((2 * ranks))
+
+# A port pair nobody listens on, so a user's own local cluster (6817) or a
+# concurrent run of this test does not collide with ours.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for _ in $(seq 50); do
+  MONE_SLURM_PORT=$((20000 + RANDOM % 20000))
+  port_free "$MONE_SLURM_PORT" && port_free $((MONE_SLURM_PORT + 1)) && break
+done
+export MONE_SLURM_PORT
+
+finish() {
+  local status=$?
+  if [ "$status" -ne 0 ] && [ "$status" -ne 77 ]; then
+    echo "--- job logs and daemon log tails (for the failure above) ---"
+    tail -n 40 "$work"/jobs/*.out 2>/dev/null || true
+    tail -n 20 "$MONE_SLURM_DIR"/log/*.log 2>/dev/null || true
+  fi
+  "$source_dir/scripts/slurm-local.sh" stop >/dev/null || echo "warning: stopping the local cluster failed" >&2
+  rm -rf "$work"
+  exit "$status"
+}
+trap finish EXIT
+
+if ! "$source_dir/scripts/slurm-local.sh" start >"$work/start.log" 2>&1; then
+  cat "$work/start.log"
+  skip "the local Slurm cluster did not start (output above)"
+fi
+export SLURM_CONF=$MONE_SLURM_DIR/slurm.conf
+note "local cluster up: port $MONE_SLURM_PORT, $MONE_SLURM_CPUS CPUs, $ranks rank(s) per job"
+
+"$build_dir/data/mone-data" --out "$work/data" --source synthetic --height 28 --width 28 --channels 1 \
+  --count 512 --test-count 64 --val-count 64 --progress none >/dev/null
+
+mkdir -p "$work/jobs"
+# Submits train.sbatch with this test's settings; extra VAR=value pairs go to
+# --export. Prints the job id.
+submit() {
+  local name=$1; shift
+  local settings
+  settings=$(IFS=,; echo "$*")
+  (cd "$work/jobs" && sbatch --parsable --job-name="$name" --ntasks="$ranks" \
+    --export="ALL,MONE_ROOT=$source_dir,MONE=$build_dir/trainer/mone,DATA=$work/data,RUN_DIR=$work/runs/$name,STEPS=$steps,BATCH=16,THREADS=1,LOG_EVERY=1,CHECKPOINT_EVERY=100,EXTRA_ARGS=--eval-capacities 1${settings:+,$settings}" \
+    "$source_dir/slurm/train.sbatch")
+}
+
+# One field of `scontrol show job` (JobState, Restarts, ExitCode, ...).
+job_field() {
+  scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+
+# Waits until the job has ended for good. A job that requeues itself passes
+# through REQUEUED and PENDING, and ends only with its last run.
+wait_final() {
+  local job=$1 deadline=$((SECONDS + job_timeout)) state
+  while true; do
+    state=$(job_field "$job" JobState)
+    case "$state" in
+      COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) echo "$state"; return ;;
+    esac
+    [ "$SECONDS" -lt "$deadline" ] || fail "job $job still '$state' after ${job_timeout}s"
+    sleep 1
+  done
+}
+
+# Waits until the run has logged at least `steps` training steps.
+wait_logged() {
+  local job=$1 metrics=$2 want=$3 deadline=$((SECONDS + job_timeout)) have
+  while true; do
+    have=$(grep -c '"type": "train"' "$metrics" 2>/dev/null || true)
+    [ "${have:-0}" -ge "$want" ] && return
+    case "$(job_field "$job" JobState)" in
+      COMPLETED | FAILED | CANCELLED) fail "job $job ended before step $want (log: $work/jobs/$(basename "$(dirname "$metrics")")-$job.out)" ;;
+    esac
+    [ "$SECONDS" -lt "$deadline" ] || fail "job $job logged ${have:-0} of $want steps in ${job_timeout}s"
+    sleep 0.5
+  done
+}
+
+expect() {  # job field value
+  local got
+  got=$(job_field "$1" "$2")
+  [ "$got" = "$3" ] || fail "job $1: $2 is '$got', expected '$3'"
+}
+
+# --- 1. pre-emption, requeue, resume: bitwise the uninterrupted run ---------
+started=$SECONDS
+reference=$(submit reference)
+preempted=$(submit preempted)
+note "submitted reference job $reference and pre-empted job $preempted ($steps steps each)"
+wait_logged "$preempted" "$work/runs/preempted/metrics.jsonl" $((steps / 4))
+scancel --signal=USR1 --batch "$preempted"
+note "sent SIGUSR1 to job $preempted's batch shell"
+[ "$(wait_final "$reference")" = COMPLETED ] || fail "reference job $reference: $(job_field "$reference" JobState)"
+[ "$(wait_final "$preempted")" = COMPLETED ] || fail "pre-empted job $preempted: $(job_field "$preempted" JobState)"
+expect "$reference" Restarts 0
+expect "$preempted" Restarts 1
+expect "$preempted" ExitCode 0:0
+log=$work/jobs/preempted-$preempted.out
+resumed_at=$(sed -n 's/^resuming at step \([0-9]*\) .*/\1/p' "$log" | head -n 1)
+[ -n "$resumed_at" ] && [ "$resumed_at" -gt 0 ] && [ "$resumed_at" -lt "$steps" ] ||
+  fail "job $preempted did not resume mid-run (resumed at '${resumed_at}'; see $log)"
+note "job $preempted stopped, requeued and resumed at step $resumed_at; both done in $((SECONDS - started))s"
+"$python" "$source_dir/tests/slurm/compare_runs.py" "$work/runs/reference" "$work/runs/preempted" ||
+  fail "the requeued run differs from the uninterrupted one"
+
+# --- 2. a rank killed with SIGKILL: a failure, promptly, no requeue ----------
+# 3. and the restart guard, in parallel: MAX_RESTARTS=0, pre-empted once.
+started=$SECONDS
+killed=$(submit killed STEPS=1000000 RANK_EXIT_WAIT=10)
+guarded=$(submit guarded MAX_RESTARTS=0)
+wait_logged "$killed" "$work/runs/killed/metrics.jsonl" 3
+# The last rank's process: its environment names the job and the rank.
+victim=
+for environ in /proc/[0-9]*/environ; do
+  pid=${environ#/proc/}; pid=${pid%/environ}
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = mone ] || continue
+  if tr '\0' '\n' <"$environ" 2>/dev/null | grep -qx "SLURM_JOB_ID=$killed" &&
+    tr '\0' '\n' <"$environ" | grep -qx "SLURM_PROCID=$((ranks - 1))"; then
+    victim=$pid
+  fi
+done
+[ -n "$victim" ] || fail "no mone process of job $killed, rank $((ranks - 1)) found"
+kill -KILL "$victim"
+note "killed rank $((ranks - 1)) of job $killed (pid $victim) with SIGKILL"
+killed_at=$SECONDS
+[ "$(wait_final "$killed")" = FAILED ] || fail "job $killed with a killed rank: $(job_field "$killed" JobState)"
+expect "$killed" Restarts 0
+note "job $killed ended FAILED $((SECONDS - killed_at))s after the kill, not requeued"
+
+wait_logged "$guarded" "$work/runs/guarded/metrics.jsonl" 3
+scancel --signal=USR1 --batch "$guarded"
+[ "$(wait_final "$guarded")" = FAILED ] || fail "job $guarded past MAX_RESTARTS: $(job_field "$guarded" JobState)"
+expect "$guarded" Restarts 0
+expect "$guarded" ExitCode 75:0
+ls "$work/runs/guarded/checkpoints/"step-*.h5 >/dev/null || fail "job $guarded stopped without a checkpoint"
+note "job $guarded stopped with exit code 75 and a checkpoint, not requeued (MAX_RESTARTS=0); $((SECONDS - started))s"
+echo "PASSED"
