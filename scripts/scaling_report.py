@@ -117,6 +117,10 @@ def plot(rows, path, title):
         ideal = [base["img_s"] * r / int(base["ranks"]) for r in ranks]
         throughput.plot(ranks, ideal, linestyle=":", color=line.get_color(), label=f"{mode}: ideal")
     throughput.set_xscale("log", base=2)
+    all_ranks = sorted({int(row["ranks"]) for row in measured})
+    throughput.set_xticks(all_ranks, [str(r) for r in all_ranks])
+    throughput.minorticks_off()
+    throughput.set_ylim(bottom=0)
     throughput.set_xlabel("ranks")
     throughput.set_ylabel("images / s (global)")
     throughput.set_title("throughput")
@@ -128,8 +132,9 @@ def plot(rows, path, title):
     comm = [row["comm_ms"] or 0.0 for row in measured]
     data = [row["data_ms"] for row in measured]
     comm_logged = any(row["comm_ms"] is not None for row in measured)
-    split.bar(names, compute, label="compute" if comm_logged else "compute (+ comm, not logged)")
-    split.bar(names, comm, bottom=compute, label="exposed communication")
+    split.bar(names, compute, label="compute" if comm_logged else "compute (+ communication, not logged)")
+    if comm_logged:
+        split.bar(names, comm, bottom=compute, label="exposed communication")
     split.bar(names, data, bottom=[a + b for a, b in zip(compute, comm)], label="data wait")
     split.set_ylabel("ms per step (median)")
     split.set_title("step time")
