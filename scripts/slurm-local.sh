@@ -118,6 +118,10 @@ start() {
   if running; then
     say "already running in $cluster_dir"
   else
+    if [ -d "$cluster_dir" ]; then
+      say "found a stopped or half-started cluster in $cluster_dir; cleaning it up first"
+      stop >/dev/null
+    fi
     mkdir -p "$cluster_dir"/{state,spool,log}
     write_conf
     start_munge
