@@ -151,19 +151,13 @@ note "job $preempted stopped, requeued and resumed at step $resumed_at; both don
 # 3. and the restart guard, in parallel: MAX_RESTARTS=0, pre-empted once.
 started=$SECONDS
 killed=$(submit killed STEPS=1000000 RANK_EXIT_WAIT=10)
-guarded=$(submit guarded MAX_RESTARTS=0)
+guarded=$(submit guarded STEPS=1000000 MAX_RESTARTS=0)
 wait_logged "$killed" "$work/runs/killed/metrics.jsonl" 3
-# The last rank's process: its environment names the job and the rank.
-victim=
-for environ in /proc/[0-9]*/environ; do
-  pid=${environ#/proc/}; pid=${pid%/environ}
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = mone ] || continue
-  if tr '\0' '\n' <"$environ" 2>/dev/null | grep -qx "SLURM_JOB_ID=$killed" &&
-    tr '\0' '\n' <"$environ" | grep -qx "SLURM_PROCID=$((ranks - 1))"; then
-    victim=$pid
-  fi
-done
-[ -n "$victim" ] || fail "no mone process of job $killed, rank $((ranks - 1)) found"
+# The last rank's process, from slurmd's list of the job's processes (the
+# training step is step 0).
+victim=$(scontrol listpids "$killed" | awk -v rank=$((ranks - 1)) '$3 == "0" && $5 == rank { print $1 }')
+[ -n "$victim" ] || fail "no process of job $killed, rank $((ranks - 1)) in scontrol listpids"
+[ "$(cat "/proc/$victim/comm")" = mone ] || fail "pid $victim of job $killed, rank $((ranks - 1)) is not mone"
 kill -KILL "$victim"
 note "killed rank $((ranks - 1)) of job $killed (pid $victim) with SIGKILL"
 killed_at=$SECONDS
