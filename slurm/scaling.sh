@@ -8,8 +8,8 @@
 #   scripts/scaling_report.py STUDY_DIR     # table (img/s, efficiency, step time split) + PNG
 #
 #   slurm/scaling.sh                                     # 1, 2, 4 ranks on one node
-#   UNIT=nodes COUNTS="1 2 4 8" TASKS_PER_NODE=4 SBATCH_ARGS="--gpus-per-node=4" \
-#     PRESET=s16 slurm/scaling.sh                        # 1-8 nodes of 4 GPUs
+#   UNIT=nodes COUNTS="1 2 4 8" TASKS_PER_NODE=8 SBATCH_ARGS="--gpus-per-node=8" \
+#     PRESET=s16 BATCH_PER_RANK=256 slurm/scaling.sh     # 1-8 nodes of 8 GPUs
 #
 # Settings (environment; defaults in brackets):
 #   STUDY_DIR       where configs, runs and logs go [runs/scaling-<date>]
