@@ -2,11 +2,13 @@
 # End-to-end test of slurm/train.sbatch on a real one-node Slurm cluster
 # (scripts/slurm-local.sh), CTest label "slurm" (docs/slurm.md):
 #
-#  1. pre-emption: two identical jobs; one is sent SIGUSR1 through its batch
-#     shell mid-run (scancel --signal=USR1 --batch, as a scheduler warns of
-#     the end of a time slot), stops with a checkpoint, requeues itself and
-#     resumes. Both must complete, with bitwise equal per-step losses and
-#     final parameters (compare_runs.py).
+#  1. pre-emption: three identical jobs. One is sent SIGUSR1 through its
+#     batch shell mid-run (scancel --signal=USR1 --batch, as a scheduler warns
+#     of the end of a time slot): it stops with a checkpoint, requeues itself
+#     and resumes. One is requeued by the scheduler (scontrol requeue: SIGTERM,
+#     checkpoint, the scheduler restarts it). All must complete, the two
+#     interrupted ones with per-step losses and final parameters bitwise
+#     equal to the uninterrupted one's (compare_runs.py).
 #  2. a rank killed with SIGKILL: the job must end FAILED, without a requeue
 #     and within a bounded time (no hang in a collective).
 #  3. the restart guard: with MAX_RESTARTS=0 a pre-empted job stops for good
@@ -40,8 +42,8 @@ done
 
 work=$(mktemp -d /tmp/mone-slurm-test-XXXXXX)
 export MONE_SLURM_DIR=$work/cluster
-# Room for two jobs at once, so the reference and the pre-empted run overlap.
-export MONE_SLURM_CPUS=$((2 * ranks))
+# Room for three jobs at once, so the reference and the interrupted runs overlap.
+export MONE_SLURM_CPUS=$((3 * ranks))
 
 # A port pair nobody listens on, so a user's own local cluster (6817) or a
 # concurrent run of this test does not collide with ours.
@@ -126,26 +128,39 @@ expect() {  # job field value
   [ "$got" = "$3" ] || fail "job $1: $2 is '$got', expected '$3'"
 }
 
+# The job was interrupted once and resumed from a checkpoint mid-run.
+expect_resumed() {
+  local job=$1 name=$2 log resumed_at
+  [ "$(wait_final "$job")" = COMPLETED ] || fail "$name job $job: $(job_field "$job" JobState)"
+  expect "$job" Restarts 1
+  expect "$job" ExitCode 0:0
+  log=$work/jobs/$name-$job.out
+  resumed_at=$(sed -n 's/^resuming at step \([0-9]*\) .*/\1/p' "$log" | head -n 1)
+  if [ -z "$resumed_at" ] || [ "$resumed_at" -le 0 ] || [ "$resumed_at" -ge "$steps" ]; then
+    fail "$name job $job did not resume mid-run (resumed at '$resumed_at'; see $log)"
+  fi
+  note "$name job $job stopped, was requeued and resumed at step $resumed_at"
+  "$python" "$source_dir/tests/slurm/compare_runs.py" "$work/runs/reference" "$work/runs/$name" ||
+    fail "the $name run differs from the uninterrupted one"
+}
+
 # --- 1. pre-emption, requeue, resume: bitwise the uninterrupted run ---------
 started=$SECONDS
 reference=$(submit reference)
 preempted=$(submit preempted)
-note "submitted reference job $reference and pre-empted job $preempted ($steps steps each)"
+requeued=$(submit requeued)
+note "submitted jobs $reference (reference), $preempted (pre-empted), $requeued (requeued); $steps steps each"
 wait_logged "$preempted" "$work/runs/preempted/metrics.jsonl" $((steps / 4))
 scancel --signal=USR1 --batch "$preempted"
 note "sent SIGUSR1 to job $preempted's batch shell"
+wait_logged "$requeued" "$work/runs/requeued/metrics.jsonl" $((steps / 4))
+scontrol requeue "$requeued"
+note "requeued job $requeued with scontrol"
 [ "$(wait_final "$reference")" = COMPLETED ] || fail "reference job $reference: $(job_field "$reference" JobState)"
-[ "$(wait_final "$preempted")" = COMPLETED ] || fail "pre-empted job $preempted: $(job_field "$preempted" JobState)"
 expect "$reference" Restarts 0
-expect "$preempted" Restarts 1
-expect "$preempted" ExitCode 0:0
-log=$work/jobs/preempted-$preempted.out
-resumed_at=$(sed -n 's/^resuming at step \([0-9]*\) .*/\1/p' "$log" | head -n 1)
-[ -n "$resumed_at" ] && [ "$resumed_at" -gt 0 ] && [ "$resumed_at" -lt "$steps" ] ||
-  fail "job $preempted did not resume mid-run (resumed at '${resumed_at}'; see $log)"
-note "job $preempted stopped, requeued and resumed at step $resumed_at; both done in $((SECONDS - started))s"
-"$python" "$source_dir/tests/slurm/compare_runs.py" "$work/runs/reference" "$work/runs/preempted" ||
-  fail "the requeued run differs from the uninterrupted one"
+expect_resumed "$preempted" preempted
+expect_resumed "$requeued" requeued
+note "phase 1 done in $((SECONDS - started))s"
 
 # --- 2. a rank killed with SIGKILL: a failure, promptly, no requeue ----------
 # 3. and the restart guard, in parallel: MAX_RESTARTS=0, pre-empted once.
