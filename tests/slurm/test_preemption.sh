@@ -108,18 +108,33 @@ wait_final() {
   done
 }
 
-# Waits until the run has logged at least `steps` training steps.
-wait_logged() {
-  local job=$1 metrics=$2 want=$3 have
-  while true; do
-    have=$(grep -c '"type": "train"' "$metrics" 2>/dev/null || true)
-    [ "${have:-0}" -ge "$want" ] && return
-    case "$(job_field "$job" JobState)" in
-      COMPLETED | FAILED | CANCELLED) fail "job $job ended before step $want (log: $work/jobs/$(basename "$(dirname "$metrics")")-$job.out)" ;;
-    esac
-    [ "$SECONDS" -lt "$deadline" ] || fail "job $job logged ${have:-0} of $want steps by the test's deadline"
-    sleep 0.5
-  done
+# Training steps a run has logged so far.
+logged_steps() {
+  local count
+  count=$(grep -c '"type": "train"' "$work/runs/$1/metrics.jsonl" 2>/dev/null || true)
+  echo "${count:-0}"
+}
+
+# Runs `action...` once the job (run `name`) has logged `want` steps; fails if
+# the job ends first or the deadline passes. Returns at once (status 1)
+# without acting while the job is short of `want`, so several jobs can be
+# polled in one loop.
+act_at_step() {
+  local job=$1 name=$2 want=$3; shift 3
+  if [ "$(logged_steps "$name")" -ge "$want" ]; then
+    "$@" || fail "'$*' failed"
+    return 0
+  fi
+  case "$(job_field "$job" JobState)" in
+    COMPLETED | FAILED | CANCELLED) fail "job $job ended before step $want (log: $work/jobs/$name-$job.out)" ;;
+  esac
+  [ "$SECONDS" -lt "$deadline" ] || fail "job $job logged $(logged_steps "$name") of $want steps by the test's deadline"
+  return 1
+}
+
+# Waits until the job has logged `want` steps, then runs `action...`.
+at_step() {
+  until act_at_step "$@"; do sleep 0.5; done
 }
 
 expect() {  # job field value
@@ -150,12 +165,15 @@ reference=$(submit reference)
 preempted=$(submit preempted)
 requeued=$(submit requeued)
 note "submitted jobs $reference (reference), $preempted (pre-empted), $requeued (requeued); $steps steps each"
-wait_logged "$preempted" "$work/runs/preempted/metrics.jsonl" $((steps / 4))
-scancel --signal=USR1 --batch "$preempted"
-note "sent SIGUSR1 to job $preempted's batch shell"
-wait_logged "$requeued" "$work/runs/requeued/metrics.jsonl" $((steps / 4))
-scontrol requeue "$requeued"
-note "requeued job $requeued with scontrol"
+# Each is interrupted once it has done a quarter of its steps, whichever is first.
+preempt() { scancel --signal=USR1 --batch "$preempted" && note "sent SIGUSR1 to job $preempted's batch shell"; }
+requeue() { scontrol requeue "$requeued" && note "requeued job $requeued with scontrol"; }
+preempt_done='' requeue_done=''
+until [ -n "$preempt_done" ] && [ -n "$requeue_done" ]; do
+  [ -n "$preempt_done" ] || { act_at_step "$preempted" preempted $((steps / 4)) preempt && preempt_done=1; }
+  [ -n "$requeue_done" ] || { act_at_step "$requeued" requeued $((steps / 4)) requeue && requeue_done=1; }
+  sleep 0.5
+done
 [ "$(wait_final "$reference")" = COMPLETED ] || fail "reference job $reference: $(job_field "$reference" JobState)"
 expect "$reference" Restarts 0
 expect_resumed "$preempted" preempted
@@ -167,7 +185,7 @@ note "phase 1 done in $((SECONDS - started))s"
 started=$SECONDS
 killed=$(submit killed STEPS=1000000 RANK_EXIT_WAIT=10)
 guarded=$(submit guarded STEPS=1000000 MAX_RESTARTS=0)
-wait_logged "$killed" "$work/runs/killed/metrics.jsonl" 3
+at_step "$killed" killed 3 true
 # The last rank's process, from slurmd's list of the job's processes (the
 # training step is step 0).
 victim=$(scontrol listpids "$killed" | awk -v rank=$((ranks - 1)) '$3 == "0" && $5 == rank { print $1 }')
@@ -180,8 +198,7 @@ killed_at=$SECONDS
 expect "$killed" Restarts 0
 note "job $killed ended FAILED $((SECONDS - killed_at))s after the kill, not requeued"
 
-wait_logged "$guarded" "$work/runs/guarded/metrics.jsonl" 3
-scancel --signal=USR1 --batch "$guarded"
+at_step "$guarded" guarded 3 scancel --signal=USR1 --batch "$guarded"
 [ "$(wait_final "$guarded")" = FAILED ] || fail "job $guarded past MAX_RESTARTS: $(job_field "$guarded" JobState)"
 expect "$guarded" Restarts 0
 expect "$guarded" ExitCode 75:0
