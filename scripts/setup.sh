@@ -15,6 +15,9 @@ packages=(
   libpng-dev
   dataset-fashion-mnist
   python3-torch python3-h5py python3-numpy python3-matplotlib
+  # The local Slurm cluster (scripts/slurm-local.sh, the slurm tests);
+  # srun --mpi=pmix loads libpmix2 at run time.
+  slurm-wlm munge libpmix2
 )
 
 missing=()
