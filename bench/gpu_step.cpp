@@ -1,5 +1,6 @@
-// Training-step throughput of the device model: forward, backward, gradient
-// clipping and the fused AdamW step, timed with CUDA events, at each
+// Training-step throughput of the device model: batch upload (pinned, copy
+// stream), forward, backward, gradient clipping and the fused AdamW step,
+// timed with CUDA events, at each
 // effective capacity. Prints one table row per e_c (and JSON lines with
 // --json) for docs/cuda.md; bench/torch_gpu_step.py measures PyTorch on the
 // same shapes.
@@ -22,6 +23,7 @@
 #include "model/capacity.h"
 #include "model/config.h"
 #include "model/cuda/adamw.h"
+#include "model/cuda/batch_upload.h"
 #include "model/cuda/check.h"
 #include "model/cuda/model_cuda.h"
 #include "model/cuda/ops.h"
@@ -96,21 +98,20 @@ void run(const Options& o) {
   model.load_parameters(params.values());
   cuda::DeviceAdamW optimizer(model.infos(), model.numel(), AdamWSettings{}, context);
 
-  // One random batch, uploaded once: the benchmark measures the step, not the loader.
+  // One random batch in both pinned slots of the uploader; every step uploads
+  // a slot again (copy stream, overlapping the previous step), as training does.
+  cuda::BatchUpload<T> batches(config, o.batch, context);
   const int64_t pixels = o.batch * config.image_height * config.image_width * config.channels;
-  std::vector<float> host_images(pixels);
-  for (int64_t i = 0; i < pixels; ++i) host_images[i] = static_cast<float>(random_normal(7, 0, i));
-  std::vector<int32_t> host_labels(o.batch);
-  for (int64_t i = 0; i < o.batch; ++i) host_labels[i] = static_cast<int32_t>(random_bits(7, 1, i) % config.classes);
-  cuda::DeviceBuffer images_f32(pixels * sizeof(float), "benchmark images (fp32)");
-  cuda::DeviceBuffer images(pixels * sizeof(T), "benchmark images");
-  cuda::DeviceBuffer labels(o.batch * sizeof(int32_t), "benchmark labels");
+  std::vector<float> images(pixels);
+  std::vector<int32_t> labels(o.batch);
+  for (int64_t i = 0; i < pixels; ++i) images[i] = static_cast<float>(random_normal(7, 0, i));
+  for (int64_t i = 0; i < o.batch; ++i) labels[i] = static_cast<int32_t>(random_bits(7, 1, i) % config.classes);
+  for (int slot = 0; slot < 2; ++slot) {
+    std::copy(images.begin(), images.end(), batches.host_images());
+    std::copy(labels.begin(), labels.end(), batches.host_labels());
+    batches.upload(o.batch);
+  }
   cuda::DeviceBuffer scalars(2 * sizeof(double), "loss and norm");
-  MONE_CUDA_CHECK(cudaMemcpy(images_f32.data(), host_images.data(), pixels * sizeof(float), cudaMemcpyHostToDevice));
-  MONE_CUDA_CHECK(cudaMemcpy(labels.data(), host_labels.data(), o.batch * sizeof(int32_t), cudaMemcpyHostToDevice));
-  // Those copies ran on the legacy stream; the context's stream does not wait for it.
-  MONE_CUDA_CHECK(cudaDeviceSynchronize());
-  cuda::convert_from_float(images_f32.as<float>(), pixels, images.as<T>(), context);
   float* loss = scalars.as<float>();
   double* norm = reinterpret_cast<double*>(scalars.as<char>() + sizeof(double));
 
@@ -124,11 +125,12 @@ void run(const Options& o) {
   for (const double ec : o.capacities) {
     auto gradients = [&] {
       model.zero_grads();
-      model.forward_backward(images.as<T>(), labels.as<int32_t>(), o.batch, ec, loss);
+      model.forward_backward(batches.images(), batches.labels(), o.batch, ec, loss);
       cuda::clip_grad_norm(model.grads(), model.numel(), 1.0, norm, context);
     };
     bool warm = false;  // the first step runs uncaptured: it creates the cuBLASLt plans
     auto step = [&] {
+      batches.upload(o.batch);
       if (o.graph && warm)
         graphs.launch(ec, gradients);
       else

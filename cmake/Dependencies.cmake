@@ -13,19 +13,23 @@ find_package(OpenMP REQUIRED COMPONENTS CXX)
 # with both on 2 cores a step ran 1.6x slower on 2 threads than on 1.
 # Without it (a GPU machine's image) the CPU reference uses model/gemm.cpp's
 # own loops: slow, but enough for the CUDA tests' small references.
-find_path(CBLAS_INCLUDE_DIR cblas.h
-  PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
-  NO_DEFAULT_PATH)
-find_library(OPENBLAS_LIBRARY NAMES openblas
-  PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
-  NO_DEFAULT_PATH)
+# MONE_OPENBLAS=OFF takes that path on purpose, to test it where OpenBLAS is.
+option(MONE_OPENBLAS "Use OpenBLAS when it is found (OFF: model/gemm.cpp's own loops)" ON)
+if(MONE_OPENBLAS)
+  find_path(CBLAS_INCLUDE_DIR cblas.h
+    PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
+    NO_DEFAULT_PATH)
+  find_library(OPENBLAS_LIBRARY NAMES openblas
+    PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
+    NO_DEFAULT_PATH)
+endif()
 add_library(mone_blas INTERFACE)
-if(CBLAS_INCLUDE_DIR AND OPENBLAS_LIBRARY)
+if(MONE_OPENBLAS AND CBLAS_INCLUDE_DIR AND OPENBLAS_LIBRARY)
   target_include_directories(mone_blas INTERFACE ${CBLAS_INCLUDE_DIR})
   target_link_libraries(mone_blas INTERFACE ${OPENBLAS_LIBRARY})
   target_compile_definitions(mone_blas INTERFACE MONE_HAVE_OPENBLAS)
 else()
-  message(WARNING "mone: OpenBLAS (libopenblas-openmp-dev) not found: the CPU model uses its own, "
+  message(WARNING "mone: OpenBLAS (libopenblas-openmp-dev) not found or MONE_OPENBLAS=OFF: the CPU model uses its own, "
                   "much slower GEMM loops (scripts/setup.sh installs OpenBLAS)")
 endif()
 

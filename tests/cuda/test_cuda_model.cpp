@@ -11,11 +11,14 @@
 // different (both correct) functions: there only the loss is compared (5e-2)
 // and the share of tokens routed alike reported. These values are estimates
 // made without a device; the first GPU session confirms or adjusts them.
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 
+#include "model/cuda/batch_upload.h"
 #include "model/cuda/check.h"
 #include "model/cuda/model_cuda.h"
+#include "model/cuda/step_graph.h"
 #include "model/model.h"
 #include "tests/common/model_fixtures.h"
 #include "tests/cuda/cuda_test_fixture.h"
@@ -107,6 +110,42 @@ TYPED_TEST(CudaModel, TwoRunsGiveTheSameBits) {
   EXPECT_TRUE(bitwise_same("loss", {first.loss}, {second.loss}));
   EXPECT_TRUE(bitwise_same("gradients", first.grads, second.grads));
   EXPECT_EQ(first.expert_of_token, second.expert_of_token);
+}
+
+// The step replayed as a CUDA graph, on a batch sent through BatchUpload's
+// pinned slots and copy stream, gives the bits of the direct run.
+TYPED_TEST(CudaModel, GraphReplayOfAnUploadedBatchGivesTheSameBits) {
+  using T = TypeParam;
+  const ModelConfig config = preset_config("tiny");
+  ParameterSet<double> params(config);
+  randomise_parameters(params, this->seed);
+  const std::vector<double> values(params.values(), params.values() + params.numel());
+  const Batch<double> batch = random_batch<double>(config, kBatch, this->seed + 1);
+  const DeviceRun<T> direct = run_device<T>(config, values, batch, 0.5, *this->context);
+
+  const cuda::DeviceContext& context = *this->context;
+  cuda::DeviceModel<T> model(config, kBatch, context);
+  const std::vector<float> host_values(values.begin(), values.end());
+  model.load_parameters(host_values.data());
+  cuda::BatchUpload<T> upload(config, kBatch, context);
+  std::copy(batch.images.begin(), batch.images.end(), upload.host_images());
+  std::copy(batch.labels.begin(), batch.labels.end(), upload.host_labels());
+  upload.upload(kBatch);
+  auto loss = poisoned<float>(1);
+  auto step = [&] {
+    model.zero_grads();
+    model.forward_backward(upload.images(), upload.labels(), kBatch, 0.5, loss.get());
+  };
+  step();  // uncaptured first: creates the cuBLASLt plans
+  cuda::StepGraphs graphs(context);
+  graphs.launch(0.5, step);
+  graphs.launch(0.5, step);  // a replay of the captured graph
+  EXPECT_EQ(graphs.graphs(), 1u);
+  std::vector<float> grads(model.numel());
+  context.synchronize();
+  MONE_CUDA_CHECK(cudaMemcpy(grads.data(), model.grads(), grads.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  EXPECT_TRUE(bitwise_same("loss", {download(loss, context)[0]}, {direct.loss}));
+  EXPECT_TRUE(bitwise_same("gradients", std::vector<double>(grads.begin(), grads.end()), direct.grads));
 }
 
 }  // namespace
