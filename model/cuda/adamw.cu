@@ -69,12 +69,14 @@ __global__ void clip_kernel(float* grads, int64_t n, double max_norm, const doub
 DeviceAdamW::DeviceAdamW(const std::vector<ParamInfo>& params, int64_t numel, const AdamWSettings& settings,
                          const DeviceContext& context)
     : settings_(settings), numel_(numel), moments_(2 * numel * sizeof(float), "AdamW moments") {
+  // Runs of equal decay; a run also spans the gaps of an aligned layout
+  // (DeviceModel), whose zero values and zero gradients the update keeps zero.
   for (const ParamInfo& info : params) {
     const bool decayed = is_decayed(info.kind);
-    if (!ranges_.empty() && ranges_.back().decayed == decayed && ranges_.back().end == info.offset)
-      ranges_.back().end += info.numel;
+    if (!ranges_.empty() && ranges_.back().decayed == decayed)
+      ranges_.back().end = info.offset + info.numel;
     else
-      ranges_.push_back({info.offset, info.offset + info.numel, decayed});
+      ranges_.push_back({ranges_.empty() ? info.offset : ranges_.back().end, info.offset + info.numel, decayed});
   }
   MONE_CUDA_CHECK(cudaMemsetAsync(moments_.data(), 0, moments_.bytes(), context.stream()));
 }

@@ -16,7 +16,8 @@ namespace mone::cuda {
 
 class DeviceAdamW {
  public:
-  // `params` fixes which ranges are decayed (mone::is_decayed); the moments
+  // `params` (CPU or DeviceModel layout) fixes which ranges are decayed
+  // (mone::is_decayed); the moments
   // are one device allocation of 2 * numel floats, zeroed.
   DeviceAdamW(const std::vector<ParamInfo>& params, int64_t numel, const AdamWSettings& settings,
               const DeviceContext& context);

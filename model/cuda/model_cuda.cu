@@ -98,13 +98,30 @@ void DeviceModel<T>::plan(DeviceArena& arena, int64_t batch, Activations& a) con
   a.d_router_probs = arena.take<float>(M * E, "router probability gradient");
 }
 
+namespace {
+constexpr int64_t kParameterAlignment = 128;  // elements: 512 bytes of fp32, 256 of bf16
+
+// The same parameters at aligned offsets.
+std::vector<ParamInfo> aligned_layout(std::vector<ParamInfo> infos) {
+  int64_t offset = 0;
+  for (ParamInfo& info : infos) {
+    info.offset = offset;
+    offset = (offset + info.numel + kParameterAlignment - 1) / kParameterAlignment * kParameterAlignment;
+  }
+  return infos;
+}
+int64_t end_of(const std::vector<ParamInfo>& infos) { return infos.back().offset + infos.back().numel; }
+}  // namespace
+
 template <class T>
 DeviceModel<T>::DeviceModel(const ModelConfig& config, int64_t max_batch, const DeviceContext& context)
     : config_((config.validate(), config)),
       max_batch_(max_batch),
       context_(context),
-      infos_(ParameterSet<float>(config).infos()),
-      numel_(infos_.back().offset + infos_.back().numel),
+      host_infos_(ParameterSet<float>(config).infos()),
+      infos_(aligned_layout(host_infos_)),
+      parameter_count_(end_of(host_infos_)),
+      numel_(end_of(infos_)),
       params_(numel_ * (sizeof(float) + sizeof(T)), "parameters (fp32 master and compute copy)"),
       grads_(numel_ * sizeof(float), "parameter gradients"),
       acts_(std::make_unique<Activations>()) {
@@ -138,10 +155,21 @@ float* DeviceModel<T>::grad(const std::string& name) const {
 
 template <class T>
 void DeviceModel<T>::load_parameters(const float* host_values) {
-  MONE_CUDA_CHECK(cudaMemcpyAsync(values(), host_values, numel_ * sizeof(float), cudaMemcpyHostToDevice,
-                                  context_.stream()));
+  MONE_CUDA_CHECK(cudaMemsetAsync(values(), 0, numel_ * sizeof(float), context_.stream()));  // the gaps
+  for (size_t i = 0; i < infos_.size(); ++i)
+    MONE_CUDA_CHECK(cudaMemcpyAsync(values() + infos_[i].offset, host_values + host_infos_[i].offset,
+                                    infos_[i].numel * sizeof(float), cudaMemcpyHostToDevice, context_.stream()));
   refresh_compute_copy();
   context_.synchronize();  // host_values may be freed when this returns
+}
+
+template <class T>
+void DeviceModel<T>::download_gradients(float* host_grads) const {
+  context_.synchronize();
+  for (size_t i = 0; i < infos_.size(); ++i)
+    MONE_CUDA_CHECK(cudaMemcpyAsync(host_grads + host_infos_[i].offset, grads() + infos_[i].offset,
+                                    infos_[i].numel * sizeof(float), cudaMemcpyDeviceToHost, context_.stream()));
+  context_.synchronize();
 }
 
 template <class T>

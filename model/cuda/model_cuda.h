@@ -6,6 +6,11 @@
 // Memory: one allocation holds the parameters (fp32 master values, then the
 // T compute copy), one the fp32 gradients, one the activation workspace,
 // sized for `max_batch` by running the allocation plan on a counting arena.
+// On the device every parameter starts on a 512-byte boundary (infos() has
+// the device offsets; the gaps hold zeros): cuBLASLt's fast kernels and its
+// bias epilogue need aligned operands, and in the CPU layout everything after
+// a block's one-element alpha is misaligned. load_parameters and
+// download_gradients convert between the CPU layout and this one.
 // Routing needs no device-to-host copy: the tokens per expert, hence the
 // expert groups, are a function of e_c and N alone (every image gets exactly
 // k_j tokens at expert j), and EPR itself runs on the device.
@@ -31,15 +36,20 @@ class DeviceModel {
   ~DeviceModel();
 
   const ModelConfig& config() const { return config_; }
+  // Parameters with their device offsets; numel() includes the gaps.
   const std::vector<ParamInfo>& infos() const { return infos_; }
   int64_t numel() const { return numel_; }
+  // Elements in the CPU layout (ParameterSet::numel).
+  int64_t parameter_count() const { return parameter_count_; }
   float* values() const { return params_.as<float>(); }  // fp32 master
   T* compute_values() const { return reinterpret_cast<T*>(params_.as<float>() + numel_); }
   float* grads() const { return grads_.as<float>(); }
   size_t workspace_bytes() const { return workspace_.capacity(); }
 
-  // Host fp32 values in ParameterSet order -> master and compute copy.
+  // Host fp32 values in the CPU layout -> master and compute copy.
   void load_parameters(const float* host_values);
+  // The gradients in the CPU layout (parameter_count() floats); waits for the device.
+  void download_gradients(float* host_grads) const;
   // After an optimizer step on values(): refresh the compute copy.
   void refresh_compute_copy();
   void zero_grads();
@@ -69,7 +79,9 @@ class DeviceModel {
   ModelConfig config_;
   int64_t max_batch_;
   const DeviceContext& context_;
-  std::vector<ParamInfo> infos_;
+  std::vector<ParamInfo> host_infos_;  // CPU layout
+  std::vector<ParamInfo> infos_;       // device layout
+  int64_t parameter_count_ = 0;
   int64_t numel_ = 0;
   DeviceBuffer params_;
   DeviceBuffer grads_;

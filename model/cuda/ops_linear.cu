@@ -17,6 +17,14 @@ __global__ void patchify_kernel(const T* images, int64_t B, int64_t H, int64_t W
   patches[index] = images[((b * H + y) * W + x) * C + c];
 }
 
+// y[i, :out] = b for every row i (the bias as GEMM accumulator).
+template <class TY>
+__global__ void broadcast_rows_kernel(const TY* b, int64_t rows, int64_t out, TY* y, int64_t ldy) {
+  const int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (index >= rows * out) return;
+  y[(index / out) * ldy + index % out] = b[index % out];
+}
+
 // Channels [width, ld) of `rows` rows starting at `first` set to zero.
 template <class T>
 void zero_columns(T* first, int64_t ld, int64_t rows, int64_t width, const DeviceContext& context) {
@@ -29,6 +37,17 @@ void zero_columns(T* first, int64_t ld, int64_t rows, int64_t width, const Devic
 template <class T, class TY>
 void linear_forward(const T* x, int64_t ldx, int64_t M, int64_t in, const T* W, int64_t ldw, const TY* b,
                     int64_t out, TY* y, int64_t ldy, const DeviceContext& context) {
+  // cuBLASLt's bias epilogue wants a 16-byte aligned bias vector; a bias that
+  // follows an odd-sized parameter in the parameter buffer (every one after
+  // a block's alpha) is not. Then the bias is written into y first and the
+  // GEMM accumulates onto it, as the CPU does.
+  if (b && reinterpret_cast<uintptr_t>(b) % 16 != 0) {
+    if (M * out == 0) return;
+    broadcast_rows_kernel<<<blocks_for(M * out), kThreads, 0, context.stream()>>>(b, M, out, y, ldy);
+    MONE_CUDA_CHECK_LAUNCH(broadcast_rows_kernel);
+    gemm<T, TY>(false, false, M, out, in, 1.f, x, ldx, W, ldw, 1.f, y, ldy, context);
+    return;
+  }
   gemm<T, TY>(false, false, M, out, in, 1.f, x, ldx, W, ldw, 0.f, y, ldy, context, b);
 }
 

@@ -47,9 +47,8 @@ DeviceRun<T> run_device(const ModelConfig& config, const std::vector<double>& va
   model.forward_backward(images.get(), labels.get(), kBatch, ec, loss.get());
   DeviceRun<T> run;
   run.loss = download(loss, context)[0];
-  std::vector<float> grads(model.numel());
-  context.synchronize();
-  MONE_CUDA_CHECK(cudaMemcpy(grads.data(), model.grads(), grads.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  std::vector<float> grads(model.parameter_count());
+  model.download_gradients(grads.data());
   run.grads.assign(grads.begin(), grads.end());
   run.expert_of_token.resize(kBatch * config.tokens());
   MONE_CUDA_CHECK(cudaMemcpy(run.expert_of_token.data(), model.expert_of_token(),
@@ -141,9 +140,8 @@ TYPED_TEST(CudaModel, GraphReplayOfAnUploadedBatchGivesTheSameBits) {
   graphs.launch(0.5, step);
   graphs.launch(0.5, step);  // a replay of the captured graph
   EXPECT_EQ(graphs.graphs(), 1u);
-  std::vector<float> grads(model.numel());
-  context.synchronize();
-  MONE_CUDA_CHECK(cudaMemcpy(grads.data(), model.grads(), grads.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  std::vector<float> grads(model.parameter_count());
+  model.download_gradients(grads.data());
   EXPECT_TRUE(bitwise_same("loss", {download(loss, context)[0]}, {direct.loss}));
   EXPECT_TRUE(bitwise_same("gradients", std::vector<double>(grads.begin(), grads.end()), direct.grads));
 }
