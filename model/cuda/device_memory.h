@@ -49,7 +49,6 @@ class DeviceArena {
   void reset() { used_ = 0; }
   size_t used() const { return used_; }
   size_t capacity() const { return block_.bytes(); }
-  bool counting() const { return counting_; }
 
  private:
   void* take_bytes(size_t bytes, const char* purpose);

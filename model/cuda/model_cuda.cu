@@ -26,7 +26,6 @@ struct DeviceModel<T>::Activations {
     T* hidden;                     // GELU [M, hidden]
     T* mlp_out;                    // [M, D]
   };
-  int64_t batch = 0;
   T* patches;              // [M, P*P*C], original order
   T* embedded;             // [M, D], original order
   float* router_probs;     // [M, E], original order
@@ -51,7 +50,6 @@ template <class T>
 void DeviceModel<T>::plan(DeviceArena& arena, int64_t batch, Activations& a) const {
   const ModelConfig& c = config_;
   const int64_t N = c.tokens(), D = c.dim, E = c.experts, H = c.heads, hidden = c.hidden(), M = batch * N;
-  a.batch = batch;
   a.patches = arena.take<T>(M * c.patch_dim(), "patches");
   a.embedded = arena.take<T>(M * D, "embedded tokens");
   a.router_probs = arena.take<float>(M * E, "router probabilities");
