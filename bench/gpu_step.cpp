@@ -118,9 +118,16 @@ void run(const Options& o) {
   cudaEvent_t start, stop;
   MONE_CUDA_CHECK(cudaEventCreate(&start));
   MONE_CUDA_CHECK(cudaEventCreate(&stop));
-  if (!o.json)
+  if (!o.json) {
+    std::printf("%s, batch %lld, %s: parameters %s, gradients %s, moments %s, activation workspace %s\n",
+                o.preset.c_str(), static_cast<long long>(o.batch), o.precision.c_str(),
+                cuda::describe_bytes(model.numel() * (sizeof(float) + sizeof(T))).c_str(),
+                cuda::describe_bytes(model.numel() * sizeof(float)).c_str(),
+                cuda::describe_bytes(2 * model.numel() * sizeof(float)).c_str(),
+                cuda::describe_bytes(model.workspace_bytes()).c_str());
     std::printf("%-6s %-9s %-6s %-9s %10s %10s %12s\n", "e_c", "realised", "batch", "precision", "ms/step", "img/s",
                 "TFLOP/s");
+  }
   cuda::StepGraphs graphs(context);
   for (const double ec : o.capacities) {
     auto gradients = [&] {
