@@ -42,7 +42,8 @@ void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       T sum = 0;
-      for (int64_t k = 0; k < K; ++k) sum += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+      for (int64_t k = 0; k < K; ++k)
+        sum += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
       // beta = 0 must not read C: it may hold NaN (BLAS semantics).
       C[i * ldc + j] = alpha * sum + (beta == T(0) ? T(0) : beta * C[i * ldc + j]);
     }

@@ -70,7 +70,8 @@ Plan make_plan(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t lda, i
   if (has_bias) {
     const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     const cudaDataType_t bias_type = data_type<TC>();
-    MONE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
+    MONE_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
     MONE_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
   }
@@ -116,12 +117,13 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
           int64_t ldb, float beta, TC* C, int64_t ldc, const DeviceContext& context, const TC* bias) {
   if (M == 0 || N == 0) return;
   const std::array<uint32_t, 4> alignment = {alignment_of(B), alignment_of(A), alignment_of(C), alignment_of(C)};
-  const GemmPlanCache::Key key = {ta,     tb,           M,           N, K, lda, ldb, ldc, data_type<T>(), data_type<TC>(),
-                                  !!bias, alignment[0], alignment[1], alignment[2]};
+  const GemmPlanCache::Key key = {ta,  tb,  M,   N,   K, lda, ldb, ldc, data_type<T>(), data_type<TC>(),
+                                  bias != nullptr, alignment[0], alignment[1], alignment[2]};
   auto& plans = context.gemm_plans().plans;
   auto it = plans.find(key);
   if (it == plans.end())
-    it = plans.emplace(key, make_plan<T, TC>(ta, tb, M, N, K, lda, ldb, ldc, bias != nullptr, alignment, context)).first;
+    it = plans.emplace(key, make_plan<T, TC>(ta, tb, M, N, K, lda, ldb, ldc, bias != nullptr, alignment, context))
+             .first;
   Plan& p = it->second;
   if (bias)
     MONE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));

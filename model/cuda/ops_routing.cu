@@ -112,7 +112,8 @@ __global__ void scatter_chosen_kernel(const float* dchosen, const int32_t* exper
 size_t per_image_shared_bytes(int64_t N, int arrays) {
   const size_t bytes = static_cast<size_t>(N) * arrays * sizeof(int32_t);
   if (bytes > 48 * 1024)
-    throw CudaError("expert routing on the device keeps " + std::to_string(arrays) + " int32 per token in shared memory: " +
+    throw CudaError("expert routing on the device keeps " + std::to_string(arrays) +
+                    " int32 per token in shared memory: " +
                     std::to_string(N) + " tokens per image need " + std::to_string(bytes) + " bytes, more than 48 KiB");
   return bytes;
 }

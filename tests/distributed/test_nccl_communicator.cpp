@@ -66,11 +66,14 @@ TEST(NcclCommunicator, AllreduceSumAndAverageInFloat32AndBfloat16) {
   std::vector<float> values(count);
   for (size_t i = 0; i < count; ++i) values[i] = static_cast<float>((rank + 1) * (i % 7));
   const float weight = static_cast<float>(size * (size + 1) / 2);
-  const auto sum = round_trip<float>(values, [&](void* d) { comm().allreduce(d, count, ElementType::float32, ReduceOp::sum, "test"); }, count);
-  const auto avg = round_trip<float>(values, [&](void* d) { comm().allreduce(d, count, ElementType::float32, ReduceOp::average, "test"); }, count);
+  auto allreduce = [&](ElementType type, ReduceOp op) {
+    return [=](void* d) { comm().allreduce(d, count, type, op, "test"); };
+  };
+  const auto sum = round_trip<float>(values, allreduce(ElementType::float32, ReduceOp::sum), count);
+  const auto avg = round_trip<float>(values, allreduce(ElementType::float32, ReduceOp::average), count);
   std::vector<uint16_t> halves(count);
   for (size_t i = 0; i < count; ++i) halves[i] = mone::float_to_bfloat16(values[i]);
-  const auto bf_sum = round_trip<uint16_t>(halves, [&](void* d) { comm().allreduce(d, count, ElementType::bfloat16, ReduceOp::sum, "test"); }, count);
+  const auto bf_sum = round_trip<uint16_t>(halves, allreduce(ElementType::bfloat16, ReduceOp::sum), count);
   for (size_t i = 0; i < count; ++i) {
     ASSERT_EQ(sum[i], weight * (i % 7)) << "at " << i;
     ASSERT_FLOAT_EQ(avg[i], weight * (i % 7) / size) << "at " << i;
@@ -85,7 +88,8 @@ TEST(NcclCommunicator, BroadcastAllgatherBarrier) {
   std::vector<float> mine(count);
   for (size_t i = 0; i < count; ++i) mine[i] = static_cast<float>(rank * 1000 + i);
   const int root = size - 1;
-  const auto broadcast = round_trip<float>(mine, [&](void* d) { comm().broadcast(d, count, ElementType::float32, root, "test"); }, count);
+  const auto broadcast = round_trip<float>(
+      mine, [&](void* d) { comm().broadcast(d, count, ElementType::float32, root, "test"); }, count);
   for (size_t i = 0; i < count; ++i) ASSERT_EQ(broadcast[i], static_cast<float>(root * 1000 + i));
   const auto gathered = round_trip<float>(mine, [&](void* d) {
     void* receive = nullptr;
