@@ -148,27 +148,33 @@ TYPED_TEST(CudaOps, NestedProjections) {
   this->expect_near("out: db", db_out_d, db_out);
 }
 
-// Attention in both layouts, at N = 49 (not a multiple of anything) and a
-// head dim of 40 (lanes partly idle in the second slot).
+// Attention in both layouts, at N = 49 with head dim 40 (lanes partly idle
+// in the second slot) and at ViT-S/16's N = 197 (with a class token), 6 heads
+// of 64.
 TYPED_TEST(CudaOps, Attention) {
   using T = TypeParam;
-  const int64_t B = 3, N = 49, heads = 2, D = 80, M = B * N;
-  for (const TokenLayout layout : {TokenLayout::token_major(B, N), TokenLayout::image_major(B, N)}) {
-    SCOPED_TRACE(layout.token_stride == 1 ? "image-major layout" : "token-major layout");
-    const auto qkv = this->input(M * 3 * D, 0.1, 1.5), dout = this->input(M * D);
-    std::vector<double> out(M * D), probs(B * heads * N * N), dqkv(M * 3 * D);
-    attention_forward<double>(qkv.data(), layout, heads, D, out.data(), probs.data());
-    attention_backward<double>(dout.data(), qkv.data(), probs.data(), layout, heads, D, dqkv.data());
+  struct Shape {
+    int64_t B, N, heads, D;
+  };
+  for (const Shape shape : {Shape{3, 49, 2, 80}, Shape{2, 197, 6, 384}}) {
+    const int64_t B = shape.B, N = shape.N, heads = shape.heads, D = shape.D, M = B * N;
+    for (const TokenLayout layout : {TokenLayout::token_major(B, N), TokenLayout::image_major(B, N)}) {
+      SCOPED_TRACE("N " + std::to_string(N) + (layout.token_stride == 1 ? ", image-major" : ", token-major"));
+      const auto qkv = this->input(M * 3 * D, 0.1, 1.5), dout = this->input(M * D);
+      std::vector<double> out(M * D), probs(B * heads * N * N), dqkv(M * 3 * D);
+      attention_forward<double>(qkv.data(), layout, heads, D, out.data(), probs.data());
+      attention_backward<double>(dout.data(), qkv.data(), probs.data(), layout, heads, D, dqkv.data());
 
-    const cuda::DeviceContext& ctx = *this->context;
-    auto qkv_d = upload<T>(qkv), dout_d = upload<T>(dout);
-    auto out_d = poisoned<T>(M * D), dqkv_d = poisoned<T>(M * 3 * D);
-    auto lse_d = poisoned<float>(B * heads * N);
-    cuda::attention_forward<T>(qkv_d.get(), layout, heads, D, out_d.get(), lse_d.get(), ctx);
-    cuda::attention_backward<T>(dout_d.get(), qkv_d.get(), out_d.get(), lse_d.get(), layout, heads, D, dqkv_d.get(),
-                                ctx);
-    this->expect_near("out", out_d, out);
-    this->expect_near("dqkv", dqkv_d, dqkv);
+      const cuda::DeviceContext& ctx = *this->context;
+      auto qkv_d = upload<T>(qkv), dout_d = upload<T>(dout);
+      auto out_d = poisoned<T>(M * D), dqkv_d = poisoned<T>(M * 3 * D);
+      auto lse_d = poisoned<float>(B * heads * N);
+      cuda::attention_forward<T>(qkv_d.get(), layout, heads, D, out_d.get(), lse_d.get(), ctx);
+      cuda::attention_backward<T>(dout_d.get(), qkv_d.get(), out_d.get(), lse_d.get(), layout, heads, D,
+                                  dqkv_d.get(), ctx);
+      this->expect_near("out", out_d, out);
+      this->expect_near("dqkv", dqkv_d, dqkv);
+    }
   }
 }
 
