@@ -13,7 +13,9 @@ set(MONE_HAVE_CUDA OFF)
 set(MONE_HAVE_CUDNN OFF)
 set(MONE_HAVE_NCCL OFF)
 
-if(NOT MONE_CUDA STREQUAL "OFF")
+if(MONE_CUDA STREQUAL "OFF")
+  message(STATUS "mone: CUDA backend off (MONE_CUDA=OFF)")
+else()
   # nvcc is rarely on PATH on these machines; /usr/local/cuda is where it lives.
   if(NOT DEFINED CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
     set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc CACHE FILEPATH "CUDA compiler")
@@ -29,6 +31,7 @@ if(NOT MONE_CUDA STREQUAL "OFF")
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     find_package(CUDAToolkit REQUIRED)
     set(MONE_HAVE_CUDA ON)
+    message(STATUS "mone: CUDA backend on (CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES})")
   elseif(MONE_CUDA STREQUAL "ON")
     message(FATAL_ERROR "MONE_CUDA=ON but no CUDA compiler was found: set CMAKE_CUDA_COMPILER "
                         "(e.g. /usr/local/cuda/bin/nvcc) or CUDACXX")
