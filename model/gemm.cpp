@@ -8,7 +8,13 @@
 // build runs single-threaded inside a parallel region). No block spans the
 // reduction dimension K, so every element of C is summed exactly as in a
 // single call: results are deterministic for a given thread count.
+//
+// Without OpenBLAS (the model-only build on a GPU machine's image, see
+// cmake/Dependencies.cmake) each block is a plain triple loop instead: slow,
+// but it keeps the CPU reference, and so the CUDA tests, buildable anywhere.
+#ifdef MONE_HAVE_OPENBLAS
 #include <cblas.h>
+#endif
 #include <omp.h>
 
 #include <algorithm>
@@ -18,6 +24,7 @@
 namespace mone {
 
 namespace {
+#ifdef MONE_HAVE_OPENBLAS
 CBLAS_TRANSPOSE op(bool transpose) { return transpose ? CblasTrans : CblasNoTrans; }
 
 void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -28,6 +35,20 @@ void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
           const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, op(ta), op(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+#else
+template <class T>
+void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      T sum = 0;
+      for (int64_t k = 0; k < K; ++k)
+        sum += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+      // beta = 0 must not read C: it may hold NaN (BLAS semantics).
+      C[i * ldc + j] = alpha * sum + (beta == T(0) ? T(0) : beta * C[i * ldc + j]);
+    }
+}
+#endif
 
 // Below this many multiply-adds one thread is faster than waking others.
 constexpr double kParallelWork = 1 << 18;

@@ -6,7 +6,9 @@
 
 #include "model/model.h"
 
+#ifdef MONE_HAVE_OPENBLAS
 extern "C" void openblas_set_num_threads(int);
+#endif
 
 namespace mone {
 
@@ -33,7 +35,9 @@ int default_thread_count() {
 void set_thread_count(int threads) {
   current_threads = std::max(1, threads);
   omp_set_num_threads(current_threads);
+#ifdef MONE_HAVE_OPENBLAS
   openblas_set_num_threads(current_threads);
+#endif
 }
 
 int thread_count() {

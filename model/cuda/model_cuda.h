@@ -1,0 +1,94 @@
+// The MoNE ViT on the device: forward and backward of the whole model, the
+// same computation as the CPU Model (model/model.h) in the expert-sorted
+// layout, with the same parameter layout (ParameterSet's names and offsets),
+// so losses and gradients compare element by element.
+//
+// Memory: one allocation holds the parameters (fp32 master values, then the
+// T compute copy), one the fp32 gradients, one the activation workspace,
+// sized for `max_batch` by running the allocation plan on a counting arena.
+// On the device every parameter starts on a 512-byte boundary (infos() has
+// the device offsets; the gaps hold zeros): cuBLASLt's fast kernels and its
+// bias epilogue need aligned operands, and in the CPU layout everything after
+// a block's one-element alpha is misaligned. load_parameters and
+// download_gradients convert between the CPU layout and this one.
+// Routing needs no device-to-host copy: the tokens per expert, hence the
+// expert groups, are a function of e_c and N alone (every image gets exactly
+// k_j tokens at expert j), and EPR itself runs on the device.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/cuda/context.h"
+#include "model/cuda/device_memory.h"
+#include "model/ops.h"
+#include "model/parameters.h"
+
+namespace mone::cuda {
+
+template <class T>
+class DeviceModel {
+ public:
+  DeviceModel(const ModelConfig& config, int64_t max_batch, const DeviceContext& context);
+  ~DeviceModel();
+
+  const ModelConfig& config() const { return config_; }
+  // Parameters with their device offsets; numel() includes the gaps.
+  const std::vector<ParamInfo>& infos() const { return infos_; }
+  int64_t numel() const { return numel_; }
+  // Elements in the CPU layout (ParameterSet::numel).
+  int64_t parameter_count() const { return parameter_count_; }
+  float* values() const { return params_.as<float>(); }  // fp32 master
+  T* compute_values() const { return reinterpret_cast<T*>(params_.as<float>() + numel_); }
+  float* grads() const { return grads_.as<float>(); }
+  size_t workspace_bytes() const { return workspace_.capacity(); }
+
+  // Host fp32 values in the CPU layout -> master and compute copy.
+  void load_parameters(const float* host_values);
+  // The gradients in the CPU layout (parameter_count() floats); waits for the device.
+  void download_gradients(float* host_grads) const;
+  // After an optimizer step on values(): refresh the compute copy.
+  void refresh_compute_copy();
+  void zero_grads();
+  void set_label_smoothing(double epsilon) { label_smoothing_ = static_cast<float>(epsilon); }
+
+  // images: device [B, H, W, C] of T; labels: device int32 [B]; B <=
+  // max_batch. Gradients accumulate into grads(); *loss (device) is set to
+  // the mean cross-entropy. Nothing waits for the device.
+  void forward_backward(const T* images, const int32_t* labels, int64_t batch, double effective_capacity,
+                        float* loss);
+
+  // Of the last pass, on the device: logits [B, classes] (fp32), expert of
+  // each token [B*N] in the original order.
+  const float* logits() const;
+  const int32_t* expert_of_token() const;
+
+ private:
+  struct Activations;
+  void plan(DeviceArena& arena, int64_t batch, Activations& acts) const;
+  void forward(const T* images, int64_t batch, double effective_capacity);
+  void backward(const int32_t* labels, int64_t batch);
+  const T* weight(const std::string& name) const;
+  const float* master(const std::string& name) const;
+  float* grad(const std::string& name) const;
+  const ParamInfo& info(const std::string& name) const;
+
+  ModelConfig config_;
+  int64_t max_batch_;
+  const DeviceContext& context_;
+  std::vector<ParamInfo> host_infos_;  // CPU layout
+  std::vector<ParamInfo> infos_;       // device layout
+  int64_t parameter_count_ = 0;
+  int64_t numel_ = 0;
+  DeviceBuffer params_;
+  DeviceBuffer grads_;
+  DeviceArena workspace_;
+  std::unique_ptr<Activations> acts_;
+  std::vector<ExpertGroup> groups_;
+  float label_smoothing_ = 0.f;
+};
+
+}  // namespace mone::cuda
