@@ -107,12 +107,16 @@ int main(int argc, char** argv) try {
     for (size_t k = 0; k < mine.size(); ++k) worst[k] = std::max(worst[k], static_cast<double>(all[r * mine.size() + k]));
   if (world.is_root()) {
     const double t_compute = worst[0], t_comm = worst[1], t_step = worst[2];
-    const double overlap = t_comm > 0 ? std::clamp((t_compute + t_comm - t_step) / t_comm, 0.0, 1.0) : 0.0;
+    // With one rank nothing is sent: no overlap to speak of.
+    char overlap[16] = "-";
+    if (comm.size() > 1)
+      std::snprintf(overlap, sizeof(overlap), "%.0f%%",
+                    100.0 * std::clamp((t_compute + t_comm - t_step) / t_comm, 0.0, 1.0));
     std::printf("%-6s %5s %6s %7s %9s %7s %11s %9s %9s %8s %12s\n", "preset", "ranks", "batch", "threads",
                 "grad MiB", "buckets", "compute ms", "comm ms", "step ms", "overlap", "img/s/rank");
-    std::printf("%-6s %5d %6ld %7d %9.1f %7zu %11.1f %9.1f %9.1f %7.0f%% %12.1f\n", preset.c_str(), comm.size(),
+    std::printf("%-6s %5d %6ld %7d %9.1f %7zu %11.1f %9.1f %9.1f %8s %12.1f\n", preset.c_str(), comm.size(),
                 static_cast<long>(batch), threads, params.numel() * 4.0 / 1048576.0, buckets.buckets().size(),
-                t_compute, t_comm, t_step, 100.0 * overlap, 1000.0 * static_cast<double>(batch) / t_step);
+                t_compute, t_comm, t_step, overlap, 1000.0 * static_cast<double>(batch) / t_step);
   }
   return 0;
 } catch (const std::exception& e) {

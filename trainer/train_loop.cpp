@@ -344,16 +344,15 @@ void Trainer::check_parameters_identical(ProgressLine& line) {
   allgather_bytes(comm_, &mine, all.data(), sizeof(mine), "parameter checksum after step " +
                                                             std::to_string(progress_.step));
   char text[32];
-  std::string table;
-  bool identical = true;
+  std::string table, differing;
   for (size_t r = 0; r < all.size(); ++r) {
     std::snprintf(text, sizeof(text), "0x%08x", all[r]);
     table += "\n  rank " + std::to_string(r) + ": crc32 " + text;
-    identical = identical && all[r] == all[0];
+    if (all[r] != all[0]) differing += (differing.empty() ? "" : ", ") + std::to_string(r);
   }
-  if (!identical)
+  if (!differing.empty())
     throw std::runtime_error("--check-params-every: after step " + std::to_string(progress_.step) +
-                             " the parameters differ across ranks:" + table);
+                             " the parameters of rank(s) " + differing + " differ from rank 0's:" + table);
   line.break_line();
   std::snprintf(text, sizeof(text), "0x%08x", all[0]);
   std::cout << "step " << progress_.step << ": parameters identical on all " << options_.world
