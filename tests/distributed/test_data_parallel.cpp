@@ -146,6 +146,28 @@ TEST_F(DataParallel, FourRanksMatchOneRankAndResumeOnTwo) {
             kParameterTolerance);
 }
 
+// --accumulate 2 on 2 ranks (4 samples per rank and micro-step): gradients
+// synchronised on the last micro-step only, scaled once, must still give the
+// one-process trajectory within the same tolerances.
+TEST_F(DataParallel, AccumulationOnTwoRanksMatchesOneRank) {
+  const testing::ProcessResult run_result = run_mone_ranks(2, with(args("accumulate"), {"--accumulate", "2"}));
+  ASSERT_EQ(run_result.exit_code, 0) << run_result.out << run_result.err;
+  expect_losses_match(losses(run("one-rank")), losses(run("accumulate")), 1);
+  EXPECT_LT(parameter_difference(final_checkpoint("one-rank"), final_checkpoint("accumulate")), kParameterTolerance);
+}
+
+// --allreduce-dtype bf16 rounds every gradient to 8 significant bits before
+// averaging: training must still follow the fp32 trajectory closely (1 %),
+// and every rank must still hold the same parameters.
+TEST_F(DataParallel, Bfloat16AllreduceStaysClose) {
+  const testing::ProcessResult run_result = run_mone_ranks(
+      2, with(args("bf16"), {"--allreduce-dtype", "bf16", "--check-params-every", "20"}));
+  ASSERT_EQ(run_result.exit_code, 0) << run_result.out << run_result.err;
+  EXPECT_NE(run_result.out.find("step 20: parameters identical on all 2 ranks"), std::string::npos);
+  const std::map<int64_t, double> expected = losses(run("one-rank"));
+  for (const auto& [step, loss] : losses(run("bf16"))) EXPECT_NEAR(loss, expected.at(step), 0.01 * expected.at(step));
+}
+
 // SIGUSR1 to rank 1 alone: both ranks stop after the same step, rank 0 writes
 // the checkpoint, the job exits 75, and resuming gives the uninterrupted
 // two-rank run's bits.
