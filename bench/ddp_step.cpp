@@ -125,7 +125,8 @@ int main(int argc, char** argv) try {
   comm.allgather(mine.data(), all.data(), mine.size(), mone::ElementType::float32, "bench timings");
   std::vector<double> worst(mine.size(), 0.0);
   for (int r = 0; r < comm.size(); ++r)
-    for (size_t k = 0; k < mine.size(); ++k) worst[k] = std::max(worst[k], static_cast<double>(all[r * mine.size() + k]));
+    for (size_t k = 0; k < mine.size(); ++k)
+      worst[k] = std::max(worst[k], static_cast<double>(all[r * mine.size() + k]));
   if (world.is_root()) {
     const double t_compute = worst[0], t_comm = worst[1], t_step = worst[2], t_exposed = worst[3], t_skew = worst[4];
     // With one rank nothing is sent: no overlap to speak of.

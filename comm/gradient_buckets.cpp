@@ -71,7 +71,8 @@ void GradientBuckets::finish() {
   if (options_.wire == ElementType::bfloat16 && comm_.size() > 1) {
     for (size_t b = 0; b < buckets_.size(); ++b) {
       const std::vector<uint16_t>& staged = staging_[b];
-      for (size_t i = 0; i < staged.size(); ++i) grads_[buckets_[b].begin + static_cast<int64_t>(i)] = bfloat16_to_float(staged[i]);
+      float* bucket = grads_ + buckets_[b].begin;
+      for (size_t i = 0; i < staged.size(); ++i) bucket[i] = bfloat16_to_float(staged[i]);
     }
   }
 }

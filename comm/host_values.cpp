@@ -9,7 +9,8 @@ namespace mone {
 namespace {
 size_t words(size_t bytes, const char* call) {
   if (bytes % sizeof(uint16_t) != 0)
-    throw std::invalid_argument(std::string(call) + ": " + std::to_string(bytes) + " bytes is not a whole number of 16-bit words");
+    throw std::invalid_argument(std::string(call) + ": " + std::to_string(bytes) +
+                                " bytes is not a whole number of 16-bit words");
   return bytes / sizeof(uint16_t);
 }
 }  // namespace

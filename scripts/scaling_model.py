@@ -40,7 +40,8 @@ def vit_forward_flops(dim, depth, tokens, patch_dim, classes, mlp_ratio=4):
 
 def vit_parameters(dim, depth, tokens, patch_dim, classes, experts=4, mlp_ratio=4):
     block = 4 * dim * dim + 2 * mlp_ratio * dim * dim + (3 + 1 + mlp_ratio + 1) * dim + 4 * dim + 1
-    return patch_dim * dim + dim + tokens * dim + dim * experts + experts + depth * block + 2 * dim + dim * classes + classes
+    embedding = patch_dim * dim + dim + tokens * dim + dim * experts + experts
+    return embedding + depth * block + 2 * dim + dim * classes + classes
 
 
 MODELS = {

@@ -225,5 +225,32 @@ TEST_F(DataParallel, KilledRankEndsTheJob) {
             << (watchdog ? "the watchdog" : "mpirun (it noticed the dead rank and killed the others)") << "\n";
 }
 
+// SIGSTOP to rank 1 mid-run: a hung rank, which mpirun does not notice. Rank
+// 0's watchdog (--comm-timeout 8) must abort the job with a message naming
+// the collective and the step.
+TEST_F(DataParallel, HungRankTriggersTheWatchdog) {
+  const fs::path metrics = run("hung") / "metrics.jsonl";
+  std::chrono::steady_clock::time_point stopped_at;
+  const testing::ProcessResult hung = run_mone_ranks(
+      2, with(args("hung"), {"--steps", "100000", "--comm-timeout", "8"}), [&](pid_t mpirun) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (last_logged_step(metrics) < 3 && std::chrono::steady_clock::now() < deadline)
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        signal_rank(mpirun, 1, SIGSTOP);
+        stopped_at = std::chrono::steady_clock::now();
+      });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
+  EXPECT_NE(hung.exit_code, 0);
+  EXPECT_NE(hung.exit_code, 75);
+  EXPECT_GE(seconds, 7.0);
+  EXPECT_LT(seconds, 30.0);
+  const std::string output = hung.out + hung.err;
+  EXPECT_NE(output.find("timed out after 8 s"), std::string::npos) << output;
+  EXPECT_NE(output.find("(step "), std::string::npos) << output;
+  const size_t message = output.rfind("mone: rank", output.find("timed out"));
+  std::cout << "job ended " << seconds << " s after SIGSTOP, exit " << hung.exit_code << ": "
+            << output.substr(message, output.find('\n', message) - message) << "\n";
+}
+
 }  // namespace
 }  // namespace mone
