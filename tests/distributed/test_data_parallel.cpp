@@ -130,6 +130,18 @@ TEST_F(DataParallel, FourRanksMatchOneRankAndResumeOnTwo) {
   EXPECT_NE(four.out.find("step 20: parameters identical on all 4 ranks"), std::string::npos) << four.out;
   expect_losses_match(losses(run("one-rank")), losses(run("four-ranks")), 1);
   EXPECT_LT(parameter_difference(final_checkpoint("one-rank"), final_checkpoint("four-ranks")), kParameterTolerance);
+  // Evaluation sharded over 4 ranks reports the whole validation split (64
+  // samples), each of the 2 capacities, like one process.
+  int evaluations = 0;
+  for (const std::string& line : testing::read_lines(run("four-ranks") / "metrics.jsonl")) {
+    if (metrics_field(line, "type") != "\"eval\"") continue;
+    ++evaluations;
+    size_t count = 0;
+    for (size_t at = line.find("\"samples\": 64"); at != std::string::npos; at = line.find("\"samples\": 64", at + 1))
+      ++count;
+    EXPECT_EQ(count, 2u) << line;
+  }
+  EXPECT_EQ(evaluations, 1);  // at the end
 
   const fs::path saved = CheckpointDirectory(run("four-ranks")).path_for(10);
   ASSERT_TRUE(fs::exists(saved));
