@@ -41,6 +41,21 @@ class Communicator {
   virtual void allgather(const void* send, void* receive, size_t count, ElementType type,
                          const std::string& context) = 0;
   virtual void barrier(const std::string& context) = 0;
+
+  // Overlap: start_allreduce returns at once and the allreduce completes in
+  // the background (MPI: on the communication thread; NCCL: on the
+  // communicator's stream after an event of the compute stream). `data` must
+  // not be read or written until wait_started() returns. Started allreduces
+  // complete in the order they were started, and a blocking call made
+  // meanwhile runs after them. wait_started() blocks until every started
+  // allreduce is complete; the watchdog bounds each one like a blocking call.
+  //
+  // The defaults run the allreduce at once and make the wait a no-op:
+  // correct for any backend, without overlap.
+  virtual void start_allreduce(void* data, size_t count, ElementType type, ReduceOp op, const std::string& context) {
+    allreduce(data, count, type, op, context);
+  }
+  virtual void wait_started() {}
 };
 
 }  // namespace mone

@@ -45,13 +45,38 @@ MpiCommunicator::MpiCommunicator(const World& world, std::chrono::seconds timeou
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  // An error of a started allreduce that nobody waited for is dropped here:
+  // a destructor cannot report it, and the owner is being torn down anyway.
+  try {
+    worker_.wait_idle();
+  } catch (const std::exception&) {
+  }
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Comm_free(&comm_);
 }
 
+void MpiCommunicator::run_and_wait(const std::function<void()>& collective) {
+  worker_.post(collective);
+  worker_.wait_idle();
+}
+
 void MpiCommunicator::allreduce(void* data, size_t count, ElementType type, ReduceOp op,
                                 const std::string& context) {
+  start_allreduce(data, count, type, op, context);
+  wait_started();
+}
+
+void MpiCommunicator::start_allreduce(void* data, size_t count, ElementType type, ReduceOp op,
+                                      const std::string& context) {
+  // The job outlives this call: it keeps its own copy of the context.
+  worker_.post([this, data, count, type, op, context] { allreduce_now(data, count, type, op, context); });
+}
+
+void MpiCommunicator::wait_started() { worker_.wait_idle(); }
+
+void MpiCommunicator::allreduce_now(void* data, size_t count, ElementType type, ReduceOp op,
+                                    const std::string& context) {
   const Collective what{"allreduce", count * element_size(type), context};
   if (type == ElementType::float32)
     allreduce_float32(static_cast<float*>(data), count, op, what);
@@ -90,49 +115,63 @@ void MpiCommunicator::allreduce_bfloat16(uint16_t* data, size_t count, ReduceOp 
 }
 
 void MpiCommunicator::broadcast(void* data, size_t count, ElementType type, int root, const std::string& context) {
-  const Collective what{"broadcast", count * element_size(type), context};
   if (root < 0 || root >= size_)
     throw std::out_of_range("MpiCommunicator::broadcast: root " + std::to_string(root) + " outside 0.." +
                             std::to_string(size_ - 1));
-  const int n = mpi_count(count, what.name);
-  const auto started = std::chrono::steady_clock::now();
-  MPI_Request request;
-  check(MPI_Ibcast(data, n, mpi_type(type), root, comm_, &request), "MPI_Ibcast", what);
-  wait(request, started, what);
+  run_and_wait([&] {
+    const Collective what{"broadcast", count * element_size(type), context};
+    const int n = mpi_count(count, what.name);
+    const auto started = std::chrono::steady_clock::now();
+    MPI_Request request;
+    check(MPI_Ibcast(data, n, mpi_type(type), root, comm_, &request), "MPI_Ibcast", what);
+    wait(request, started, what);
+  });
 }
 
 void MpiCommunicator::allgather(const void* send, void* receive, size_t count, ElementType type,
                                 const std::string& context) {
-  const Collective what{"allgather", count * element_size(type), context};
-  const int n = mpi_count(count, what.name);
-  const auto started = std::chrono::steady_clock::now();
-  MPI_Request request;
-  check(MPI_Iallgather(send, n, mpi_type(type), receive, n, mpi_type(type), comm_, &request), "MPI_Iallgather",
-        what);
-  wait(request, started, what);
+  run_and_wait([&] {
+    const Collective what{"allgather", count * element_size(type), context};
+    const int n = mpi_count(count, what.name);
+    const auto started = std::chrono::steady_clock::now();
+    MPI_Request request;
+    check(MPI_Iallgather(send, n, mpi_type(type), receive, n, mpi_type(type), comm_, &request), "MPI_Iallgather",
+          what);
+    wait(request, started, what);
+  });
 }
 
 void MpiCommunicator::barrier(const std::string& context) {
-  const Collective what{"barrier", 0, context};
-  const auto started = std::chrono::steady_clock::now();
-  MPI_Request request;
-  check(MPI_Ibarrier(comm_, &request), "MPI_Ibarrier", what);
-  wait(request, started, what);
+  run_and_wait([&] {
+    const Collective what{"barrier", 0, context};
+    const auto started = std::chrono::steady_clock::now();
+    MPI_Request request;
+    check(MPI_Ibarrier(comm_, &request), "MPI_Ibarrier", what);
+    wait(request, started, what);
+  });
 }
 
 void MpiCommunicator::wait(MPI_Request& request, std::chrono::steady_clock::time_point started,
                            const Collective& what) {
   const auto deadline = started + timeout_;
+  // MPI_Test drives the collective's progress, so poll. Small messages finish
+  // within the first microseconds of yielding polls; past kSpin the thread
+  // sleeps between polls, leaving the core to backward (the training thread
+  // of this rank, and of other ranks on an oversubscribed host).
+  constexpr auto kSpin = std::chrono::microseconds(200);
+  constexpr auto kPollInterval = std::chrono::microseconds(20);
   for (;;) {
-    // MPI_Test drives the collective's progress, so poll rather than sleep;
-    // yielding keeps oversubscribed ranks (more ranks than cores) moving.
     int done = 0;
     check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test", what);
     if (done) return;
-    if (std::chrono::steady_clock::now() > deadline)
+    const auto now = std::chrono::steady_clock::now();
+    if (now > deadline)
       abort_job(what, "timed out after " + std::to_string(timeout_.count()) +
                           " s (a rank is dead, hung, or making different collective calls)");
-    std::this_thread::yield();
+    if (now - started < kSpin)
+      std::this_thread::yield();
+    else
+      std::this_thread::sleep_for(kPollInterval);
   }
 }
 

@@ -1,14 +1,19 @@
 // Communicator over MPI on the host: nonblocking collectives (MPI_Iallreduce,
 // MPI_Ibcast, MPI_Iallgather, MPI_Ibarrier) completed by a wait with a
 // deadline, so a dead or diverged rank ends the job instead of hanging it.
+// Every collective runs on the communicator's CommThread (comm/comm_thread.h),
+// so start_allreduce overlaps the caller's computation; blocking calls queue
+// behind the started ones and wait.
 #pragma once
 
 #include <mpi.h>
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
+#include "comm/comm_thread.h"
 #include "comm/communicator.h"
 #include "comm/world.h"
 
@@ -38,6 +43,9 @@ class MpiCommunicator : public Communicator {
   void allgather(const void* send, void* receive, size_t count, ElementType type,
                  const std::string& context) override;
   void barrier(const std::string& context) override;
+  void start_allreduce(void* data, size_t count, ElementType type, ReduceOp op,
+                       const std::string& context) override;
+  void wait_started() override;
 
  private:
   // What is running, for the failure message: "allreduce of 4096 bytes (step 120)".
@@ -47,6 +55,9 @@ class MpiCommunicator : public Communicator {
     const std::string& context;
   };
 
+  // Runs `collective` on the communication thread and waits for it.
+  void run_and_wait(const std::function<void()>& collective);
+  void allreduce_now(void* data, size_t count, ElementType type, ReduceOp op, const std::string& context);
   void allreduce_float32(float* data, size_t count, ReduceOp op, const Collective& what);
   void allreduce_bfloat16(uint16_t* data, size_t count, ReduceOp op, const Collective& what);
   // Completes `request` by the deadline `timeout_` after `started`; past it,
@@ -59,6 +70,7 @@ class MpiCommunicator : public Communicator {
   int rank_ = 0, size_ = 1;
   std::chrono::seconds timeout_;
   std::string where_;  // World::describe(), to say which rank failed
+  CommThread worker_;  // drained in the destructor before MPI_Comm_free
 };
 
 }  // namespace mone

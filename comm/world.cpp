@@ -26,7 +26,14 @@ int launcher_local_rank() {
 
 World::World(int* argc, char*** argv) {
   int provided = 0;
-  check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
+  // The levels are ordered: anything from "serialized" up will do.
+  if (provided < MPI_THREAD_SERIALIZED) {
+    MPI_Finalize();
+    throw std::runtime_error("MPI_Init_thread: this MPI library provides thread level " + std::to_string(provided) +
+                             ", mone needs MPI_THREAD_SERIALIZED (" + std::to_string(MPI_THREAD_SERIALIZED) +
+                             "): collectives run on a communication thread");
+  }
   check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
   check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
   MPI_Comm node;
@@ -56,6 +63,11 @@ World::~World() {
 std::string World::describe() const {
   return "rank " + std::to_string(rank_) + "/" + std::to_string(size_) + " (local " + std::to_string(local_rank_) +
          "/" + std::to_string(local_size_) + ") on " + host_;
+}
+
+void World::abort(int code) const {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::abort();  // MPI_Abort does not return
 }
 
 }  // namespace mone

@@ -9,8 +9,9 @@ namespace mone {
 
 class World {
  public:
-  // Initialises MPI (thread level "funneled": only the main thread calls MPI)
-  // and finalises it on destruction. One World per process.
+  // Initialises MPI at thread level "serialized" (collectives run on a
+  // communicator's own thread, never two MPI calls at once; see
+  // comm/comm_thread.h) and finalises it on destruction. One World per process.
   World(int* argc, char*** argv);
   ~World();
   World(const World&) = delete;
@@ -25,6 +26,9 @@ class World {
   bool is_root() const { return rank_ == 0; }
   // "rank 1/4 (local 1/2) on host" for logs and error messages.
   std::string describe() const;
+  // Ends every process of the job with `code`: for a failure on one rank,
+  // which would otherwise leave the others waiting in a collective.
+  [[noreturn]] void abort(int code) const;
 
  private:
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;

@@ -167,6 +167,12 @@ void Model<T>::forward_pass(const T* images, int64_t batch, double effective_cap
 }
 
 template <class T>
+void Model<T>::gradients_final_from(int64_t begin, int64_t& final_from) {
+  if (gradient_ready_ && begin < final_from) gradient_ready_(begin, final_from);
+  final_from = begin;
+}
+
+template <class T>
 void Model<T>::backward_pass(const int32_t* labels, int64_t batch, Activations& a) {
   const ModelConfig& c = config_;
   const int64_t N = c.tokens(), D = c.dim, E = c.experts, H = c.heads, hidden = c.hidden(), C = c.classes;
@@ -192,6 +198,8 @@ void Model<T>::backward_pass(const int32_t* labels, int64_t batch, Activations& 
   std::fill(d_resid, d_resid + M * D, T(0));
   layernorm_backward(d_norm, a.final_in, a.final_mean, a.final_rstd, p.value("norm.weight"), M, D, d_resid,
                      p.grad("norm.weight"), p.grad("norm.bias"));
+  int64_t final_from = p.numel();  // gradients from here to the end are final
+  gradients_final_from(p.info("norm.weight").offset, final_from);
 
   for (int64_t l = c.depth - 1; l >= 0; --l) {
     const std::string prefix = "blocks." + std::to_string(l) + ".";
@@ -214,6 +222,7 @@ void Model<T>::backward_pass(const int32_t* labels, int64_t batch, Activations& 
                        p.grad(prefix + "attn.qkv.weight"), p.grad(prefix + "attn.qkv.bias"));
     layernorm_backward(d_norm, b.input, b.ln1_mean, b.ln1_rstd, p.value(prefix + "norm1.weight"), M, D, d_resid,
                        p.grad(prefix + "norm1.weight"), p.grad(prefix + "norm1.bias"));
+    gradients_final_from(p.info(prefix + "norm1.weight").offset, final_from);
   }
 
   // Back to the original order, then the router (through r only) and the embeddings.
@@ -230,6 +239,7 @@ void Model<T>::backward_pass(const int32_t* labels, int64_t batch, Activations& 
   position_embed_backward(d_embedded, batch, N, D, p.grad("pos_embed"));
   patch_embed_backward(d_embedded, a.patches, M, c.patch_dim(), D, p.grad("patch_embed.weight"),
                        p.grad("patch_embed.bias"));
+  gradients_final_from(0, final_from);
 }
 
 template <class T>

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -53,6 +54,16 @@ class Model {
   // (label-smoothed when set).
   T forward_backward(const T* images, const int32_t* labels, int64_t batch, double effective_capacity);
 
+  // Backward hook for overlapping the gradient allreduce: during
+  // forward_backward, called with each element range [begin, end) of the
+  // gradient buffer that backward will not write again in this pass. The
+  // parameters are stored in forward order, so the ranges arrive from the end
+  // of the buffer toward its start (head and final norm, then each block from
+  // the last, then the embeddings and the router) and together cover it once.
+  // Empty function: no calls.
+  using GradientReady = std::function<void(int64_t begin, int64_t end)>;
+  void set_gradient_ready(GradientReady callback) { gradient_ready_ = std::move(callback); }
+
   const Routing& routing() const { return routing_; }  // of the last pass
   const T* logits() const { return logits_; }
   // Router softmax [B*N, E] in the original token order, of the last pass
@@ -66,6 +77,8 @@ class Model {
   void route(const T* probs, int64_t batch, double effective_capacity);
   void forward_pass(const T* images, int64_t batch, double effective_capacity, Activations& acts);
   void backward_pass(const int32_t* labels, int64_t batch, Activations& acts);
+  // Reports [begin, final_from) to the hook and moves final_from to begin.
+  void gradients_final_from(int64_t begin, int64_t& final_from);
 
   ModelConfig config_;
   ParameterSet<T> params_;
@@ -75,6 +88,7 @@ class Model {
   Workspace workspace_;
   std::unique_ptr<Activations> acts_;  // views into workspace_, rebuilt each pass
   const T* logits_ = nullptr;
+  GradientReady gradient_ready_;
 };
 
 // Threads for BLAS and the element-wise loops. The default is the cores this

@@ -65,6 +65,12 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("resume", &o.resume, "auto (newest valid checkpoint of --run-dir, if any) | none | PATH");
   table.add("augment", &o.augment, "random crops (padding 4) and horizontal flips; false: none");
   table.add_flag("no-flip", &o.no_flip, "no horizontal flips (e.g. for digits)");
+  table.add("bucket-mb", &o.bucket_mb, "gradient allreduce bucket size in MiB");
+  table.add("first-bucket-mb", &o.first_bucket_mb, "size of the first (earliest started) gradient bucket in MiB");
+  table.add("allreduce-dtype", &o.allreduce_dtype, "what the gradient allreduce sends: fp32 | bf16");
+  table.add("comm-timeout", &o.comm_timeout, "seconds a collective may take before the job is aborted");
+  table.add("check-params-every", &o.check_params_every,
+            "compare a parameter checksum across ranks every K steps (debug; 0: never)");
 }
 
 void define_eval_options(OptionTable& table, EvalOptions& o) {
@@ -89,9 +95,11 @@ void define_route_options(OptionTable& table, RouteOptions& o) {
   table.add("threads", &o.threads, "CPU threads");
 }
 
-int train_command(const std::vector<std::string>& args) {
+int train_command(const std::vector<std::string>& args, const World& world) {
   TrainOptions options;
   options.threads = default_thread_count();
+  options.rank = world.rank();
+  options.world = world.size();
   OptionTable table("Usage: mone train --data DIR --run-dir DIR [options]\nTrains a MoNE ViT; see docs/trainer.md.");
   define_train_options(table, options);
   if (!table.parse(args, std::cout)) return kExitSuccess;
@@ -99,7 +107,7 @@ int train_command(const std::vector<std::string>& args) {
   const Dataset train = Dataset::open(options.data, "train");
   const ModelConfig model =
       resolve_model(options, train.shape.height, train.shape.width, train.shape.channels, train.classes);
-  return run_training(options, model, table);
+  return run_training(options, model, table, world);
 }
 
 int eval_command(const std::vector<std::string>& args) {
@@ -125,16 +133,24 @@ int route_command(const std::vector<std::string>& args) {
   return run_routing_pictures(options);
 }
 
+// eval and route read one checkpoint and write one report: one process's job.
+void require_one_process(const World& world) {
+  if (world.size() > 1)
+    throw UsageError("runs in one process; this is " + world.describe() + ": start it without mpirun/srun");
+}
+
 }  // namespace
 
-int run_command_line(int argc, char** argv) {
+int run_command_line(int argc, char** argv, const World& world) {
   const std::string command = argc > 1 ? argv[1] : "";
   const std::vector<std::string> args(argv + std::min(argc, 2), argv + argc);
   try {
-    if (command == "train") return train_command(args);
-    if (command == "eval") return eval_command(args);
-    if (command == "route") return route_command(args);
-    if (command == "data") return run_data_command("mone data", args);
+    if (command == "train") return train_command(args, world);
+    if (command == "eval" || command == "route" || command == "data") {
+      require_one_process(world);
+      if (command == "data") return run_data_command("mone data", args);
+      return command == "eval" ? eval_command(args) : route_command(args);
+    }
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << kUsage;
       return kExitSuccess;

@@ -3,8 +3,12 @@
 // naming the option; the exit codes are in trainer/exit_codes.h.
 #pragma once
 
+#include "comm/world.h"
+
 namespace mone {
 
-int run_command_line(int argc, char** argv);
+// `world` is the MPI job: `train` runs on every rank of it (rank 0 writes the
+// run directory), `eval` and `route` refuse more than one process.
+int run_command_line(int argc, char** argv, const World& world);
 
 }  // namespace mone

@@ -6,6 +6,7 @@
 #include <ostream>
 #include <stdexcept>
 
+#include "comm/host_values.h"
 #include "data/dataset.h"
 #include "model/flops.h"
 #include "model/ops.h"
@@ -30,7 +31,7 @@ void check_dataset_fits_model(const Dataset& data, const ModelConfig& config) {
 }
 
 std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& options,
-                                     const std::vector<double>& capacities) {
+                                     const std::vector<double>& capacities, Communicator* ranks) {
   std::vector<CapacityResult> results(capacities.size());
   std::vector<double> loss_sums(capacities.size(), 0.0);
   std::vector<int64_t> correct(capacities.size(), 0);
@@ -40,6 +41,7 @@ std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& o
   Batch batch;
   int64_t samples = 0;
   while (loader.next(batch)) {
+    if (batch.count == 0) continue;  // a rank past the end of the split in the last global batch
     probs.resize(static_cast<size_t>(batch.count * classes));
     for (size_t i = 0; i < capacities.size(); ++i) {
       const float* logits = model.forward(batch.images.data(), batch.count, capacities[i]);
@@ -56,6 +58,20 @@ std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& o
       results[i].gflops = forward_flops_per_image(model.config(), routing.tokens_per_expert) / 1e9;
     }
     samples += batch.count;
+  }
+  if (ranks) {
+    // Counts are integers below 2^53, exact in double; loss sums are added in
+    // rank order, the same bits on every rank.
+    std::vector<double> totals(loss_sums);
+    totals.insert(totals.end(), correct.begin(), correct.end());
+    totals.push_back(static_cast<double>(samples));
+    sum_over_ranks(*ranks, totals, "evaluation of '" + options.split + "'");
+    const size_t n = capacities.size();
+    for (size_t i = 0; i < n; ++i) {
+      loss_sums[i] = totals[i];
+      correct[i] = static_cast<int64_t>(totals[n + i]);
+    }
+    samples = static_cast<int64_t>(totals[2 * n]);
   }
   if (samples == 0) throw std::runtime_error("evaluation split '" + options.split + "' has no samples");
   for (size_t i = 0; i < capacities.size(); ++i) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "comm/communicator.h"
 #include "data/loader.h"
 #include "model/model.h"
 
@@ -32,9 +33,12 @@ std::string evaluation_split(const std::filesystem::path& data, const std::strin
 void check_dataset_fits_model(const Dataset& data, const ModelConfig& config);
 
 // One pass of an evaluation loader over `options.split`; each batch runs at
-// every capacity, so the data is read once.
+// every capacity, so the data is read once. With `ranks`, the split is
+// sharded over them (options.rank/world) and the correct counts, loss sums
+// and sample counts are summed across ranks before the division, so every
+// rank returns the exact totals of the whole split.
 std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& options,
-                                     const std::vector<double>& capacities);
+                                     const std::vector<double>& capacities, Communicator* ranks = nullptr);
 
 void print_evaluation(std::ostream& out, const std::vector<CapacityResult>& results);
 // A JSON array of one object per capacity (for reports and metrics.jsonl).

@@ -8,6 +8,10 @@
 #include <optional>
 #include <vector>
 
+#include "comm/gradient_buckets.h"
+#include "comm/host_values.h"
+#include "comm/mpi_communicator.h"
+#include "data/checksum.h"
 #include "data/loader.h"
 #include "model/adamw.h"
 #include "model/model.h"
@@ -69,19 +73,40 @@ auto parse_option(const char* option, Parse parse) {
   }
 }
 
+BucketOptions bucket_options(const TrainOptions& options) {
+  BucketOptions buckets;
+  buckets.bucket_bytes = static_cast<int64_t>(options.bucket_mb * 1048576.0);
+  buckets.first_bucket_bytes = static_cast<int64_t>(options.first_bucket_mb * 1048576.0);
+  buckets.wire = options.allreduce_dtype == "bf16" ? ElementType::bfloat16 : ElementType::float32;
+  return buckets;
+}
+
+// What rank 0 broadcasts before training: whether it resumes, and from where.
+// Plain int64 fields so it travels as bytes (comm/host_values.h).
+struct ResumeHeader {
+  int64_t resumed = 0;
+  int64_t step = 0, epoch = 0, consumed_samples = 0, saved_world_size = 1;
+  int64_t optimizer_step = 0;
+  uint64_t seed = 0;
+};
+
 struct StepResult {
   double loss = 0;
   double capacity = 0;           // requested e_c
   double realised_capacity = 0;  // after flooring
   double lr = 0;
   double grad_norm = 0;          // before clipping
-  double data_wait_ms = 0;
+  double data_wait_ms = 0;       // mean over the ranks
+  bool stop = false;             // some rank was asked to stop: all stop after this step
 };
 
 class Trainer {
  public:
-  Trainer(const TrainOptions& options, const ModelConfig& model_config, const std::string& config_ini)
+  Trainer(const TrainOptions& options, const ModelConfig& model_config, const std::string& config_ini,
+          const World& world)
       : options_(options),
+        root_(world.is_root()),
+        comm_(world, std::chrono::seconds(options.comm_timeout)),
         config_ini_(config_ini),
         run_dir_(options.run_dir),
         checkpoints_(run_dir_),
@@ -96,9 +121,11 @@ class Trainer {
         eval_capacities_(parse_option("eval-capacities", [&] {
           return options.eval_capacities.empty() ? default_capacities(model_config.experts)
                                                  : parse_capacity_list(options.eval_capacities, model_config.experts);
-        })) {
+        })),
+        buckets_(comm_, model_.params().grads(), model_.params().numel(), bucket_options(options)) {
     model_.set_label_smoothing(options.label_smoothing);
     initialise_routing(options.router_init_std, options.alpha_init);
+    model_.set_gradient_ready([this](int64_t begin, int64_t end) { gradients_ready(begin, end); });
     progress_.world_size = options.world;
     progress_.seed = options.seed;
   }
@@ -107,13 +134,18 @@ class Trainer {
 
  private:
   void initialise_routing(double router_std, double alpha);
+  void start_identical_on_all_ranks();
   void resume(const Checkpoint& checkpoint);
+  void gradients_ready(int64_t begin, int64_t end);
   StepResult train_step(Loader& loader, int64_t step);
-  void log_step(MetricsLog& metrics, ProgressLine& line, const StepResult& result, double step_ms);
-  void evaluate_now(MetricsLog& metrics, ProgressLine& line);
+  void check_parameters_identical(ProgressLine& line);
+  void log_step(MetricsLog* metrics, ProgressLine& line, const StepResult& result, double step_ms);
+  void evaluate_now(MetricsLog* metrics, ProgressLine& line);
   void save(ProgressLine& line);
 
   const TrainOptions& options_;
+  bool root_;  // rank 0: the only rank that writes files and prints progress
+  MpiCommunicator comm_;
   const std::string& config_ini_;
   fs::path run_dir_;
   CheckpointDirectory checkpoints_;
@@ -122,6 +154,8 @@ class Trainer {
   LrSchedule lr_;
   CapacitySchedule capacity_;
   std::vector<double> eval_capacities_;
+  GradientBuckets buckets_;
+  bool last_micro_step_ = false;  // the micro-step whose backward finishes the gradients
   TrainingProgress progress_;
   int64_t train_samples_ = 1;
   Batch batch_;
@@ -142,11 +176,52 @@ void Trainer::initialise_routing(double router_std, double alpha) {
   }
 }
 
+// Rank 0 alone looks for and reads the checkpoint (the others may not even
+// see the same file system); then it broadcasts whether it resumes, the
+// progress, the parameters and, when resuming, the AdamW state. Fresh runs
+// broadcast the parameters too: every rank initialises from the same seed, so
+// this only guards against a rank that did not.
+void Trainer::start_identical_on_all_ranks() {
+  std::optional<Checkpoint> checkpoint;
+  ResumeHeader header;
+  if (root_) {
+    checkpoint = checkpoint_to_resume(options_, checkpoints_);
+    if (checkpoint) {
+      resume(*checkpoint);
+      header = {1, progress_.step, progress_.epoch, progress_.consumed_samples, checkpoint->progress.world_size,
+                checkpoint->optimizer_step, progress_.seed};
+    }
+  }
+  broadcast_bytes(comm_, &header, sizeof(header), 0, "resume header");
+  ParameterSet<float>& params = model_.params();
+  const size_t numel = static_cast<size_t>(params.numel());
+  comm_.broadcast(params.values(), numel, ElementType::float32, 0, "parameter broadcast");
+  if (!header.resumed) return;
+  progress_.step = header.step;
+  progress_.epoch = header.epoch;
+  progress_.consumed_samples = header.consumed_samples;
+  progress_.seed = header.seed;
+  std::vector<float> first_moment(numel), second_moment(numel);
+  if (root_) {
+    first_moment = checkpoint->first_moment;
+    second_moment = checkpoint->second_moment;
+  }
+  comm_.broadcast(first_moment.data(), numel, ElementType::float32, 0, "AdamW first moment broadcast");
+  comm_.broadcast(second_moment.data(), numel, ElementType::float32, 0, "AdamW second moment broadcast");
+  optimizer_.restore(header.optimizer_step, std::move(first_moment), std::move(second_moment));
+  if (header.saved_world_size != options_.world) {
+    std::cout << "the checkpoint was saved by " << header.saved_world_size << " ranks, this run has "
+              << options_.world << ": the global sample sequence continues at sample " << header.consumed_samples
+              << "\n";
+  }
+}
+
+// Rank 0: the checkpoint's parameters and progress (the AdamW state follows
+// in start_identical_on_all_ranks, on every rank).
 void Trainer::resume(const Checkpoint& checkpoint) {
   require_same_model(checkpoint, model_.config());
   ParameterSet<float>& params = model_.params();
   std::copy(checkpoint.values.begin(), checkpoint.values.end(), params.values());
-  optimizer_.restore(checkpoint.optimizer_step, checkpoint.first_moment, checkpoint.second_moment);
   if (checkpoint.progress.seed != options_.seed) {
     std::cerr << "warning: --seed " << options_.seed << " differs from the checkpoint's " << checkpoint.progress.seed
               << "; continuing with the checkpoint's so the data order and capacities stay the run's\n";
@@ -157,27 +232,50 @@ void Trainer::resume(const Checkpoint& checkpoint) {
             << " samples consumed)\n";
 }
 
+// Backward of the last micro-step has finished [begin, end): scale it for
+// accumulation (each micro-step added the gradient of its own mean loss) and
+// hand it to the buckets, which start averaging it over the ranks while
+// backward goes on. Earlier micro-steps only accumulate: one synchronisation
+// per optimizer step. Each element is scaled exactly once, on this thread,
+// before its bucket is sent: the same operations in the same order as
+// scaling the whole buffer after the loop.
+void Trainer::gradients_ready(int64_t begin, int64_t end) {
+  if (!last_micro_step_) return;
+  if (options_.accumulate > 1) {
+    const float scale = 1.0f / static_cast<float>(options_.accumulate);
+    float* grads = model_.params().grads();
+    for (int64_t i = begin; i < end; ++i) grads[i] *= scale;
+  }
+  buckets_.mark_ready(begin, end);
+}
+
 StepResult Trainer::train_step(Loader& loader, int64_t step) {
   StepResult result;
   result.capacity = capacity_.at(progress_.seed, step);
   result.lr = lr_.at(step);
+  const std::string context = "step " + std::to_string(step + 1);
   ParameterSet<float>& params = model_.params();
   params.zero_grads();
+  buckets_.begin(context);
   for (int64_t micro = 0; micro < options_.accumulate; ++micro) {
     const Clock::time_point wait = Clock::now();
     loader.next(batch_);
     result.data_wait_ms += milliseconds_since(wait);
+    last_micro_step_ = micro + 1 == options_.accumulate;
     result.loss += model_.forward_backward(batch_.images.data(), batch_.labels.data(), batch_.count, result.capacity);
   }
+  buckets_.finish();  // the gradients are now the mean over all ranks' samples
   result.realised_capacity = model_.routing().realised_capacity;
-  result.loss /= static_cast<double>(options_.accumulate);
-  if (options_.accumulate > 1) {
-    // Each micro-step added the gradient of its own mean loss.
-    const float scale = 1.0f / static_cast<float>(options_.accumulate);
-    float* grads = params.grads();
-    for (int64_t i = 0; i < params.numel(); ++i) grads[i] *= scale;
-  }
-  // Data parallelism: the gradient allreduce (mean over `world` ranks) goes here.
+  // The step's loss and data wait averaged over the ranks (equal batches, so
+  // the mean of means is the global mean), and the stop flag: every rank
+  // learns at the same step whether any rank was asked to stop.
+  std::vector<double> shared = {result.loss / static_cast<double>(options_.accumulate), result.data_wait_ms,
+                                stop_requested() ? 1.0 : 0.0};
+  sum_over_ranks(comm_, shared, context + " loss and stop flag");
+  const double ranks = static_cast<double>(options_.world);
+  result.loss = shared[0] / ranks;
+  result.data_wait_ms = shared[1] / ranks;
+  result.stop = shared[2] > 0;
   if (!std::isfinite(result.loss)) diverged(step + 1, "loss", result.loss, result.capacity, result.lr, checkpoints_);
   result.grad_norm = clip_grad_norm(params.grads(), params.numel(), options_.clip);
   if (!std::isfinite(result.grad_norm)) {
@@ -187,10 +285,12 @@ StepResult Trainer::train_step(Loader& loader, int64_t step) {
   return result;
 }
 
-void Trainer::log_step(MetricsLog& metrics, ProgressLine& line, const StepResult& r, double step_ms) {
+// Every step ends in collectives, so rank 0's step time is the job's, and the
+// global batch over it is the global throughput.
+void Trainer::log_step(MetricsLog* metrics, ProgressLine& line, const StepResult& r, double step_ms) {
   const bool logged = progress_.step % options_.log_every == 0 || progress_.step == options_.steps;
   const double images_per_second = static_cast<double>(options_.batch) / (step_ms / 1000.0);
-  if (logged) {
+  if (logged && metrics) {
     JsonRecord record;
     record.add("type", std::string("train"))
         .add("step", progress_.step)
@@ -202,8 +302,9 @@ void Trainer::log_step(MetricsLog& metrics, ProgressLine& line, const StepResult
         .add("grad_norm", r.grad_norm)
         .add("img_per_s", images_per_second)
         .add("ms_per_step", step_ms)
-        .add("data_wait_ms", r.data_wait_ms);
-    metrics.write(record);
+        .add("data_wait_ms", r.data_wait_ms)
+        .add("ranks", options_.world);
+    metrics->write(record);
   }
   char text[160];
   std::snprintf(text, sizeof(text), "loss %.4f  lr %.3g  e_c %.2f  |g| %.3f  %.0f img/s  %.1f ms/step", r.loss,
@@ -211,7 +312,9 @@ void Trainer::log_step(MetricsLog& metrics, ProgressLine& line, const StepResult
   line.update(progress_.step, logged, text);
 }
 
-void Trainer::evaluate_now(MetricsLog& metrics, ProgressLine& line) {
+// Every rank evaluates its shard; the totals are summed across ranks, and
+// rank 0 reports them.
+void Trainer::evaluate_now(MetricsLog* metrics, ProgressLine& line) {
   LoaderOptions data;
   data.dir = options_.data;
   data.split = evaluation_split(options_.data, options_.eval_split);
@@ -219,7 +322,8 @@ void Trainer::evaluate_now(MetricsLog& metrics, ProgressLine& line) {
   data.rank = options_.rank;
   data.world = options_.world;
   data.mode = LoaderMode::eval;
-  const std::vector<CapacityResult> results = evaluate(model_, data, eval_capacities_);
+  const std::vector<CapacityResult> results = evaluate(model_, data, eval_capacities_, &comm_);
+  if (!metrics) return;
   line.break_line();
   std::cout << "evaluation at step " << progress_.step << " on '" << data.split << "':\n";
   print_evaluation(std::cout, results);
@@ -229,7 +333,7 @@ void Trainer::evaluate_now(MetricsLog& metrics, ProgressLine& line) {
       .add("step", progress_.step)
       .add("split", data.split)
       .add_json("results", evaluation_json(results));
-  metrics.write(record);
+  metrics->write(record);
 
   // One score for a model that serves many budgets: the mean over them.
   double top1 = 0;
@@ -244,17 +348,49 @@ void Trainer::evaluate_now(MetricsLog& metrics, ProgressLine& line) {
   }
 }
 
+// Rank 0 writes (every rank holds the same state); the barrier keeps the
+// others from running ahead, or exiting, before the checkpoint is on disk.
+// A failed write throws on rank 0 alone; mone's main then aborts the job.
 void Trainer::save(ProgressLine& line) {
-  const fs::path path = checkpoints_.save(model_.config(), model_.params(), optimizer_, progress_, config_ini_,
-                                          options_.keep);
+  if (root_) {
+    const fs::path path = checkpoints_.save(model_.config(), model_.params(), optimizer_, progress_, config_ini_,
+                                            options_.keep);
+    line.break_line();
+    std::cout << "saved checkpoint " << path.string() << "\n";
+  }
+  comm_.barrier("checkpoint of step " + std::to_string(progress_.step));
+}
+
+// --check-params-every: a CRC-32 of the parameter bytes from every rank.
+// Every rank sees all of them, so all fail together, naming the ranks.
+void Trainer::check_parameters_identical(ProgressLine& line) {
+  const ParameterSet<float>& params = model_.params();
+  Crc32 crc;
+  crc.update(params.values(), static_cast<size_t>(params.numel()) * sizeof(float));
+  const uint32_t mine = crc.value();
+  std::vector<uint32_t> all(static_cast<size_t>(options_.world));
+  allgather_bytes(comm_, &mine, all.data(), sizeof(mine), "parameter checksum after step " +
+                                                            std::to_string(progress_.step));
+  char text[32];
+  std::string table, differing;
+  for (size_t r = 0; r < all.size(); ++r) {
+    std::snprintf(text, sizeof(text), "0x%08x", all[r]);
+    table += "\n  rank " + std::to_string(r) + ": crc32 " + text;
+    if (all[r] != all[0]) differing += (differing.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (!differing.empty())
+    throw std::runtime_error("--check-params-every: after step " + std::to_string(progress_.step) +
+                             " the parameters of rank(s) " + differing + " differ from rank 0's:" + table);
   line.break_line();
-  std::cout << "saved checkpoint " << path.string() << "\n";
+  std::snprintf(text, sizeof(text), "0x%08x", all[0]);
+  std::cout << "step " << progress_.step << ": parameters identical on all " << options_.world
+            << " ranks (crc32 " << text << ")\n";
 }
 
 int Trainer::run() {
-  fs::create_directories(run_dir_);
-  if (const std::optional<Checkpoint> checkpoint = checkpoint_to_resume(options_, checkpoints_)) resume(*checkpoint);
-  {
+  if (root_) fs::create_directories(run_dir_);
+  start_identical_on_all_ranks();
+  if (root_) {
     std::ofstream config(run_dir_ / "config.ini");
     config << "# The effective configuration of this run; mone train --config reads it.\n" << config_ini_;
     if (!config) throw std::runtime_error("cannot write '" + (run_dir_ / "config.ini").string() + "'");
@@ -277,7 +413,9 @@ int Trainer::run() {
   Loader loader(data, progress_.consumed_samples);
   train_samples_ = loader.dataset().samples;
 
-  MetricsLog metrics(run_dir_ / "metrics.jsonl", progress_.step);
+  std::optional<MetricsLog> metrics;
+  if (root_) metrics.emplace(run_dir_ / "metrics.jsonl", progress_.step);
+  MetricsLog* metrics_log = metrics ? &*metrics : nullptr;
   ProgressLine line(progress_.step, options_.steps);
   install_stop_handlers();
   while (progress_.step < options_.steps) {
@@ -287,20 +425,25 @@ int Trainer::run() {
     ++progress_.step;
     progress_.consumed_samples = loader.position();
     progress_.epoch = progress_.consumed_samples / train_samples_;
-    log_step(metrics, line, result, step_ms);
+    log_step(metrics_log, line, result, step_ms);
+    if (options_.check_params_every > 0 && progress_.step % options_.check_params_every == 0)
+      check_parameters_identical(line);
 
-    const bool stopping = stop_requested();
+    const bool stopping = result.stop;
     const bool last = progress_.step == options_.steps;
     const bool evaluate_now_due =
         last || (options_.eval_every > 0 && progress_.step % options_.eval_every == 0);
-    if (evaluate_now_due && !stopping) evaluate_now(metrics, line);
+    if (evaluate_now_due && !stopping) evaluate_now(metrics_log, line);
     if (last || stopping || (options_.checkpoint_every > 0 && progress_.step % options_.checkpoint_every == 0)) {
       save(line);
     }
     if (stopping) {
       line.break_line();
-      std::cout << "stopped by signal " << stop_signal() << " after step " << progress_.step
-                << "; resume with the same command (exit code " << kExitStopped << ")\n";
+      if (stop_requested())
+        std::cout << "stopped by signal " << stop_signal() << " after step " << progress_.step;
+      else
+        std::cout << "stopped after step " << progress_.step << " because another rank received a stop signal";
+      std::cout << "; resume with the same command (exit code " << kExitStopped << ")\n";
       return kExitStopped;
     }
   }
@@ -310,11 +453,16 @@ int Trainer::run() {
 
 }  // namespace
 
-int run_training(const TrainOptions& options, const ModelConfig& model, const OptionTable& table) {
+int run_training(const TrainOptions& options, const ModelConfig& model, const OptionTable& table,
+                 const World& world) {
+  // Only rank 0 prints progress; the others' standard output is muted (their
+  // warnings and errors still reach stderr).
+  if (!world.is_root()) std::cout.setstate(std::ios::badbit);
   set_thread_count(options.threads);
   const std::string config_ini = table.ini();
-  Trainer trainer(options, model, config_ini);  // checks the capacity options
-  std::cout << "mone train: effective configuration\n";
+  Trainer trainer(options, model, config_ini, world);  // checks the capacity options
+  std::cout << "mone train: effective configuration (" << world.size() << (world.size() == 1 ? " rank" : " ranks")
+            << ", " << options.threads << (options.threads == 1 ? " thread" : " threads") << " each)\n";
   table.print(std::cout);
   return trainer.run();
 }

@@ -1,9 +1,10 @@
-// `mone train`: the training loop of one rank (world size 1 for now; rank
-// and world are explicit in TrainOptions so data parallelism slots in).
+// `mone train`: the training loop of one rank of a data-parallel job
+// (docs/distributed.md); world size 1 without a launcher.
 #pragma once
 
 #include <string>
 
+#include "comm/world.h"
 #include "model/config.h"
 #include "trainer/option_table.h"
 #include "trainer/train_options.h"
@@ -15,6 +16,7 @@ namespace mone {
 // written to <run-dir>/config.ini and into every checkpoint. Returns kExitSuccess, or kExitStopped after a stop
 // signal and a checkpoint. Throws UsageError, DivergedError (nothing saved
 // for the bad step), CheckpointError and the data layer's DataError.
-int run_training(const TrainOptions& options, const ModelConfig& model, const OptionTable& table);
+int run_training(const TrainOptions& options, const ModelConfig& model, const OptionTable& table,
+                 const World& world);
 
 }  // namespace mone

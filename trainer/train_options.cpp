@@ -60,7 +60,9 @@ void check_train_options(const TrainOptions& o) {
   require(o.accumulate > 0, "accumulate", "must be positive");
   require(o.batch % o.accumulate == 0, "accumulate",
           std::to_string(o.accumulate) + " does not divide --batch " + std::to_string(o.batch));
-  require(o.batch / o.accumulate % o.world == 0, "batch", "each micro-batch must split evenly over the ranks");
+  require(o.batch / o.accumulate % o.world == 0, "batch",
+          "each micro-batch (" + std::to_string(o.batch / o.accumulate) + ") must split evenly over the " +
+              std::to_string(o.world) + " ranks");
   require(o.lr > 0, "lr", "must be positive");
   require(o.min_lr >= 0 && o.min_lr <= o.lr, "min-lr", "must be in [0, --lr]");
   require(o.warmup >= 0, "warmup", "must be >= 0");
@@ -76,6 +78,16 @@ void check_train_options(const TrainOptions& o) {
   require(o.checkpoint_every >= 0, "checkpoint-every", "must be >= 0");
   require(o.keep > 0, "keep", "must be positive");
   require(!o.resume.empty(), "resume", "must be auto, none or a checkpoint path");
+  require(o.eval_batch % o.world == 0, "eval-batch",
+          std::to_string(o.eval_batch) + " does not split evenly over " + std::to_string(o.world) + " ranks");
+  // At least one float32; at most 2^31 elements, MPI's int count.
+  const auto bucket_size_ok = [](double mb) { return mb * 1048576.0 >= 4.0 && mb <= 8192.0; };
+  require(bucket_size_ok(o.bucket_mb), "bucket-mb", "must be in [4 bytes, 8192] MiB");
+  require(bucket_size_ok(o.first_bucket_mb), "first-bucket-mb", "must be in [4 bytes, 8192] MiB");
+  require(o.allreduce_dtype == "fp32" || o.allreduce_dtype == "bf16", "allreduce-dtype",
+          "must be fp32 or bf16, got '" + o.allreduce_dtype + "'");
+  require(o.comm_timeout > 0, "comm-timeout", "must be positive (seconds)");
+  require(o.check_params_every >= 0, "check-params-every", "must be >= 0 (0: never)");
 }
 
 void check_eval_options(const EvalOptions& o) {

@@ -47,8 +47,14 @@ struct TrainOptions {
   bool augment = true;
   bool no_flip = false;
 
-  // Rank and world of this process. Data-parallel training is not wired up
-  // yet; they are explicit so the communication layer slots in.
+  // Data parallelism (docs/distributed.md).
+  double bucket_mb = 25;          // gradient bucket size, MiB
+  double first_bucket_mb = 1;     // the first bucket (the end of the buffer), MiB: starts communication early
+  std::string allreduce_dtype = "fp32";  // fp32 | bf16: what the gradient allreduce sends
+  int64_t comm_timeout = 600;     // seconds any collective may take before the job is aborted
+  int64_t check_params_every = 0; // steps; compare a parameter checksum across ranks (0: never)
+
+  // Rank and world of this process, from comm/World (not options).
   int64_t rank = 0;
   int64_t world = 1;
 };

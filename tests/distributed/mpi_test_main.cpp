@@ -2,12 +2,19 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 namespace mone::testing {
 namespace {
 World* the_world = nullptr;
 }
 
 World& world() { return *the_world; }
+
+MpiCommunicator& communicator() {
+  static MpiCommunicator communicator(world(), std::chrono::seconds(60));
+  return communicator;
+}
 }  // namespace mone::testing
 
 int main(int argc, char** argv) {

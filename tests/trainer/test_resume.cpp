@@ -24,33 +24,8 @@ using testing::run_mone;
 using testing::small_run;
 using testing::with;
 
-// The value text of `key` in one metrics line.
-std::string field(const std::string& line, const std::string& key) {
-  const std::string marker = "\"" + key + "\": ";
-  const size_t begin = line.find(marker);
-  if (begin == std::string::npos) return "";
-  const size_t from = begin + marker.size();
-  return line.substr(from, line.find_first_of(",}", from) - from);
-}
-
-// step -> "loss lr e_c grad_norm" of every train record: what must not change.
-std::map<int64_t, std::string> trajectory(const fs::path& run) {
-  std::map<int64_t, std::string> steps;
-  for (const std::string& line : testing::read_lines(run / "metrics.jsonl")) {
-    if (field(line, "type") != "\"train\"") continue;
-    steps[std::stoll(field(line, "step"))] =
-        field(line, "loss") + " " + field(line, "lr") + " " + field(line, "e_c") + " " + field(line, "grad_norm");
-  }
-  return steps;
-}
-
-int64_t last_logged_step(const fs::path& metrics) {
-  int64_t step = 0;
-  for (const std::string& line : testing::read_lines(metrics)) {
-    if (!field(line, "step").empty()) step = std::max<int64_t>(step, std::stoll(field(line, "step")));
-  }
-  return step;
-}
+using testing::last_logged_step;
+using testing::trajectory;
 
 TEST(Resume, StoppedBySignalAndResumedEqualsUninterrupted) {
   testing::TrainerFixture fixture;

@@ -71,7 +71,9 @@ std::string slurp(const fs::path& path) {
 }
 }  // namespace
 
-ProcessResult run_mone(const std::vector<std::string>& args, const std::function<void(pid_t)>& while_running) {
+namespace {
+// Runs argv_text[0] with its arguments, capturing stdout and stderr.
+ProcessResult run_process(std::vector<std::string> argv_text, const std::function<void(pid_t)>& while_running) {
   static int counter = 0;
   const fs::path out = fs::temp_directory_path() / ("mone-test-" + std::to_string(getpid()) + "-" +
                                                     std::to_string(++counter));
@@ -80,14 +82,12 @@ ProcessResult run_mone(const std::vector<std::string>& args, const std::function
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<std::string> argv_text = {MONE_TOOL};
-  argv_text.insert(argv_text.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& arg : argv_text) argv.push_back(arg.data());
   argv.push_back(nullptr);
   pid_t pid = 0;
-  if (posix_spawn(&pid, MONE_TOOL, &actions, nullptr, argv.data(), environ) != 0) {
-    throw std::runtime_error("cannot start " + std::string(MONE_TOOL));
+  if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
+    throw std::runtime_error("cannot start " + argv_text[0]);
   }
   posix_spawn_file_actions_destroy(&actions);
   if (while_running) while_running(pid);
@@ -101,12 +101,80 @@ ProcessResult run_mone(const std::vector<std::string>& args, const std::function
   fs::remove(err_path);
   return result;
 }
+}  // namespace
+
+ProcessResult run_mone(const std::vector<std::string>& args, const std::function<void(pid_t)>& while_running) {
+  std::vector<std::string> argv_text = {MONE_TOOL};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  return run_process(argv_text, while_running);
+}
+
+ProcessResult run_mone_ranks(int ranks, const std::vector<std::string>& args,
+                             const std::function<void(pid_t)>& while_running) {
+  // Open MPI refuses to start as root (CI containers) without both; the
+  // distributed tests run under mpirun with the same two set by CTest.
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+  std::vector<std::string> argv_text = {MONE_MPIEXEC, "-np", std::to_string(ranks), "--oversubscribe", MONE_TOOL};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  return run_process(argv_text, while_running);
+}
+
+pid_t rank_pid(pid_t mpirun, int rank) {
+  const std::string wanted = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator("/proc", error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so parse after the last ')'.
+    const std::string stat = slurp(entry.path() / "stat");
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream fields(stat.substr(close + 1));
+    std::string state;
+    pid_t parent = 0;
+    fields >> state >> parent;
+    if (parent != mpirun) continue;
+    std::string environment = slurp(entry.path() / "environ");
+    std::replace(environment.begin(), environment.end(), '\0', '\n');
+    if (("\n" + environment).find("\n" + wanted + "\n") != std::string::npos) return std::stoi(name);
+  }
+  return -1;
+}
 
 std::vector<std::string> read_lines(const fs::path& path) {
   std::vector<std::string> lines;
   std::ifstream in(path);
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
+}
+
+std::string metrics_field(const std::string& line, const std::string& key) {
+  const std::string marker = "\"" + key + "\": ";
+  const size_t begin = line.find(marker);
+  if (begin == std::string::npos) return "";
+  const size_t from = begin + marker.size();
+  return line.substr(from, line.find_first_of(",}", from) - from);
+}
+
+std::map<int64_t, std::string> trajectory(const fs::path& run) {
+  std::map<int64_t, std::string> steps;
+  for (const std::string& line : read_lines(run / "metrics.jsonl")) {
+    if (metrics_field(line, "type") != "\"train\"") continue;
+    steps[std::stoll(metrics_field(line, "step"))] = metrics_field(line, "loss") + " " + metrics_field(line, "lr") +
+                                                     " " + metrics_field(line, "e_c") + " " +
+                                                     metrics_field(line, "grad_norm");
+  }
+  return steps;
+}
+
+int64_t last_logged_step(const fs::path& metrics) {
+  int64_t step = 0;
+  for (const std::string& line : read_lines(metrics)) {
+    const std::string value = metrics_field(line, "step");
+    if (!value.empty()) step = std::max<int64_t>(step, std::stoll(value));
+  }
+  return step;
 }
 
 }  // namespace mone::testing

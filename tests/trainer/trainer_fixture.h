@@ -6,7 +6,9 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -45,7 +47,26 @@ std::vector<std::string> with(std::vector<std::string> args, const std::vector<s
 ProcessResult run_mone(const std::vector<std::string>& args,
                        const std::function<void(pid_t)>& while_running = nullptr);
 
+// Runs `mpirun -np ranks --oversubscribe mone args...`; `while_running` gets
+// mpirun's pid (rank_pid finds a rank's). As root, Open MPI needs
+// OMPI_ALLOW_RUN_AS_ROOT* in the environment (CTest sets them).
+ProcessResult run_mone_ranks(int ranks, const std::vector<std::string>& args,
+                             const std::function<void(pid_t)>& while_running = nullptr);
+
+// The pid of rank `rank` among mpirun's children (Open MPI starts local ranks
+// as its direct children, with OMPI_COMM_WORLD_RANK in their environment);
+// -1 if there is none (yet).
+pid_t rank_pid(pid_t mpirun, int rank);
+
 // The lines of a text file.
 std::vector<std::string> read_lines(const std::filesystem::path& path);
+
+// The value text of `key` in one metrics.jsonl line ("" if absent).
+std::string metrics_field(const std::string& line, const std::string& key);
+// step -> "loss lr e_c grad_norm" of every train record of <run>/metrics.jsonl:
+// what a resumed or repeated run must reproduce.
+std::map<int64_t, std::string> trajectory(const std::filesystem::path& run);
+// The highest "step" in a metrics file (0 if none).
+int64_t last_logged_step(const std::filesystem::path& metrics);
 
 }  // namespace mone::testing
