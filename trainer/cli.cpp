@@ -60,6 +60,8 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("eval-batch", &o.eval_batch, "evaluation batch");
   table.add("eval-every", &o.eval_every, "evaluate every K steps (0: only at the end)");
   table.add("log-every", &o.log_every, "metrics record and log line every K steps");
+  table.add("progress", &o.progress,
+            "auto (a bar redrawn in place on a terminal, else a line per --log-every steps) | bar | lines");
   table.add("checkpoint-every", &o.checkpoint_every, "checkpoint every K steps (0: only at the end and on a stop)");
   table.add("keep", &o.keep, "checkpoints kept (the newest K)");
   table.add("resume", &o.resume, "auto (newest valid checkpoint of --run-dir, if any) | none | PATH");

@@ -1,6 +1,5 @@
 #include "trainer/metrics.h"
 
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -103,8 +102,8 @@ void MetricsLog::write(const JsonRecord& record) {
   }
 }
 
-ProgressLine::ProgressLine(int64_t first_step, int64_t total_steps)
-    : terminal_(isatty(STDOUT_FILENO) != 0),
+ProgressLine::ProgressLine(int64_t first_step, int64_t total_steps, bool redraw)
+    : terminal_(redraw),
       first_step_(first_step),
       total_steps_(total_steps),
       start_(std::chrono::steady_clock::now()) {}

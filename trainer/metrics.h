@@ -53,7 +53,9 @@ class MetricsLog {
 // '\r' every step, with an ETA; otherwise one plain line per logged step.
 class ProgressLine {
  public:
-  ProgressLine(int64_t first_step, int64_t total_steps);
+  // redraw: one line rewritten in place with an ETA (a terminal); otherwise
+  // one plain line per --log-every step (log files, Slurm).
+  ProgressLine(int64_t first_step, int64_t total_steps, bool redraw);
   // `step` just finished (1-based); `logged` says whether it is a --log-every step.
   void update(int64_t step, bool logged, const std::string& text);
   // Ends the '\r' line before other output.

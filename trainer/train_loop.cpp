@@ -1,5 +1,7 @@
 #include "trainer/train_loop.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -416,7 +418,10 @@ int Trainer::run() {
   std::optional<MetricsLog> metrics;
   if (root_) metrics.emplace(run_dir_ / "metrics.jsonl", progress_.step);
   MetricsLog* metrics_log = metrics ? &*metrics : nullptr;
-  ProgressLine line(progress_.step, options_.steps);
+  // mpirun hands rank 0 a pseudo-terminal even when its own output goes to a
+  // file, so "auto" alone cannot keep '\r' lines out of such logs: --progress lines.
+  const bool redraw = options_.progress == "bar" || (options_.progress == "auto" && isatty(STDOUT_FILENO) != 0);
+  ProgressLine line(progress_.step, options_.steps, redraw);
   install_stop_handlers();
   while (progress_.step < options_.steps) {
     const Clock::time_point start = Clock::now();

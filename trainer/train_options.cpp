@@ -70,6 +70,8 @@ void check_train_options(const TrainOptions& o) {
   require(o.clip >= 0, "clip", "must be >= 0 (0: no clipping)");
   require(o.label_smoothing >= 0 && o.label_smoothing < 1, "label-smoothing", "must be in [0, 1)");
   require(o.threads > 0, "threads", "must be positive");
+  require(o.progress == "auto" || o.progress == "bar" || o.progress == "lines", "progress",
+          "'" + o.progress + "' is not one of auto, bar, lines");
   require(o.full_capacity_steps >= 0, "full-capacity-steps", "must be >= 0");
   require(o.router_init_std >= 0, "router-init-std", "must be >= 0");
   require(o.eval_batch > 0, "eval-batch", "must be positive");

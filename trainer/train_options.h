@@ -41,6 +41,7 @@ struct TrainOptions {
   int64_t eval_batch = 100;
   int64_t eval_every = 0;        // steps; 0: only at the end
   int64_t log_every = 10;
+  std::string progress = "auto";  // auto (bar on a terminal) | bar | lines
   int64_t checkpoint_every = 0;  // steps; 0: only at the end (and when stopped)
   int64_t keep = 3;
   std::string resume = "auto";   // auto | none | PATH

@@ -33,6 +33,7 @@ TEST(MoneCli, ErrorsNameTheOption) {
   expect_usage_error(with(base, {"--steps", "abc"}), "--steps");
   expect_usage_error(with(base, {"--capacity", "fixed:2"}), "--capacity");
   expect_usage_error(with(base, {"--capacity", "sometimes"}), "--capacity");
+  expect_usage_error(with(base, {"--progress", "fancy"}), "--progress");
   expect_usage_error(with(base, {"--eval-capacities", "0.5,x"}), "--eval-capacities");
   expect_usage_error(with(base, {"--accumulate", "3"}), "--accumulate");
   expect_usage_error(with(base, {"--dim", "30"}), "dim");
@@ -207,6 +208,19 @@ TEST(MoneCli, RoutingInitialisationOptions) {
   for (float alpha : parameter(a, "blocks.0.alpha")) EXPECT_NEAR(alpha, 0.0f, 1e-20f);
   for (float alpha : parameter(b, "blocks.1.alpha")) EXPECT_NEAR(alpha, 0.5f, 1e-6f);
   expect_usage_error(with(small_run(fixture, "bad"), {"--full-capacity-steps", "-1"}), "--full-capacity-steps");
+}
+
+TEST(MoneCli, ProgressIsLinesInALogAndABarWhenAsked) {
+  testing::TrainerFixture fixture;
+  const std::vector<std::string> extra = {"--steps", "2", "--log-every", "1"};
+  const testing::ProcessResult piped = run_mone(with(small_run(fixture, "auto"), extra));
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_EQ(piped.out.find('\r'), std::string::npos) << piped.out;
+  EXPECT_NE(piped.out.find("step 2/2  loss "), std::string::npos) << piped.out;
+  const testing::ProcessResult bar = run_mone(with(small_run(fixture, "bar"), with(extra, {"--progress", "bar"})));
+  ASSERT_EQ(bar.exit_code, 0) << bar.err;
+  EXPECT_NE(bar.out.find("\r\033[Kstep 2/2  loss "), std::string::npos) << bar.out;
+  EXPECT_NE(bar.out.find("ETA "), std::string::npos) << bar.out;
 }
 
 }  // namespace
