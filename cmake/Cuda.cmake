@@ -1,16 +1,16 @@
 # The CUDA backend: compiled whenever nvcc is found, so it cannot rot on
 # machines without a GPU (its tests then skip). Sets MONE_HAVE_CUDA, and
-# MONE_HAVE_CUDNN / MONE_HAVE_NCCL with the imported targets mone_cudnn and
-# mone_nccl when those libraries are found.
+# MONE_HAVE_NCCL with the imported target mone_nccl when NCCL is found.
+# (cuDNN is not searched for: nothing uses it until the cuDNN attention is
+# written, docs/cuda.md.)
 #
 #   MONE_CUDA=AUTO|ON|OFF      AUTO builds it when nvcc is found; ON requires it
 #   CMAKE_CUDA_ARCHITECTURES   default "80;90" (A100, H100/H200)
-#   CUDNN_ROOT, NCCL_ROOT      install prefixes, e.g. a pip package's
-#                              site-packages/nvidia/cudnn and .../nvidia/nccl
+#   NCCL_ROOT                  install prefix, e.g. a pip package's
+#                              site-packages/nvidia/nccl
 set(MONE_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when nvcc is found), ON (required), OFF")
 set_property(CACHE MONE_CUDA PROPERTY STRINGS AUTO ON OFF)
 set(MONE_HAVE_CUDA OFF)
-set(MONE_HAVE_CUDNN OFF)
 set(MONE_HAVE_NCCL OFF)
 
 if(MONE_CUDA STREQUAL "OFF")
@@ -40,39 +40,22 @@ else()
   endif()
 endif()
 
-# Finds a library shipped either with the toolkit or as a pip package, whose
-# lib/ holds only the versioned name (libcudnn.so.9, libnccl.so.2).
-function(mone_find_cuda_library prefix header library soname root_var)
-  find_path(${prefix}_INCLUDE_DIR ${header}
-    HINTS ${${root_var}} $ENV{${root_var}} ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}
-    PATH_SUFFIXES include)
-  find_library(${prefix}_LIBRARY NAMES ${library} ${soname}
-    HINTS ${${root_var}} $ENV{${root_var}} ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}
-    PATH_SUFFIXES lib lib64)
-  if(${prefix}_INCLUDE_DIR AND ${prefix}_LIBRARY)
-    set(${prefix}_FOUND ON PARENT_SCOPE)
-    message(STATUS "mone: ${library}: ${${prefix}_LIBRARY}")
-  else()
-    set(${prefix}_FOUND OFF PARENT_SCOPE)
-    message(STATUS "mone: ${library} not found (set ${root_var} to its install prefix)")
-  endif()
-endfunction()
-
+# NCCL, shipped either with the toolkit or as a pip package whose lib/ holds
+# only the versioned name (libnccl.so.2).
 if(MONE_HAVE_CUDA)
-  mone_find_cuda_library(CUDNN cudnn.h cudnn libcudnn.so.9 CUDNN_ROOT)
-  if(CUDNN_FOUND)
-    # Found for the fused attention through cuDNN's graph API (docs/cuda.md:
-    # not written yet; the own fused kernel is what runs).
-    add_library(mone_cudnn INTERFACE)
-    target_include_directories(mone_cudnn INTERFACE ${CUDNN_INCLUDE_DIR})
-    target_link_libraries(mone_cudnn INTERFACE ${CUDNN_LIBRARY})
-    set(MONE_HAVE_CUDNN ON)
-  endif()
-  mone_find_cuda_library(NCCL nccl.h nccl libnccl.so.2 NCCL_ROOT)
-  if(NCCL_FOUND)
+  find_path(NCCL_INCLUDE_DIR nccl.h
+    HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}
+    PATH_SUFFIXES include)
+  find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2
+    HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}
+    PATH_SUFFIXES lib lib64)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
     add_library(mone_nccl INTERFACE)
     target_include_directories(mone_nccl INTERFACE ${NCCL_INCLUDE_DIR})
     target_link_libraries(mone_nccl INTERFACE ${NCCL_LIBRARY})
     set(MONE_HAVE_NCCL ON)
+    message(STATUS "mone: nccl: ${NCCL_LIBRARY}")
+  else()
+    message(STATUS "mone: nccl not found (set NCCL_ROOT to its install prefix)")
   endif()
 endif()

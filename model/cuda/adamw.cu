@@ -37,26 +37,16 @@ __global__ void norm_partials_kernel(const float* grads, int64_t n, double* part
   const int64_t begin = blockIdx.x * kNormChunk, end = min(n, begin + kNormChunk);
   double sum = 0.0;
   for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) sum += double(grads[i]) * double(grads[i]);
-  sums[threadIdx.x] = sum;
-  __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partial[blockIdx.x] = sums[0];
+  const double total = block_tree_sum(sum, sums);
+  if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
 __global__ void norm_finish_kernel(const double* partial, int64_t chunks, double* norm) {
   __shared__ double sums[kThreads];
   double sum = 0.0;
   for (int64_t c = threadIdx.x; c < chunks; c += kThreads) sum += partial[c];
-  sums[threadIdx.x] = sum;
-  __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) sums[threadIdx.x] += sums[threadIdx.x + stride];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) *norm = sqrt(sums[0]);
+  const double total = block_tree_sum(sum, sums);
+  if (threadIdx.x == 0) *norm = sqrt(total);
 }
 
 __global__ void clip_kernel(float* grads, int64_t n, double max_norm, const double* norm) {

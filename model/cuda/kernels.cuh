@@ -32,6 +32,20 @@ __device__ __forceinline__ float warp_max(float x) {
 
 constexpr int kThreads = 256;
 constexpr int kWarpsPerBlock = kThreads / 32;
+
+// Sum of `value` over the kThreads threads of a block, by a tree of fixed
+// shape (deterministic); `scratch` is kThreads shared elements. Every thread
+// must call it; the result is valid in thread 0.
+template <class T>
+__device__ __forceinline__ T block_tree_sum(T value, T* scratch) {
+  scratch[threadIdx.x] = value;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) scratch[threadIdx.x] += scratch[threadIdx.x + stride];
+    __syncthreads();
+  }
+  return scratch[0];
+}
 inline unsigned blocks_for(int64_t work, int64_t per_block = kThreads) {
   return static_cast<unsigned>((work + per_block - 1) / per_block);
 }

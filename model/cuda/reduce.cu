@@ -18,13 +18,8 @@ __global__ void add_sum_kernel(const float* values, int64_t n, float scale, floa
   __shared__ float partial[kThreads];
   float sum = 0.f;
   for (int64_t i = threadIdx.x; i < n; i += kThreads) sum += values[i];
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) *out += scale * partial[0];
+  const float total = block_tree_sum(sum, partial);
+  if (threadIdx.x == 0) *out += scale * total;
 }
 }  // namespace
 

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <utility>
 
 #include "model/cuda/batch_upload.h"
 #include "model/cuda/check.h"
@@ -54,6 +55,14 @@ DeviceRun<T> run_device(const ModelConfig& config, const std::vector<double>& va
   MONE_CUDA_CHECK(cudaMemcpy(run.expert_of_token.data(), model.expert_of_token(),
                              run.expert_of_token.size() * sizeof(int32_t), cudaMemcpyDeviceToHost));
   return run;
+}
+
+// Random parameter values and a random batch for `config`, from `seed`.
+std::pair<std::vector<double>, Batch<double>> random_inputs(const ModelConfig& config, uint64_t seed) {
+  ParameterSet<double> params(config);
+  randomise_parameters(params, seed);
+  return {std::vector<double>(params.values(), params.values() + params.numel()),
+          random_batch<double>(config, kBatch, seed + 1)};
 }
 
 template <class T>
@@ -100,10 +109,7 @@ TYPED_TEST(CudaModel, LossRoutingAndGradientsMatchTheCpuModel) {
 TYPED_TEST(CudaModel, TwoRunsGiveTheSameBits) {
   using T = TypeParam;
   const ModelConfig config = preset_config("tiny");
-  ParameterSet<double> params(config);
-  randomise_parameters(params, this->seed);
-  const std::vector<double> values(params.values(), params.values() + params.numel());
-  const Batch<double> batch = random_batch<double>(config, kBatch, this->seed + 1);
+  const auto [values, batch] = random_inputs(config, this->seed);
   const DeviceRun<T> first = run_device<T>(config, values, batch, 0.5, *this->context);
   const DeviceRun<T> second = run_device<T>(config, values, batch, 0.5, *this->context);
   EXPECT_TRUE(bitwise_same("loss", {first.loss}, {second.loss}));
@@ -116,10 +122,7 @@ TYPED_TEST(CudaModel, TwoRunsGiveTheSameBits) {
 TYPED_TEST(CudaModel, GraphReplayOfAnUploadedBatchGivesTheSameBits) {
   using T = TypeParam;
   const ModelConfig config = preset_config("tiny");
-  ParameterSet<double> params(config);
-  randomise_parameters(params, this->seed);
-  const std::vector<double> values(params.values(), params.values() + params.numel());
-  const Batch<double> batch = random_batch<double>(config, kBatch, this->seed + 1);
+  const auto [values, batch] = random_inputs(config, this->seed);
   const DeviceRun<T> direct = run_device<T>(config, values, batch, 0.5, *this->context);
 
   const cuda::DeviceContext& context = *this->context;
