@@ -6,9 +6,12 @@
 // same shapes.
 //
 //   mone-bench-gpu-step [--preset s16] [--batch 256] [--precision bf16|fp32]
-//                       [--capacities 1,0.5,0.3] [--warmup 5] [--steps 20] [--graph] [--json]
+//                       [--attention cudnn|fused] [--capacities 1,0.5,0.3]
+//                       [--warmup 5] [--steps 20] [--graph] [--json]
 // --graph replays forward, backward and clipping as one CUDA graph per e_c
-// (model/cuda/step_graph.h); AdamW runs outside it.
+// (model/cuda/step_graph.h); AdamW runs outside it. --attention fused keeps
+// cuDNN's attention out (bf16 uses it by default in builds with cuDNN); the
+// table ends with the attention report: which implementation served what.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -38,6 +41,7 @@ struct Options {
   std::string preset = "s16";
   int64_t batch = 256;
   std::string precision = "bf16";
+  std::string attention = "cudnn";
   std::vector<double> capacities = {1.0, 0.5, 0.3};
   int warmup = 5;
   int steps = 20;
@@ -47,7 +51,7 @@ struct Options {
 
 constexpr const char* kUsage =
     "usage: mone-bench-gpu-step [--preset tiny|s16|b16] [--batch N] [--precision bf16|fp32]\n"
-    "                           [--capacities 1,0.5,0.3] [--warmup N] [--steps N] [--graph] [--json]\n";
+    "                           [--attention cudnn|fused] [--capacities 1,0.5,0.3] [--warmup N] [--steps N] [--graph] [--json]\n";
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -68,6 +72,10 @@ Options parse(int argc, char** argv) {
       o.precision = value();
       if (o.precision != "bf16" && o.precision != "fp32")
         throw std::invalid_argument("--precision must be bf16 or fp32, not " + o.precision);
+    } else if (arg == "--attention") {
+      o.attention = value();
+      if (o.attention != "cudnn" && o.attention != "fused")
+        throw std::invalid_argument("--attention must be cudnn or fused, not " + o.attention);
     } else if (arg == "--capacities") {
       o.capacities.clear();
       std::stringstream list(value());
@@ -93,6 +101,7 @@ void run(const Options& o) {
   const ModelConfig config = preset_config(o.preset);
   cuda::DeviceContext context;
   cuda::DeviceModel<T> model(config, o.batch, context);
+  model.set_cudnn_attention(o.attention == "cudnn");
   ParameterSet<float> params(config);
   params.initialise(1);
   model.load_parameters(params.values());
@@ -156,16 +165,22 @@ void run(const Options& o) {
     const std::vector<int64_t> counts = tokens_per_expert(capacity_for(ec, config.experts), config.tokens());
     const double tflops = training_flops_per_image(config, counts) * img_per_s / 1e12;
     if (o.json)
-      std::printf("{\"impl\": \"mone-cuda%s\", \"preset\": \"%s\", \"capacity\": %g, \"realised\": %.4f, \"batch\": %lld, "
+      std::printf("{\"impl\": \"mone-cuda%s%s\", \"preset\": \"%s\", \"capacity\": %g, \"realised\": %.4f, \"batch\": %lld, "
                   "\"precision\": \"%s\", \"ms_per_step\": %.3f, \"img_per_s\": %.1f, \"tflop_per_s\": %.2f}\n",
-                  o.graph ? "-graph" : "", o.preset.c_str(), ec, realised_capacity(counts), static_cast<long long>(o.batch),
-                  o.precision.c_str(), ms, img_per_s, tflops);
+                  o.attention == "fused" ? "-fused-attention" : "", o.graph ? "-graph" : "", o.preset.c_str(), ec,
+                  realised_capacity(counts), static_cast<long long>(o.batch), o.precision.c_str(), ms, img_per_s,
+                  tflops);
     else
       std::printf("%-6g %-9.4f %-6lld %-9s %10.2f %10.1f %12.2f\n", ec, realised_capacity(counts),
                   static_cast<long long>(o.batch), o.precision.c_str(), ms, img_per_s, tflops);
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+  if (!o.json) {
+    const std::vector<std::string> report = model.attention_report();
+    std::printf("attention: %s\n", report.empty() ? "our fused kernel" : "");
+    for (const std::string& line : report) std::printf("  %s\n", line.c_str());
+  }
 }
 
 }  // namespace

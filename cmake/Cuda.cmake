@@ -1,17 +1,18 @@
 # The CUDA backend: compiled whenever nvcc is found, so it cannot rot on
 # machines without a GPU (its tests then skip). Sets MONE_HAVE_CUDA, and
-# MONE_HAVE_NCCL with the imported target mone_nccl when NCCL is found.
-# (cuDNN is not searched for: nothing uses it until the cuDNN attention is
-# written, docs/cuda.md.)
+# MONE_HAVE_NCCL with the target mone_nccl when NCCL is found, and
+# MONE_HAVE_CUDNN with the target mone_cudnn when a cuDNN with the fused
+# attention operations is found.
 #
 #   MONE_CUDA=AUTO|ON|OFF      AUTO builds it when nvcc is found; ON requires it
 #   CMAKE_CUDA_ARCHITECTURES   default "80;90" (A100, H100/H200)
-#   NCCL_ROOT                  install prefix, e.g. a pip package's
-#                              site-packages/nvidia/nccl
+#   NCCL_ROOT, CUDNN_ROOT      install prefixes, e.g. the pip packages'
+#                              site-packages/nvidia/nccl and .../nvidia/cudnn
 set(MONE_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when nvcc is found), ON (required), OFF")
 set_property(CACHE MONE_CUDA PROPERTY STRINGS AUTO ON OFF)
 set(MONE_HAVE_CUDA OFF)
 set(MONE_HAVE_NCCL OFF)
+set(MONE_HAVE_CUDNN OFF)
 
 if(MONE_CUDA STREQUAL "OFF")
   message(STATUS "mone: CUDA backend off (MONE_CUDA=OFF)")
@@ -57,5 +58,40 @@ if(MONE_HAVE_CUDA)
     message(STATUS "mone: nccl: ${NCCL_LIBRARY}")
   else()
     message(STATUS "mone: nccl not found (set NCCL_ROOT to its install prefix)")
+  endif()
+endif()
+
+# cuDNN, for attention through its fused SDPA operations
+# (model/cuda/attention_cudnn.h). They are recent additions to the backend
+# graph API, so the headers found are checked for them; without them the
+# model uses its own attention kernel everywhere.
+if(MONE_HAVE_CUDA)
+  find_path(CUDNN_INCLUDE_DIR cudnn_graph.h
+    HINTS ${CUDNN_ROOT} $ENV{CUDNN_ROOT} ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}
+    PATH_SUFFIXES include)
+  find_library(CUDNN_LIBRARY NAMES cudnn libcudnn.so.9
+    HINTS ${CUDNN_ROOT} $ENV{CUDNN_ROOT} ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}
+    PATH_SUFFIXES lib lib64)
+  if(CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
+    include(CheckCXXSourceCompiles)
+    set(CMAKE_REQUIRED_INCLUDES ${CUDNN_INCLUDE_DIR} ${CUDAToolkit_INCLUDE_DIRS})
+    check_cxx_source_compiles([[
+      #include <cudnn.h>
+      int main() {
+        return CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR + CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR +
+               CUDNN_ATTR_OPERATION_SDPA_FWD_STATSDESC + CUDNN_ATTR_OPERATION_SDPA_BWD_DODDESC;
+      }]] MONE_CUDNN_HAS_SDPA)
+    unset(CMAKE_REQUIRED_INCLUDES)
+  endif()
+  if(MONE_CUDNN_HAS_SDPA)
+    add_library(mone_cudnn INTERFACE)
+    target_include_directories(mone_cudnn INTERFACE ${CUDNN_INCLUDE_DIR})
+    target_link_libraries(mone_cudnn INTERFACE ${CUDNN_LIBRARY})
+    set(MONE_HAVE_CUDNN ON)
+    message(STATUS "mone: cudnn: ${CUDNN_LIBRARY} (fused attention on)")
+  elseif(CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
+    message(STATUS "mone: cudnn at ${CUDNN_INCLUDE_DIR} lacks the SDPA operations: our attention kernel only")
+  else()
+    message(STATUS "mone: cudnn not found (set CUDNN_ROOT to its install prefix): our attention kernel only")
   endif()
 endif()

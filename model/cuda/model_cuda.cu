@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <type_traits>
 
 #include "model/capacity.h"
+#include "model/cuda/attention_cudnn.h"
 #include "model/cuda/check.h"
 #include "model/cuda/ops.h"
 
@@ -127,6 +129,50 @@ DeviceModel<T>::DeviceModel(const ModelConfig& config, int64_t max_batch, const 
   plan(counting, max_batch, *acts_);
   workspace_ = DeviceArena(counting.used(), "activation workspace (batch " + std::to_string(max_batch) + ")");
   zero_grads();
+  set_cudnn_attention(true);
+}
+
+template <class T>
+void DeviceModel<T>::set_cudnn_attention(bool enabled) {
+  cudnn_attention_.reset();
+#if MONE_HAVE_CUDNN_ATTENTION
+  if (enabled && std::is_same_v<T, bf16>) cudnn_attention_ = std::make_shared<CudnnAttention>(context_);
+#else
+  (void)enabled;
+#endif
+}
+
+template <class T>
+std::vector<std::string> DeviceModel<T>::attention_report() const {
+  if (!cudnn_attention_) return {};
+#if MONE_HAVE_CUDNN_ATTENTION
+  return cudnn_attention_->report();
+#else
+  return {};
+#endif
+}
+
+// cuDNN where it serves the shape (bf16 only), our kernel otherwise; the two
+// share the lse convention, so either backward follows either forward.
+template <class T>
+void DeviceModel<T>::attend(const T* qkv, const TokenLayout& layout, T* out, float* lse) const {
+#if MONE_HAVE_CUDNN_ATTENTION
+  if constexpr (std::is_same_v<T, bf16>)
+    if (cudnn_attention_ && cudnn_attention_->forward(qkv, layout, config_.heads, config_.dim, out, lse)) return;
+#endif
+  attention_forward(qkv, layout, config_.heads, config_.dim, out, lse, context_);
+}
+
+template <class T>
+void DeviceModel<T>::attend_backward(const T* dout, const T* qkv, const T* out, const float* lse,
+                                     const TokenLayout& layout, T* dqkv) const {
+#if MONE_HAVE_CUDNN_ATTENTION
+  if constexpr (std::is_same_v<T, bf16>)
+    if (cudnn_attention_ &&
+        cudnn_attention_->backward(dout, qkv, out, lse, layout, config_.heads, config_.dim, dqkv))
+      return;
+#endif
+  attention_backward(dout, qkv, out, lse, layout, config_.heads, config_.dim, dqkv, context_);
 }
 
 template <class T>
@@ -192,7 +238,7 @@ const int32_t* DeviceModel<T>::expert_of_token() const {
 template <class T>
 void DeviceModel<T>::forward(const T* images, int64_t batch, double effective_capacity) {
   const ModelConfig& c = config_;
-  const int64_t N = c.tokens(), D = c.dim, E = c.experts, H = c.heads, hidden = c.hidden(), M = batch * N;
+  const int64_t N = c.tokens(), D = c.dim, E = c.experts, hidden = c.hidden(), M = batch * N;
   const DeviceContext& ctx = context_;
   Activations& a = *acts_;
   const TokenLayout layout = TokenLayout::token_major(batch, N);
@@ -222,7 +268,7 @@ void DeviceModel<T>::forward(const T* images, int64_t batch, double effective_ca
                       b.ln1_rstd, ctx);
     nested_in_forward(b.ln1, D, groups_, weight(p + "attn.qkv.weight"), weight(p + "attn.qkv.bias"), 3 * D, b.qkv,
                       ctx);
-    attention_forward(b.qkv, layout, H, D, b.attn, b.lse, ctx);
+    attend(b.qkv, layout, b.attn, b.lse);
     nested_out_forward(b.attn, D, groups_, weight(p + "attn.proj.weight"), weight(p + "attn.proj.bias"), D, b.mid,
                        ctx);
     add_inplace(b.mid, b.input, M * D, ctx);
@@ -246,7 +292,7 @@ void DeviceModel<T>::forward(const T* images, int64_t batch, double effective_ca
 template <class T>
 void DeviceModel<T>::backward(const int32_t* labels, int64_t batch) {
   const ModelConfig& c = config_;
-  const int64_t N = c.tokens(), D = c.dim, E = c.experts, H = c.heads, hidden = c.hidden(), C = c.classes;
+  const int64_t N = c.tokens(), D = c.dim, E = c.experts, hidden = c.hidden(), C = c.classes;
   const int64_t M = batch * N;
   const DeviceContext& ctx = context_;
   Activations& a = *acts_;
@@ -278,7 +324,7 @@ void DeviceModel<T>::backward(const int32_t* labels, int64_t batch) {
     // Attention branch.
     nested_out_backward(a.d_resid, b.attn, D, groups_, weight(p + "attn.proj.weight"), D, a.d_attn,
                         grad(p + "attn.proj.weight"), grad(p + "attn.proj.bias"), ctx);
-    attention_backward(a.d_attn, b.qkv, b.attn, b.lse, layout, H, D, a.d_qkv, ctx);
+    attend_backward(a.d_attn, b.qkv, b.attn, b.lse, layout, a.d_qkv);
     nested_in_backward(a.d_qkv, b.ln1, D, groups_, weight(p + "attn.qkv.weight"), 3 * D, a.d_norm,
                        grad(p + "attn.qkv.weight"), grad(p + "attn.qkv.bias"), ctx);
     layernorm_backward(a.d_norm, b.input, b.ln1_mean, b.ln1_rstd, weight(p + "norm1.weight"), M, D, a.d_resid,

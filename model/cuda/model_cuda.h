@@ -29,6 +29,8 @@
 
 namespace mone::cuda {
 
+class CudnnAttention;
+
 template <class T>
 class DeviceModel {
  public:
@@ -54,6 +56,12 @@ class DeviceModel {
   void refresh_compute_copy();
   void zero_grads();
   void set_label_smoothing(double epsilon) { label_smoothing_ = static_cast<float>(epsilon); }
+  // Attention through cuDNN's fused SDPA (bf16, builds with cuDNN; the
+  // default there) or always through our kernel. Call before the first pass.
+  void set_cudnn_attention(bool enabled);
+  // Which implementation serves each attention shape and direction, and why
+  // (attention_cudnn.h); empty until the first pass or without cuDNN.
+  std::vector<std::string> attention_report() const;
 
   // images: device [B, H, W, C] of T; labels: device int32 [B]; B <=
   // max_batch. Gradients accumulate into grads(); *loss (device) is set to
@@ -71,6 +79,9 @@ class DeviceModel {
   void plan(DeviceArena& arena, int64_t batch, Activations& acts) const;
   void forward(const T* images, int64_t batch, double effective_capacity);
   void backward(const int32_t* labels, int64_t batch);
+  void attend(const T* qkv, const TokenLayout& layout, T* out, float* lse) const;
+  void attend_backward(const T* dout, const T* qkv, const T* out, const float* lse, const TokenLayout& layout,
+                       T* dqkv) const;
   const T* weight(const std::string& name) const;
   const float* master(const std::string& name) const;
   float* grad(const std::string& name) const;
@@ -89,6 +100,10 @@ class DeviceModel {
   std::unique_ptr<Activations> acts_;
   std::vector<ExpertGroup> groups_;
   float label_smoothing_ = 0.f;
+  // Null in fp32 mode, in builds without cuDNN, or when switched off. A
+  // shared_ptr: its deleter is bound where it is made, so builds without
+  // cuDNN never reference CudnnAttention's code.
+  std::shared_ptr<CudnnAttention> cudnn_attention_;
 };
 
 }  // namespace mone::cuda

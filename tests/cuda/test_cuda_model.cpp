@@ -38,8 +38,9 @@ struct DeviceRun {
 
 template <class T>
 DeviceRun<T> run_device(const ModelConfig& config, const std::vector<double>& values, const Batch<double>& batch,
-                        double ec, const cuda::DeviceContext& context) {
+                        double ec, const cuda::DeviceContext& context, bool cudnn_attention = true) {
   cuda::DeviceModel<T> model(config, kBatch, context);
+  model.set_cudnn_attention(cudnn_attention);
   const std::vector<float> host_values(values.begin(), values.end());
   model.load_parameters(host_values.data());
   auto images = upload<T>(batch.images);
@@ -54,6 +55,7 @@ DeviceRun<T> run_device(const ModelConfig& config, const std::vector<double>& va
   run.expert_of_token.resize(kBatch * config.tokens());
   MONE_CUDA_CHECK(cudaMemcpy(run.expert_of_token.data(), model.expert_of_token(),
                              run.expert_of_token.size() * sizeof(int32_t), cudaMemcpyDeviceToHost));
+  for (const std::string& line : model.attention_report()) std::cout << "  attention " << line << "\n";
   return run;
 }
 
@@ -147,6 +149,25 @@ TYPED_TEST(CudaModel, GraphReplayOfAnUploadedBatchGivesTheSameBits) {
   model.download_gradients(grads.data());
   EXPECT_TRUE(bitwise_same("loss", {download(loss, context)[0]}, {direct.loss}));
   EXPECT_TRUE(bitwise_same("gradients", std::vector<double>(grads.begin(), grads.end()), direct.grads));
+}
+
+// bf16: the model with cuDNN's attention (the default in builds with cuDNN)
+// and with our kernel throughout compute the same function to bf16 accuracy
+// (e_c = 1, where routing cannot flip between them). Without cuDNN in the
+// build both runs use our kernel and must then agree bitwise.
+using CudaModelBf16 = CudaTest<bf16>;
+TEST_F(CudaModelBf16, CudnnAttentionAndOurKernelAgree) {
+  const ModelConfig config = preset_config("tiny");
+  const auto [values, batch] = random_inputs(config, seed);
+  const DeviceRun<bf16> with_cudnn = run_device<bf16>(config, values, batch, 1.0, *context, true);
+  const DeviceRun<bf16> ours = run_device<bf16>(config, values, batch, 1.0, *context, false);
+#if MONE_HAVE_CUDNN_ATTENTION
+  constexpr double kTolerance = 5e-2;  // two bf16 computations, each within 2e-2 of the reference per op
+#else
+  constexpr double kTolerance = 0;
+#endif
+  EXPECT_TRUE(near_reference("loss", {with_cudnn.loss}, {ours.loss}, kTolerance));
+  EXPECT_TRUE(near_reference("gradients", with_cudnn.grads, ours.grads, kTolerance));
 }
 
 }  // namespace
