@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Everything a GPU session needs, in one command on the GPU machine: build the
+# model layer (CUDA, cuBLASLt, cuDNN and NCCL from the Python environment's
+# pip packages; no MPI, HDF5 or Boost needed), run the `cuda` tests, then the
+# step benchmarks of ours and PyTorch's on the same GPU, and print the table.
+#
+#   bench/gpu.sh [--quick]
+#
+# Logs and results go to $OUT (the device tool's folder) or ./gpu-out:
+# machine.txt, build.log, ctest.log, bench.log, results.jsonl, summary.md.
+# GoogleTest is built from source: $MONE_GTEST_SOURCE, else .carry/googletest
+# (copy /usr/src/googletest there and carry it), else /usr/src/googletest.
+# --quick: tiny and s16 only, fewer steps (a first look).
+# Each stage runs even when an earlier one failed (a failing test must not
+# hide the benchmark), and the script exits non-zero if any stage failed.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-$root/gpu-out}
+build=$root/build-gpu
+quick=0
+[[ ${1:-} == --quick ]] && quick=1
+mkdir -p "$out"
+status=0
+stage() { echo "== $*"; }
+failed() { echo "!! $1 failed"; status=1; }
+
+python=python3
+gtest=${MONE_GTEST_SOURCE:-}
+for candidate in "$root/.carry/googletest" /usr/src/googletest; do
+  [[ -z $gtest && -f $candidate/CMakeLists.txt ]] && gtest=$candidate
+done
+[[ -n $gtest ]] || { echo "no GoogleTest source: set MONE_GTEST_SOURCE or carry .carry/googletest"; exit 2; }
+# pip's nvidia packages: their prefixes hold include/ and lib/ (versioned .so only).
+prefix_of() { $python -c "import $1, os; print(os.path.dirname($1.__file__))" 2>/dev/null; }
+nccl_root=$(prefix_of nvidia.nccl)
+cudnn_root=$(prefix_of nvidia.cudnn)
+export LD_LIBRARY_PATH=${nccl_root:+$nccl_root/lib:}${cudnn_root:+$cudnn_root/lib:}${LD_LIBRARY_PATH:-}
+
+stage "machine"
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  nvcc --version | tail -2
+  $python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())"
+  echo "nccl: ${nccl_root:-not found}; cudnn: ${cudnn_root:-not found}; googletest: $gtest"
+  git -C "$root" log -1 --format='commit %H %s' 2>/dev/null
+} 2>&1 | tee "$out/machine.txt"
+
+stage "build"
+{
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMONE_MODEL_ONLY=ON -DMONE_OPENBLAS=OFF \
+    -DMONE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DMONE_GTEST_SOURCE="$gtest" \
+    ${nccl_root:+-DNCCL_ROOT="$nccl_root"} ${cudnn_root:+-DCUDNN_ROOT="$cudnn_root"} &&
+    cmake --build "$build" -j "$(nproc)"
+} > "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; failed build; exit 1; }
+grep "mone:" "$out/build.log"
+
+stage "cuda tests"
+(cd "$build" && ctest -L cuda --output-on-failure -j 1) > "$out/ctest.log" 2>&1 || failed "cuda tests"
+grep -E "tests passed|tests failed|Failed|\*\*\*|attention " "$out/ctest.log" | head -40
+
+stage "benchmarks"
+results=$out/results.jsonl
+: > "$results"
+steps=20
+presets="tiny s16 b16"
+((quick)) && { steps=10; presets="tiny s16"; }
+bench() { "$@" >> "$results" 2>> "$out/bench.log" || failed "$*"; }
+for preset in $presets; do
+  batch=256
+  [[ $preset == tiny ]] && batch=512
+  caps=1,0.75,0.5,0.3
+  for attention in cudnn fused; do
+    bench "$build/bench/mone-bench-gpu-step" --preset "$preset" --batch $batch --capacities $caps \
+      --attention $attention --graph --steps $steps --json
+  done
+  "$build/bench/mone-bench-gpu-step" --preset "$preset" --batch $batch --capacities 1 --steps 3 \
+    >> "$out/bench.log" 2>&1  # the table with the memory line and the attention report
+  bench $python "$root/bench/torch_gpu_step.py" --preset "$preset" --batch $batch --capacities 1 0.75 0.5 0.3 \
+    --steps $steps
+  bench $python "$root/bench/torch_gpu_step.py" --preset "$preset" --batch $batch --capacities 1 0.5 \
+    --steps $steps --compile
+done
+
+stage "summary"
+$python "$root/bench/gpu_summary.py" "$results" "$out/machine.txt" | tee "$out/summary.md" || failed summary
+exit $status
