@@ -31,7 +31,8 @@ for candidate in "$root/.carry/googletest" /usr/src/googletest; do
 done
 [[ -n $gtest ]] || { echo "no GoogleTest source: set MONE_GTEST_SOURCE or carry .carry/googletest"; exit 2; }
 # pip's nvidia packages: their prefixes hold include/ and lib/ (versioned .so only).
-prefix_of() { $python -c "import $1, os; print(os.path.dirname($1.__file__))" 2>/dev/null; }
+# __path__, not __file__: these may be namespace packages without an __init__.py.
+prefix_of() { $python -c "import $1; print(list($1.__path__)[0])" 2>/dev/null; }
 nccl_root=$(prefix_of nvidia.nccl)
 cudnn_root=$(prefix_of nvidia.cudnn)
 export LD_LIBRARY_PATH=${nccl_root:+$nccl_root/lib:}${cudnn_root:+$cudnn_root/lib:}${LD_LIBRARY_PATH:-}
