@@ -55,10 +55,32 @@ NcclCommunicator::~NcclCommunicator() {
 void NcclCommunicator::allreduce(void* data, size_t count, ElementType type, ReduceOp op,
                                  const std::string& context) {
   const Collective what{"allreduce", count * element_size(type), context};
+  enqueue_allreduce(data, count, type, op, what);
+  wait(what);
+}
+
+void NcclCommunicator::start_allreduce(void* data, size_t count, ElementType type, ReduceOp op,
+                                       const std::string& context) {
+  const Collective what{"allreduce", count * element_size(type), context};
+  enqueue_allreduce(data, count, type, op, what);
+  started_bytes_ += what.bytes;
+  if (started_contexts_.find(context) == std::string::npos)
+    started_contexts_ += (started_contexts_.empty() ? "" : "; ") + context;
+}
+
+void NcclCommunicator::wait_started() {
+  if (started_bytes_ == 0) return;
+  const std::string contexts = started_contexts_;
+  wait({"started allreduces", started_bytes_, contexts});
+  started_bytes_ = 0;
+  started_contexts_.clear();
+}
+
+void NcclCommunicator::enqueue_allreduce(void* data, size_t count, ElementType type, ReduceOp op,
+                                         const Collective& what) {
   order_after_producer(what);
   check(ncclAllReduce(data, data, count, nccl_type(type), op == ReduceOp::sum ? ncclSum : ncclAvg, comm_, stream_),
         "ncclAllReduce", what);
-  wait(what);
 }
 
 void NcclCommunicator::broadcast(void* data, size_t count, ElementType type, int root, const std::string& context) {

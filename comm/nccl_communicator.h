@@ -42,6 +42,8 @@ class NcclCommunicator : public Communicator {
   // ncclAvg. NCCL's ring and tree algorithms hand every rank the same reduced
   // bytes, as the interface requires.
   void allreduce(void* data, size_t count, ElementType type, ReduceOp op, const std::string& context) override;
+  void start_allreduce(void* data, size_t count, ElementType type, ReduceOp op, const std::string& context) override;
+  void wait_started() override;
   void broadcast(void* data, size_t count, ElementType type, int root, const std::string& context) override;
   void allgather(const void* send, void* receive, size_t count, ElementType type,
                  const std::string& context) override;
@@ -56,6 +58,7 @@ class NcclCommunicator : public Communicator {
   };
   // Makes the communicator's stream wait for the producer's work so far.
   void order_after_producer(const Collective& what);
+  void enqueue_allreduce(void* data, size_t count, ElementType type, ReduceOp op, const Collective& what);
   // Waits for the collective just enqueued, with the watchdog.
   void wait(const Collective& what);
   void check(ncclResult_t code, const char* call, const Collective& what);
@@ -70,6 +73,10 @@ class NcclCommunicator : public Communicator {
   int rank_ = 0, size_ = 1;
   std::chrono::seconds timeout_;
   std::string where_;
+  // The allreduces started and not yet waited for: their bytes and contexts
+  // name them if the watchdog fires.
+  size_t started_bytes_ = 0;
+  std::string started_contexts_;
 };
 
 }  // namespace mone

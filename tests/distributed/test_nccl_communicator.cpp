@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "comm/bfloat16.h"
@@ -102,6 +103,48 @@ TEST(NcclCommunicator, BroadcastAllgatherBarrier) {
     cudaFree(receive);
   }, count);
   comm().barrier("test");
+}
+
+// Overlap as the trainer uses it: each buffer is produced on the producer
+// stream and its allreduce started at once, with the producer's work still
+// pending (a host function sleeps on the stream before each copy), then one
+// wait for all. Every result must be the full sum of what was copied in, so
+// no allreduce may have run before its buffer was written.
+void CUDART_CB hold_the_stream(void*) { std::this_thread::sleep_for(std::chrono::milliseconds(50)); }
+
+TEST(NcclCommunicator, StartedAllreducesFollowTheirProducerAndFinishByTheWait) {
+  MONE_SKIP_WITHOUT_GPUS();
+  const int rank = comm().rank(), size = comm().size();
+  cudaStream_t producer = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&producer, cudaStreamNonBlocking), cudaSuccess);
+  comm().set_producer_stream(producer);
+  constexpr int kBuffers = 4;
+  const size_t count = 1 << 20;
+  float* host = nullptr;  // pinned, one slice per buffer: the copies are truly asynchronous
+  ASSERT_EQ(cudaMallocHost(&host, kBuffers * count * sizeof(float)), cudaSuccess);
+  std::vector<float*> device(kBuffers, nullptr);
+  for (int b = 0; b < kBuffers; ++b) {
+    float* slice = host + b * count;
+    for (size_t i = 0; i < count; ++i) slice[i] = static_cast<float>((rank + 1) * (b + 1) + i % 5);
+    ASSERT_EQ(cudaMalloc(&device[b], count * sizeof(float)), cudaSuccess);
+    ASSERT_EQ(cudaMemsetAsync(device[b], 0xff, count * sizeof(float), producer), cudaSuccess);  // NaN
+    ASSERT_EQ(cudaLaunchHostFunc(producer, hold_the_stream, nullptr), cudaSuccess);
+    ASSERT_EQ(cudaMemcpyAsync(device[b], slice, count * sizeof(float), cudaMemcpyHostToDevice, producer),
+              cudaSuccess);
+    comm().start_allreduce(device[b], count, ElementType::float32, ReduceOp::sum, "bucket " + std::to_string(b));
+  }
+  comm().wait_started();
+  std::vector<float> result(count);
+  const float ranks_sum = static_cast<float>(size * (size + 1) / 2);
+  for (int b = 0; b < kBuffers; ++b) {
+    ASSERT_EQ(cudaMemcpy(result.data(), device[b], count * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+    for (size_t i = 0; i < count; ++i)
+      ASSERT_EQ(result[i], ranks_sum * (b + 1) + size * static_cast<float>(i % 5)) << "buffer " << b << " at " << i;
+    cudaFree(device[b]);
+  }
+  cudaFreeHost(host);
+  comm().set_producer_stream(nullptr);
+  cudaStreamDestroy(producer);
 }
 
 }  // namespace
