@@ -82,6 +82,21 @@ void nested_out_forward(const T* x, int64_t in, const std::vector<ExpertGroup>& 
 template <class T>
 void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<ExpertGroup>& groups, const T* W,
                          int64_t out, T* dx, float* dW, float* db, const DeviceContext& context);
+// The MLP's fc1 with its GELU, and fc2's backward with GELU's, the GELU in
+// the GEMM epilogues (gemm.h):
+// - nested_in_gelu_forward: pre = nested_in_forward(x), y = gelu(pre).
+// - gelu_nested_out_backward, the backward of nested_out_forward(gelu(pre)):
+//   dpre (assigned) = gelu'(pre) * (dy @ W^T), dW += x^T dy, db += colsum(dy),
+//   x being gelu(pre).
+// A group cuBLASLt cannot fuse (gemm.h says when) runs the GEMM and the GELU
+// kernel one after the other.
+template <class T>
+void nested_in_gelu_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W,
+                            const T* b, int64_t out, T* pre, T* y, const DeviceContext& context);
+template <class T>
+void gelu_nested_out_backward(const T* dy, const T* x, const T* pre, int64_t in,
+                              const std::vector<ExpertGroup>& groups, const T* W, int64_t out, T* dpre, float* dW,
+                              float* db, const DeviceContext& context);
 
 // ---- attention: our fused kernel (online softmax, one warp per query row,
 // any N, the layout's strides). Instead of the CPU's probs [B, H, N, N] it

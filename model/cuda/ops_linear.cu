@@ -1,5 +1,6 @@
 // Linear layers on the device: plain, patch embedding, and the nested in/out
-// projections as one GEMM per expert group over its contiguous row block.
+// projections as one GEMM per expert group over its contiguous row block,
+// with the MLP's GELU in the GEMM epilogues where cuBLASLt can take it.
 #include "model/cuda/kernels.cuh"
 #include "model/cuda/ops.h"
 
@@ -41,7 +42,7 @@ void linear_forward(const T* x, int64_t ldx, int64_t M, int64_t in, const T* W, 
   // follows an odd-sized parameter in the parameter buffer (every one after
   // a block's alpha) is not. Then the bias is written into y first and the
   // GEMM accumulates onto it, as the CPU does.
-  if (b && reinterpret_cast<uintptr_t>(b) % 16 != 0) {
+  if (b && !bias_epilogue_fits(b)) {
     if (M * out == 0) return;
     broadcast_rows_kernel<<<blocks_for(M * out), kThreads, 0, context.stream()>>>(b, M, out, y, ldy);
     MONE_CUDA_CHECK_LAUNCH(broadcast_rows_kernel);
@@ -124,6 +125,37 @@ void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<
                     dx + g.row_begin * in, in, dW, db, context);
 }
 
+template <class T>
+void nested_in_gelu_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W,
+                            const T* b, int64_t out, T* pre, T* y, const DeviceContext& context) {
+  for (const ExpertGroup& g : groups) {
+    const T* x_g = x + g.row_begin * ldx;
+    T *pre_g = pre + g.row_begin * out, *y_g = y + g.row_begin * out;
+    if (gemm_bias_gelu<T>(false, false, g.rows, out, g.width, x_g, ldx, W, out, y_g, out, b, pre_g, out, context))
+      continue;
+    // cuBLASLt cannot fuse it (gemm.h says when): the GEMM, then the kernel.
+    linear_forward<T, T>(x_g, ldx, g.rows, g.width, W, out, b, out, pre_g, out, context);
+    gelu_forward(pre_g, g.rows * out, y_g, context);
+  }
+}
+
+template <class T>
+void gelu_nested_out_backward(const T* dy, const T* x, const T* pre, int64_t in,
+                              const std::vector<ExpertGroup>& groups, const T* W, int64_t out, T* dpre, float* dW,
+                              float* db, const DeviceContext& context) {
+  for (const ExpertGroup& g : groups) {
+    const T *dy_g = dy + g.row_begin * out, *pre_g = pre + g.row_begin * in;
+    T* dpre_g = dpre + g.row_begin * in;
+    // nested_out_backward's dx GEMM with gelu' applied in its epilogue; where
+    // cuBLASLt cannot, linear_backward writes dx and the kernel multiplies.
+    const bool fused =
+        gemm_gelu_backward<T>(false, true, g.rows, in, g.width, dy_g, out, W, out, dpre_g, in, pre_g, in, context);
+    linear_backward(dy_g, out, x + g.row_begin * in, in, g.rows, in, W, out, g.width, fused ? nullptr : dpre_g, in,
+                    dW, db, context);
+    if (!fused) gelu_backward(dpre_g, pre_g, g.rows * in, dpre_g, context);
+  }
+}
+
 template void linear_forward<float, float>(const float*, int64_t, int64_t, int64_t, const float*, int64_t,
                                            const float*, int64_t, float*, int64_t, const DeviceContext&);
 template void linear_forward<bf16, bf16>(const bf16*, int64_t, int64_t, int64_t, const bf16*, int64_t, const bf16*,
@@ -146,7 +178,11 @@ template void linear_forward<bf16, float>(const bf16*, int64_t, int64_t, int64_t
   template void nested_out_forward<T>(const T*, int64_t, const std::vector<ExpertGroup>&, const T*, const T*,      \
                                       int64_t, T*, const DeviceContext&);                                          \
   template void nested_out_backward<T>(const T*, const T*, int64_t, const std::vector<ExpertGroup>&, const T*,     \
-                                       int64_t, T*, float*, float*, const DeviceContext&);
+                                       int64_t, T*, float*, float*, const DeviceContext&);                         \
+  template void nested_in_gelu_forward<T>(const T*, int64_t, const std::vector<ExpertGroup>&, const T*, const T*,  \
+                                          int64_t, T*, T*, const DeviceContext&);                                  \
+  template void gelu_nested_out_backward<T>(const T*, const T*, const T*, int64_t, const std::vector<ExpertGroup>&, \
+                                            const T*, int64_t, T*, float*, float*, const DeviceContext&);
 MONE_INSTANTIATE(float)
 MONE_INSTANTIATE(bf16)
 #undef MONE_INSTANTIATE

@@ -5,6 +5,7 @@
 // the same for every op unless a test says otherwise.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "model/capacity.h"
 #include "model/cuda/check.h"
@@ -146,6 +147,97 @@ TYPED_TEST(CudaOps, NestedProjections) {
   this->expect_near("out: dx", dx_out_d, dx_out);
   this->expect_near("out: dW", dW_out_d, dW_out);
   this->expect_near("out: db", db_out_d, db_out);
+}
+
+// Tolerance of GELU and gelu' computed in a cuBLASLt epilogue. In fp32 the
+// epilogue may evaluate tanh with the hardware approximation (tanh.approx.f32:
+// relative error up to 2^-11, PTX ISA), not the full-precision expf of our
+// kernel. With t = tanh u(x), u' = du/dx, that moves gelu(x) by up to
+// |x| t 2^-12 (2.4e-4 relative) and gelu'(x) by up to |1/2 - x t u'| t 2^-11,
+// 2.3e-3 at |x| = 3, where gelu' is about 1: hence 5e-3. bf16 rounding of the
+// output is coarser than either, so bf16 keeps its 2e-2.
+template <class T> constexpr double gelu_epilogue_tolerance() { return sizeof(T) == 4 ? 5e-3 : kBf16Tolerance; }
+
+// The GELU epilogues on one GEMM each, with the transposes the MLP uses (fc1
+// forward A B, fc2's dx A B^T), an odd row count, and a GELU input with a row
+// stride cuBLASLt does not take, which must leave everything untouched.
+TYPED_TEST(CudaOps, GemmGeluEpilogues) {
+  using T = TypeParam;
+  const int64_t M = 37, N = 48, K = 24;
+  const auto x = this->input(M * K), W = this->input(K * N, 0.05, 0.5), b = this->input(N), dy = this->input(M * K),
+             W_t = this->input(N * K, 0.05, 0.5), pre_in = this->input(M * N, 0.01, 3.0);
+  std::vector<double> pre(M * N), y(M * N), dpre(M * N);
+  linear_forward<double>(x.data(), K, M, K, W.data(), N, b.data(), N, pre.data(), N);
+  gelu_forward<double>(pre.data(), M * N, y.data());
+  gemm<double>(false, true, M, N, K, 1.0, dy.data(), K, W_t.data(), K, 0.0, dpre.data(), N);
+  gelu_backward<double>(dpre.data(), pre_in.data(), M * N, dpre.data());
+
+  const cuda::DeviceContext& ctx = *this->context;
+  auto x_d = upload<T>(x), W_d = upload<T>(W), b_d = upload<T>(b), dy_d = upload<T>(dy), W_t_d = upload<T>(W_t),
+       pre_in_d = upload<T>(pre_in);
+  auto pre_d = poisoned<T>(M * N), y_d = poisoned<T>(M * N), dpre_d = poisoned<T>(M * N);
+  const bool forward_fused = cuda::gemm_bias_gelu<T>(false, false, M, N, K, x_d.get(), K, W_d.get(), N, y_d.get(),
+                                                     N, b_d.get(), pre_d.get(), N, ctx);
+  const bool backward_fused = cuda::gemm_gelu_backward<T>(false, true, M, N, K, dy_d.get(), K, W_t_d.get(), K,
+                                                          dpre_d.get(), N, pre_in_d.get(), N, ctx);
+  // bf16 is where the model relies on them; for fp32 the answer is cuBLASLt's.
+  if (std::is_same_v<T, bf16>) {
+    EXPECT_TRUE(forward_fused) << "no cuBLASLt algorithm for GELU_AUX_BIAS";
+    EXPECT_TRUE(backward_fused) << "no cuBLASLt algorithm for DGELU";
+  }
+  if (forward_fused) {
+    this->expect_near("pre", pre_d, pre);
+    this->expect_near("gelu(pre)", y_d, y, gelu_epilogue_tolerance<T>());
+  }
+  if (backward_fused) this->expect_near("dpre", dpre_d, dpre, gelu_epilogue_tolerance<T>());
+
+  const int64_t narrow = 20;  // a row stride that is no multiple of 8
+  auto narrow_d = poisoned<T>(M * narrow);
+  EXPECT_FALSE(cuda::gemm_bias_gelu<T>(false, false, M, narrow, K, x_d.get(), K, W_d.get(), N, narrow_d.get(),
+                                       narrow, b_d.get(), narrow_d.get(), narrow, ctx));
+  EXPECT_FALSE(cuda::gemm_gelu_backward<T>(false, true, M, narrow, K, dy_d.get(), K, W_t_d.get(), K, narrow_d.get(),
+                                           narrow, narrow_d.get(), narrow, ctx));
+  for (double v : download(narrow_d, ctx)) ASSERT_TRUE(std::isnan(v)) << "a refused epilogue wrote its output";
+}
+
+// The MLP's ends with GELU in the epilogues against nested_in_forward +
+// gelu_forward and nested_out_backward + gelu_backward on the CPU: hidden 48
+// takes the epilogues, hidden 20 (row stride no multiple of 8) the separate
+// kernels, whose fp32 results must then hold 1e-5. Groups of odd row counts
+// and four widths, one of them odd.
+TYPED_TEST(CudaOps, NestedProjectionsWithGelu) {
+  using T = TypeParam;
+  const int64_t B = 3, N = 15, D = 32, M = B * N;
+  const std::vector<ExpertGroup> groups = expert_groups({5, 4, 3, 3}, {5, 8, 16, 32}, B);
+  for (const int64_t hidden : {48, 20}) {
+    SCOPED_TRACE("hidden " + std::to_string(hidden));
+    const double gelu_tolerance = hidden % 8 == 0 ? gelu_epilogue_tolerance<T>() : tolerance_of<T>();
+    const auto x = this->input(M * D), W_in = this->input(D * hidden, 0.05, 0.5), b_in = this->input(hidden);
+    const auto h = this->input(M * hidden), pre_in = this->input(M * hidden, 0.01, 3.0),
+               W_out = this->input(hidden * D, 0.05, 0.5), dy = this->input(M * D);
+    const auto dW0 = this->prefill(hidden * D), db0 = this->prefill(D);
+    std::vector<double> pre(M * hidden), y(M * hidden), dpre(M * hidden), dW = dW0, db = db0;
+    nested_in_forward<double>(x.data(), D, groups, W_in.data(), b_in.data(), hidden, pre.data());
+    gelu_forward<double>(pre.data(), M * hidden, y.data());
+    nested_out_backward<double>(dy.data(), h.data(), hidden, groups, W_out.data(), D, dpre.data(), dW.data(),
+                                db.data());
+    gelu_backward<double>(dpre.data(), pre_in.data(), M * hidden, dpre.data());
+
+    const cuda::DeviceContext& ctx = *this->context;
+    auto x_d = upload<T>(x), W_in_d = upload<T>(W_in), b_in_d = upload<T>(b_in), h_d = upload<T>(h),
+         pre_in_d = upload<T>(pre_in), W_out_d = upload<T>(W_out), dy_d = upload<T>(dy);
+    auto pre_d = poisoned<T>(M * hidden), y_d = poisoned<T>(M * hidden), dpre_d = poisoned<T>(M * hidden);
+    auto dW_d = upload<float>(dW0), db_d = upload<float>(db0);
+    cuda::nested_in_gelu_forward<T>(x_d.get(), D, groups, W_in_d.get(), b_in_d.get(), hidden, pre_d.get(),
+                                    y_d.get(), ctx);
+    cuda::gelu_nested_out_backward<T>(dy_d.get(), h_d.get(), pre_in_d.get(), hidden, groups, W_out_d.get(), D,
+                                      dpre_d.get(), dW_d.get(), db_d.get(), ctx);
+    this->expect_near("pre", pre_d, pre);
+    this->expect_near("y = gelu(pre)", y_d, y, gelu_tolerance);
+    this->expect_near("dpre", dpre_d, dpre, gelu_tolerance);
+    this->expect_near("dW", dW_d, dW);
+    this->expect_near("db", db_d, db);
+  }
 }
 
 // Attention in both layouts, at N = 49 with head dim 40 (lanes partly idle
