@@ -13,6 +13,7 @@
 // made without a device; the first GPU session confirms or adjusts them.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <iostream>
 #include <utility>
 
@@ -115,6 +116,19 @@ TYPED_TEST(CudaModel, TwoRunsGiveTheSameBits) {
   EXPECT_TRUE(bitwise_same("loss", {first.loss}, {second.loss}));
   EXPECT_TRUE(bitwise_same("gradients", first.grads, second.grads));
   EXPECT_EQ(first.expert_of_token, second.expert_of_token);
+}
+
+// Every parameter of the master and of the compute copy starts on a 256-byte
+// boundary (cuBLASLt's fast kernels; the bias epilogue needs 16 bytes), also
+// when the parameter count is no multiple of the alignment (tiny: 10 classes).
+TYPED_TEST(CudaModel, EveryParameterIsAligned) {
+  using T = TypeParam;
+  cuda::DeviceModel<T> model(preset_config("tiny"), kBatch, *this->context);
+  for (const ParamInfo& p : model.infos()) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(model.values() + p.offset) % 256, 0u) << p.name << " (master)";
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(model.compute_values() + p.offset) % 256, 0u) << p.name << " (compute)";
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(model.grads() + p.offset) % 256, 0u) << p.name << " (gradient)";
+  }
 }
 
 // The step replayed as a CUDA graph, on a batch sent through BatchUpload's
