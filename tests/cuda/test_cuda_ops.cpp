@@ -5,6 +5,7 @@
 // the same for every op unless a test says otherwise.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "model/capacity.h"
 #include "model/cuda/check.h"
@@ -41,6 +42,30 @@ TYPED_TEST(CudaOps, Linear) {
   this->expect_near("dx", dx_d, dx);
   this->expect_near("dW", dW_d, dW);
   this->expect_near("db", db_d, db);
+}
+
+// A bias not 16-byte aligned skips cuBLASLt's bias epilogue: written into y
+// first, the GEMM accumulating onto it. Both output types (T, and fp32 as for
+// the router and the head).
+TYPED_TEST(CudaOps, LinearWithAMisalignedBias) {
+  using T = TypeParam;
+  const int64_t M = 21, in = 16, out = 24;
+  const auto x = this->input(M * in), W = this->input(in * out, 0.05, 0.5), b = this->input(out);
+  std::vector<double> y(M * out);
+  linear_forward<double>(x.data(), in, M, in, W.data(), out, b.data(), out, y.data(), out);
+  std::vector<double> shifted_b = {0.0};  // b starts one element into its array
+  shifted_b.insert(shifted_b.end(), b.begin(), b.end());
+  auto x_d = upload<T>(x), W_d = upload<T>(W), b_d = upload<T>(shifted_b), b_float_d = upload<float>(shifted_b);
+  auto y_d = poisoned<T>(M * out);
+  auto y_float_d = poisoned<float>(M * out);
+  cuda::linear_forward<T, T>(x_d.get(), in, M, in, W_d.get(), out, b_d.get() + 1, out, y_d.get(), out,
+                             *this->context);
+  this->expect_near("y", y_d, y);
+  if constexpr (!std::is_same_v<T, float>) {  // linear_forward<float, float> is the case above
+    cuda::linear_forward<T, float>(x_d.get(), in, M, in, W_d.get(), out, b_float_d.get() + 1, out, y_float_d.get(),
+                                   out, *this->context);
+    this->expect_near("y (fp32 output)", y_float_d, y);
+  }
 }
 
 TYPED_TEST(CudaOps, PatchAndPositionEmbedding) {
