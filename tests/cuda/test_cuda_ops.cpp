@@ -68,6 +68,22 @@ TYPED_TEST(CudaOps, LinearWithAMisalignedBias) {
   }
 }
 
+// Few rows and a long K: the shape where cuBLASLt likes split-K. The bf16
+// output must still be the fp32 sum rounded once (within one bf16 ulp of the
+// output's scale), not partial sums rounded to bf16 and added.
+TYPED_TEST(CudaOps, LongReductionAccumulatesInFp32) {
+  using T = TypeParam;
+  const int64_t M = 4, in = 8192, out = 32;
+  const auto x = this->input(M * in), W = this->input(in * out);
+  std::vector<double> y(M * out);
+  linear_forward<double>(x.data(), in, M, in, W.data(), out, nullptr, out, y.data(), out);
+  auto x_d = upload<T>(x), W_d = upload<T>(W);
+  auto y_d = poisoned<T>(M * out);
+  cuda::linear_forward<T, T>(x_d.get(), in, M, in, W_d.get(), out, static_cast<const T*>(nullptr), out, y_d.get(),
+                             out, *this->context);
+  this->expect_near("y", y_d, y, std::is_same_v<T, float> ? kFp32Tolerance : 1.0 / 256);
+}
+
 TYPED_TEST(CudaOps, PatchAndPositionEmbedding) {
   using T = TypeParam;
   const int64_t B = 3, H = 12, W = 8, C = 3, P = 4, N = (H / P) * (W / P), patch_dim = P * P * C, D = 20;
