@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "model/capacity.h"
 #include "model/cuda/check.h"
@@ -326,9 +328,10 @@ TEST(CudaRouting, EprAndExpertSortedOrderMatchTheCpu) {
   cuda::DeviceContext context;
   const uint64_t seed = cuda_test_seed();
   TestRandom random(seed);
-  const int64_t B = 6, N = 49, E = 4;
-  for (const double ec : {1.0, 0.5, 0.3}) {
-    SCOPED_TRACE("e_c " + std::to_string(ec) + ", seed " + std::to_string(seed));
+  const int64_t B = 6, E = 4;
+  // N = 300: more tokens than threads per block (the strided loops).
+  for (const auto& [N, ec] : std::vector<std::pair<int64_t, double>>{{49, 1.0}, {49, 0.5}, {49, 0.3}, {300, 0.3}}) {
+    SCOPED_TRACE("N " + std::to_string(N) + ", e_c " + std::to_string(ec) + ", seed " + std::to_string(seed));
     const std::vector<int64_t> counts = tokens_per_expert(capacity_for(ec, E), N);
     std::vector<float> probs(B * N * E);
     for (float& p : probs) p = static_cast<float>(std::floor(random.uniform() * 5.0) / 5.0);
