@@ -90,7 +90,8 @@ DeviceArray<int32_t> upload_ints(const std::vector<int32_t>& values) {
   size_t worst_index = 0;
   for (const double w : want) scale = std::max(scale, std::abs(w));
   for (size_t i = 0; i < got.size(); ++i) {
-    const double error = std::isfinite(got[i]) ? std::abs(got[i] - want[i]) : INFINITY;
+    // Non-finite on either side fails (a NaN difference would compare as no error).
+    const double error = std::isfinite(got[i]) && std::isfinite(want[i]) ? std::abs(got[i] - want[i]) : INFINITY;
     if (error > worst || i == 0) {
       worst = error;
       worst_index = i;

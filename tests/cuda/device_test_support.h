@@ -6,8 +6,8 @@
 // (normwise relative error in the max norm). Per element relative error would
 // fail on values that cancel to near zero, which carry the absolute error of
 // their large terms; this measure states the error relative to the output's
-// scale. NaN anywhere in `got` fails, so an element the op never wrote (it
-// still holds the NaN poison) fails.
+// scale. NaN or inf anywhere in `got` or the reference fails, so an element
+// the op never wrote (it still holds the NaN poison) fails.
 //
 // Modes: T = float is the fp32 mode (tolerance kFp32Tolerance, 1e-5), T =
 // bf16 the training mode (kBf16Tolerance, 2e-2). The CPU reference runs in
