@@ -44,8 +44,9 @@ class DeviceAdamW {
   int64_t step_count_ = 0;
 };
 
-// *norm (device) = sqrt(sum g^2), in double over fixed chunks added in chunk
-// order: independent of the launch, bitwise reproducible.
+// *norm (device) = sqrt(sum g^2), in double: per fixed chunk, then over the
+// chunks by a tree of fixed shape. Independent of the launch, bitwise
+// reproducible; not the CPU's order of additions (equal to ~1e-15).
 void global_grad_norm(const float* grads, int64_t n, double* norm, const DeviceContext& context);
 // Computes *norm, then scales the gradients by max_norm / norm on the device
 // when norm > max_norm (max_norm <= 0: no clipping). No host round trip.

@@ -139,6 +139,14 @@ Plan make_plan(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t lda, i
   for (int i = 0; i < 4; ++i)
     MONE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, alignment_attributes[i], &alignment[i],
                                                            sizeof alignment[i]));
+  // Split-K's INPLACE and OUTPUT_TYPE schemes add the partial sums in the
+  // output type: with a bf16 C that is bf16 accumulation, against gemm.h's fp32
+  // accumulation. Only fp32 partials (or no split-K) for bf16 outputs.
+  if constexpr (!std::is_same_v<TC, float>) {
+    const uint32_t reductions = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    MONE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                                           &reductions, sizeof reductions));
+  }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   p.status = cublasLtMatmulAlgoGetHeuristic(context.blas(), p.desc, p.a, p.b, p.c, p.c, preference, 1, &result,

@@ -32,6 +32,8 @@ __device__ __forceinline__ float warp_max(float x) {
 
 constexpr int kThreads = 256;
 constexpr int kWarpsPerBlock = kThreads / 32;
+static_assert(kThreads % 32 == 0 && (kThreads & (kThreads - 1)) == 0,
+              "block_tree_sum halves kThreads; warp kernels need whole warps");
 
 // Sum of `value` over the kThreads threads of a block, by a tree of fixed
 // shape (deterministic); `scratch` is kThreads shared elements. Every thread

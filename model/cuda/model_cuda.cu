@@ -118,6 +118,12 @@ std::vector<ParamInfo> aligned_layout(std::vector<ParamInfo> infos) {
   return infos;
 }
 int64_t end_of(const std::vector<ParamInfo>& infos) { return infos.back().offset + infos.back().numel; }
+// The device numel rounds up too: the compute copy starts numel floats into
+// the parameter block, so an unrounded numel (tiny's head.bias has 10
+// elements) would leave every compute weight and bias 8-byte aligned.
+int64_t aligned_end_of(const std::vector<ParamInfo>& infos) {
+  return (end_of(infos) + kParameterAlignment - 1) / kParameterAlignment * kParameterAlignment;
+}
 }  // namespace
 
 template <class T>
@@ -128,7 +134,7 @@ DeviceModel<T>::DeviceModel(const ModelConfig& config, int64_t max_batch, const 
       host_infos_(ParameterSet<float>(config).infos()),
       infos_(aligned_layout(host_infos_)),
       parameter_count_(end_of(host_infos_)),
-      numel_(end_of(infos_)),
+      numel_(aligned_end_of(infos_)),
       params_(numel_ * (sizeof(float) + sizeof(T)), "parameters (fp32 master and compute copy)"),
       grads_(numel_ * sizeof(float), "parameter gradients"),
       acts_(std::make_unique<Activations>()) {

@@ -20,6 +20,20 @@ double to_double(bf16 x) { return __bfloat162float(x); }
 void settle_legacy_stream() { MONE_CUDA_CHECK(cudaDeviceSynchronize()); }
 }  // namespace
 
+void fill_guard(void* device, size_t bytes) {
+  MONE_CUDA_CHECK(cudaMemset(device, 0xff, bytes));
+  settle_legacy_stream();
+}
+
+bool guard_intact(const void* device, size_t bytes) {
+  std::vector<unsigned char> host(bytes);
+  MONE_CUDA_CHECK(cudaDeviceSynchronize());
+  MONE_CUDA_CHECK(cudaMemcpy(host.data(), device, bytes, cudaMemcpyDeviceToHost));
+  for (const unsigned char byte : host)
+    if (byte != 0xff) return false;
+  return true;
+}
+
 template <class T>
 std::vector<double> rounded(const std::vector<double>& values) {
   std::vector<double> out(values.size());
@@ -39,10 +53,7 @@ DeviceArray<T> upload(const std::vector<double>& values) {
 
 template <class T>
 DeviceArray<T> poisoned(int64_t n) {
-  DeviceArray<T> array(n);
-  MONE_CUDA_CHECK(cudaMemset(array.get(), 0xff, static_cast<size_t>(n) * sizeof(T)));
-  settle_legacy_stream();
-  return array;
+  return DeviceArray<T>(n);  // created 0xff throughout
 }
 
 template <class T>
@@ -50,6 +61,7 @@ std::vector<double> download(const DeviceArray<T>& array, const cuda::DeviceCont
   context.synchronize();
   std::vector<T> host(static_cast<size_t>(array.size()));
   MONE_CUDA_CHECK(cudaMemcpy(host.data(), array.get(), host.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  if (!array.guards_intact()) ADD_FAILURE() << "a write out of bounds of a device array of " << array.size();
   std::vector<double> out(host.size());
   for (size_t i = 0; i < host.size(); ++i) out[i] = to_double(host[i]);
   return out;
@@ -59,6 +71,7 @@ std::vector<int32_t> download_ints(const DeviceArray<int32_t>& array, const cuda
   context.synchronize();
   std::vector<int32_t> host(static_cast<size_t>(array.size()));
   MONE_CUDA_CHECK(cudaMemcpy(host.data(), array.get(), host.size() * sizeof(int32_t), cudaMemcpyDeviceToHost));
+  if (!array.guards_intact()) ADD_FAILURE() << "a write out of bounds of a device array of " << array.size();
   return host;
 }
 
@@ -77,7 +90,8 @@ DeviceArray<int32_t> upload_ints(const std::vector<int32_t>& values) {
   size_t worst_index = 0;
   for (const double w : want) scale = std::max(scale, std::abs(w));
   for (size_t i = 0; i < got.size(); ++i) {
-    const double error = std::isfinite(got[i]) ? std::abs(got[i] - want[i]) : INFINITY;
+    // Non-finite on either side fails (a NaN difference would compare as no error).
+    const double error = std::isfinite(got[i]) && std::isfinite(want[i]) ? std::abs(got[i] - want[i]) : INFINITY;
     if (error > worst || i == 0) {
       worst = error;
       worst_index = i;

@@ -6,8 +6,8 @@
 // (normwise relative error in the max norm). Per element relative error would
 // fail on values that cancel to near zero, which carry the absolute error of
 // their large terms; this measure states the error relative to the output's
-// scale. NaN anywhere in `got` fails, so an element the op never wrote (it
-// still holds the NaN poison) fails.
+// scale. NaN or inf anywhere in `got` or the reference fails, so an element
+// the op never wrote (it still holds the NaN poison) fails.
 //
 // Modes: T = float is the fp32 mode (tolerance kFp32Tolerance, 1e-5), T =
 // bf16 the training mode (kBf16Tolerance, 2e-2). The CPU reference runs in
@@ -44,13 +44,28 @@ template <class T> constexpr double tolerance_of() { return sizeof(T) == 4 ? kFp
 template <class T>
 std::vector<double> rounded(const std::vector<double>& values);
 
-// n elements of T on the device.
+// Every byte of `bytes` device bytes set to 0xff / whether every byte still is.
+void fill_guard(void* device, size_t bytes);
+bool guard_intact(const void* device, size_t bytes);
+
+// n elements of T on the device between two guard bands, every byte 0xff
+// (NaN in float and bf16) when created. download() fails the test when a
+// guard byte changed: an op wrote out of bounds.
 template <class T>
 class DeviceArray {
  public:
-  explicit DeviceArray(int64_t n) : n_(n), buffer_(static_cast<size_t>(n) * sizeof(T), "test array") {}
-  T* get() const { return buffer_.as<T>(); }
+  static constexpr size_t kGuardBytes = 256;  // keeps get() 256-byte aligned
+  explicit DeviceArray(int64_t n)
+      : n_(n), buffer_(static_cast<size_t>(n) * sizeof(T) + 2 * kGuardBytes, "test array") {
+    fill_guard(buffer_.data(), buffer_.bytes());
+  }
+  T* get() const { return reinterpret_cast<T*>(buffer_.as<char>() + kGuardBytes); }
   int64_t size() const { return n_; }
+  // Waits for the device.
+  bool guards_intact() const {
+    return guard_intact(buffer_.data(), kGuardBytes) &&
+           guard_intact(buffer_.as<char>() + buffer_.bytes() - kGuardBytes, kGuardBytes);
+  }
 
  private:
   int64_t n_;
@@ -60,10 +75,12 @@ class DeviceArray {
 // Device array holding `values` rounded to T.
 template <class T>
 DeviceArray<T> upload(const std::vector<double>& values);
-// Device array of n elements, every byte 0xff: NaN in float and in bf16.
+// Device array of n elements, every byte 0xff: NaN in float and in bf16
+// (what every DeviceArray starts as; the name says it at the call).
 template <class T>
 DeviceArray<T> poisoned(int64_t n);
-// Waits for the context's stream, then copies back.
+// Waits for the context's stream, then copies back; fails the test (not the
+// comparison) when the array's guard bands were written.
 template <class T>
 std::vector<double> download(const DeviceArray<T>& array, const cuda::DeviceContext& context);
 std::vector<int32_t> download_ints(const DeviceArray<int32_t>& array, const cuda::DeviceContext& context);

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "model/capacity.h"
 #include "model/cuda/check.h"
@@ -42,6 +44,46 @@ TYPED_TEST(CudaOps, Linear) {
   this->expect_near("dx", dx_d, dx);
   this->expect_near("dW", dW_d, dW);
   this->expect_near("db", db_d, db);
+}
+
+// A bias not 16-byte aligned skips cuBLASLt's bias epilogue: written into y
+// first, the GEMM accumulating onto it. Both output types (T, and fp32 as for
+// the router and the head).
+TYPED_TEST(CudaOps, LinearWithAMisalignedBias) {
+  using T = TypeParam;
+  const int64_t M = 21, in = 16, out = 24;
+  const auto x = this->input(M * in), W = this->input(in * out, 0.05, 0.5), b = this->input(out);
+  std::vector<double> y(M * out);
+  linear_forward<double>(x.data(), in, M, in, W.data(), out, b.data(), out, y.data(), out);
+  std::vector<double> shifted_b = {0.0};  // b starts one element into its array
+  shifted_b.insert(shifted_b.end(), b.begin(), b.end());
+  auto x_d = upload<T>(x), W_d = upload<T>(W), b_d = upload<T>(shifted_b), b_float_d = upload<float>(shifted_b);
+  auto y_d = poisoned<T>(M * out);
+  auto y_float_d = poisoned<float>(M * out);
+  cuda::linear_forward<T, T>(x_d.get(), in, M, in, W_d.get(), out, b_d.get() + 1, out, y_d.get(), out,
+                             *this->context);
+  this->expect_near("y", y_d, y);
+  if constexpr (!std::is_same_v<T, float>) {  // linear_forward<float, float> is the case above
+    cuda::linear_forward<T, float>(x_d.get(), in, M, in, W_d.get(), out, b_float_d.get() + 1, out, y_float_d.get(),
+                                   out, *this->context);
+    this->expect_near("y (fp32 output)", y_float_d, y);
+  }
+}
+
+// Few rows and a long K: the shape where cuBLASLt likes split-K. The bf16
+// output must still be the fp32 sum rounded once (within one bf16 ulp of the
+// output's scale), not partial sums rounded to bf16 and added.
+TYPED_TEST(CudaOps, LongReductionAccumulatesInFp32) {
+  using T = TypeParam;
+  const int64_t M = 4, in = 8192, out = 32;
+  const auto x = this->input(M * in), W = this->input(in * out);
+  std::vector<double> y(M * out);
+  linear_forward<double>(x.data(), in, M, in, W.data(), out, nullptr, out, y.data(), out);
+  auto x_d = upload<T>(x), W_d = upload<T>(W);
+  auto y_d = poisoned<T>(M * out);
+  cuda::linear_forward<T, T>(x_d.get(), in, M, in, W_d.get(), out, static_cast<const T*>(nullptr), out, y_d.get(),
+                             out, *this->context);
+  this->expect_near("y", y_d, y, std::is_same_v<T, float> ? kFp32Tolerance : 1.0 / 256);
 }
 
 TYPED_TEST(CudaOps, PatchAndPositionEmbedding) {
@@ -377,9 +419,10 @@ TEST(CudaRouting, EprAndExpertSortedOrderMatchTheCpu) {
   cuda::DeviceContext context;
   const uint64_t seed = cuda_test_seed();
   TestRandom random(seed);
-  const int64_t B = 6, N = 49, E = 4;
-  for (const double ec : {1.0, 0.5, 0.3}) {
-    SCOPED_TRACE("e_c " + std::to_string(ec) + ", seed " + std::to_string(seed));
+  const int64_t B = 6, E = 4;
+  // N = 300: more tokens than threads per block (the strided loops).
+  for (const auto& [N, ec] : std::vector<std::pair<int64_t, double>>{{49, 1.0}, {49, 0.5}, {49, 0.3}, {300, 0.3}}) {
+    SCOPED_TRACE("N " + std::to_string(N) + ", e_c " + std::to_string(ec) + ", seed " + std::to_string(seed));
     const std::vector<int64_t> counts = tokens_per_expert(capacity_for(ec, E), N);
     std::vector<float> probs(B * N * E);
     for (float& p : probs) p = static_cast<float>(std::floor(random.uniform() * 5.0) / 5.0);
