@@ -43,13 +43,19 @@ endif()
 
 # NCCL, shipped either with the toolkit or as a pip package whose lib/ holds
 # only the versioned name (libnccl.so.2).
-if(MONE_HAVE_CUDA)
-  find_path(NCCL_INCLUDE_DIR nccl.h
-    HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}
+# <NAME>_INCLUDE_DIR and <NAME>_LIBRARY: a header and a library looked for
+# under <NAME>_ROOT (variable or environment) first, then the toolkit's folders.
+function(mone_find_cuda_library name header)
+  find_path(${name}_INCLUDE_DIR ${header}
+    HINTS ${${name}_ROOT} $ENV{${name}_ROOT} ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}
     PATH_SUFFIXES include)
-  find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2
-    HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}
+  find_library(${name}_LIBRARY NAMES ${ARGN}
+    HINTS ${${name}_ROOT} $ENV{${name}_ROOT} ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}
     PATH_SUFFIXES lib lib64)
+endfunction()
+
+if(MONE_HAVE_CUDA)
+  mone_find_cuda_library(NCCL nccl.h nccl libnccl.so.2)
   if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
     add_library(mone_nccl INTERFACE)
     target_include_directories(mone_nccl INTERFACE ${NCCL_INCLUDE_DIR})
@@ -66,12 +72,7 @@ endif()
 # graph API, so the headers found are checked for them; without them the
 # model uses its own attention kernel everywhere.
 if(MONE_HAVE_CUDA)
-  find_path(CUDNN_INCLUDE_DIR cudnn_graph.h
-    HINTS ${CUDNN_ROOT} $ENV{CUDNN_ROOT} ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}
-    PATH_SUFFIXES include)
-  find_library(CUDNN_LIBRARY NAMES cudnn libcudnn.so.9
-    HINTS ${CUDNN_ROOT} $ENV{CUDNN_ROOT} ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}
-    PATH_SUFFIXES lib lib64)
+  mone_find_cuda_library(CUDNN cudnn_graph.h cudnn libcudnn.so.9)
   if(CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
     include(CheckCXXSourceCompiles)
     set(CMAKE_REQUIRED_INCLUDES ${CUDNN_INCLUDE_DIR} ${CUDAToolkit_INCLUDE_DIRS})

@@ -219,38 +219,38 @@ std::string CudnnAttention::State::build(Direction direction, const Shape& s, Pl
     plan.parts.push_back(std::move(descriptor));
     return plan.parts.back();
   };
-  const Descriptor& q = add(tensor(kQ, CUDNN_DATA_BFLOAT16, dims, qkv_strides));
-  const Descriptor& k = add(tensor(kK, CUDNN_DATA_BFLOAT16, dims, qkv_strides));
-  const Descriptor& v = add(tensor(kV, CUDNN_DATA_BFLOAT16, dims, qkv_strides));
-  const Descriptor& o = add(tensor(kO, CUDNN_DATA_BFLOAT16, dims, row_strides));
-  const Descriptor& stats = add(tensor(kStats, CUDNN_DATA_FLOAT, s.stats_dims(), s.stats_strides()));
-  const Descriptor& scale = add(tensor(kScale, CUDNN_DATA_FLOAT, one, one, /*by_value=*/true));
-
-  Descriptor operation(direction == Direction::forward ? CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR
-                                                       : CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR);
-  if (direction == Direction::forward) {
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC, q);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC, k);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC, v);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_FWD_ODESC, o);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_FWD_STATSDESC, stats);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC, scale);
-  } else {
-    const Descriptor& dout = add(tensor(kDO, CUDNN_DATA_BFLOAT16, dims, row_strides));
-    const Descriptor& dq = add(tensor(kDQ, CUDNN_DATA_BFLOAT16, dims, qkv_strides));
-    const Descriptor& dk = add(tensor(kDK, CUDNN_DATA_BFLOAT16, dims, qkv_strides));
-    const Descriptor& dv = add(tensor(kDV, CUDNN_DATA_BFLOAT16, dims, qkv_strides));
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_BWD_QDESC, q);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_BWD_KDESC, k);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_BWD_VDESC, v);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_BWD_ODESC, o);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_BWD_STATSDESC, stats);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_BWD_SCALEDESC, scale);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_BWD_DODDESC, dout);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_BWD_DQDESC, dq);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_BWD_DKDESC, dk);
-    operation.set(CUDNN_ATTR_OPERATION_SDPA_BWD_DVDESC, dv);
+  // Each operand: its tensor, and the attribute naming it in each direction.
+  struct Operand {
+    Uid uid;
+    cudnnDataType_t type;
+    Dims dims, strides;
+    bool backward_only;
+    cudnnBackendAttributeName_t forward, backward;  // forward: unused when backward_only
+  };
+  constexpr cudnnDataType_t bf16 = CUDNN_DATA_BFLOAT16, fp32 = CUDNN_DATA_FLOAT;
+  const Operand operands[] = {
+      {kQ, bf16, dims, qkv_strides, false, CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC, CUDNN_ATTR_OPERATION_SDPA_BWD_QDESC},
+      {kK, bf16, dims, qkv_strides, false, CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC, CUDNN_ATTR_OPERATION_SDPA_BWD_KDESC},
+      {kV, bf16, dims, qkv_strides, false, CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC, CUDNN_ATTR_OPERATION_SDPA_BWD_VDESC},
+      {kO, bf16, dims, row_strides, false, CUDNN_ATTR_OPERATION_SDPA_FWD_ODESC, CUDNN_ATTR_OPERATION_SDPA_BWD_ODESC},
+      {kStats, fp32, s.stats_dims(), s.stats_strides(), false, CUDNN_ATTR_OPERATION_SDPA_FWD_STATSDESC,
+       CUDNN_ATTR_OPERATION_SDPA_BWD_STATSDESC},
+      {kDO, bf16, dims, row_strides, true, CUDNN_ATTR_OPERATION_SDPA_BWD_DODDESC,
+       CUDNN_ATTR_OPERATION_SDPA_BWD_DODDESC},
+      {kDQ, bf16, dims, qkv_strides, true, CUDNN_ATTR_OPERATION_SDPA_BWD_DQDESC, CUDNN_ATTR_OPERATION_SDPA_BWD_DQDESC},
+      {kDK, bf16, dims, qkv_strides, true, CUDNN_ATTR_OPERATION_SDPA_BWD_DKDESC, CUDNN_ATTR_OPERATION_SDPA_BWD_DKDESC},
+      {kDV, bf16, dims, qkv_strides, true, CUDNN_ATTR_OPERATION_SDPA_BWD_DVDESC, CUDNN_ATTR_OPERATION_SDPA_BWD_DVDESC},
+  };
+  const bool forward = direction == Direction::forward;
+  Descriptor operation(forward ? CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR
+                               : CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR);
+  for (const Operand& operand : operands) {
+    if (forward && operand.backward_only) continue;
+    operation.set(forward ? operand.forward : operand.backward,
+                  add(tensor(operand.uid, operand.type, operand.dims, operand.strides)));
   }
+  operation.set(forward ? CUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC : CUDNN_ATTR_OPERATION_SDPA_BWD_SCALEDESC,
+                add(tensor(kScale, fp32, one, one, /*by_value=*/true)));
   operation.finalize("finalising the SDPA operation");
   const Descriptor& op = add(std::move(operation));
 
