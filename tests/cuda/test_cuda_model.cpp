@@ -149,5 +149,56 @@ TYPED_TEST(CudaModel, GraphReplayOfAnUploadedBatchGivesTheSameBits) {
   EXPECT_TRUE(bitwise_same("gradients", std::vector<double>(grads.begin(), grads.end()), direct.grads));
 }
 
+// Evaluation's forward-only pass gives the logits of the training pass, and
+// leaves the gradients alone.
+TYPED_TEST(CudaModel, ForwardLogitsAreTheLogitsOfForwardBackward) {
+  using T = TypeParam;
+  const ModelConfig config = preset_config("tiny");
+  const auto [values, batch] = random_inputs(config, this->seed);
+  const cuda::DeviceContext& context = *this->context;
+  cuda::DeviceModel<T> model(config, kBatch, context);
+  const std::vector<float> host_values(values.begin(), values.end());
+  model.load_parameters(host_values.data());
+  auto images = upload<T>(batch.images);
+  auto labels = upload_ints(batch.labels);
+  auto loss = poisoned<float>(1);
+  const size_t logits = static_cast<size_t>(kBatch * config.classes);
+  auto download_logits = [&] {
+    std::vector<float> host(logits);
+    context.synchronize();
+    MONE_CUDA_CHECK(cudaMemcpy(host.data(), model.logits(), logits * sizeof(float), cudaMemcpyDeviceToHost));
+    return std::vector<double>(host.begin(), host.end());
+  };
+  model.forward_backward(images.get(), labels.get(), kBatch, 0.5, loss.get());
+  const std::vector<double> trained = download_logits();
+  std::vector<float> grads_before(model.parameter_count()), grads_after(model.parameter_count());
+  model.download_gradients(grads_before.data());
+  model.forward_logits(images.get(), kBatch, 0.5);
+  EXPECT_TRUE(bitwise_same("logits", download_logits(), trained));
+  model.download_gradients(grads_after.data());
+  EXPECT_EQ(grads_before, grads_after);
+}
+
+// A buffer in the CPU layout survives the trip through the device layout,
+// whose gaps are zero.
+TYPED_TEST(CudaModel, LayoutConversionsRoundTrip) {
+  using T = TypeParam;
+  const ModelConfig config = preset_config("tiny");
+  const cuda::DeviceContext& context = *this->context;
+  cuda::DeviceModel<T> model(config, 1, context);
+  const std::vector<double> values = rounded<float>(this->random->nonzero_vector(model.parameter_count()));
+  const std::vector<float> host(values.begin(), values.end());
+  auto device = poisoned<float>(model.numel());
+  model.to_device_layout(host.data(), device.get());
+  std::vector<float> back(host.size());
+  model.to_cpu_layout(device.get(), back.data());
+  EXPECT_EQ(back, host);
+  const std::vector<double> whole = download(device, context);
+  double outside = 0;  // the gaps: the sum of |x| over the device buffer minus the parameters'
+  for (const double x : whole) outside += std::fabs(x);
+  for (const double x : values) outside -= std::fabs(x);
+  EXPECT_NEAR(outside, 0.0, 1e-6 * static_cast<double>(values.size()));
+}
+
 }  // namespace
 }  // namespace mone::testing
