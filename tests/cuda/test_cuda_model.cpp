@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <memory>
 #include <utility>
 
 #include "model/cuda/batch_upload.h"
@@ -36,12 +37,21 @@ struct DeviceRun {
   std::vector<int32_t> expert_of_token;
 };
 
+// A device model for kBatch images holding `values` (CPU layout).
+template <class T>
+std::unique_ptr<cuda::DeviceModel<T>> loaded_model(const ModelConfig& config, const std::vector<double>& values,
+                                                   const cuda::DeviceContext& context) {
+  auto model = std::make_unique<cuda::DeviceModel<T>>(config, kBatch, context);
+  const std::vector<float> host_values(values.begin(), values.end());
+  model->load_parameters(host_values.data());
+  return model;
+}
+
 template <class T>
 DeviceRun<T> run_device(const ModelConfig& config, const std::vector<double>& values, const Batch<double>& batch,
                         double ec, const cuda::DeviceContext& context) {
-  cuda::DeviceModel<T> model(config, kBatch, context);
-  const std::vector<float> host_values(values.begin(), values.end());
-  model.load_parameters(host_values.data());
+  const auto loaded = loaded_model<T>(config, values, context);
+  cuda::DeviceModel<T>& model = *loaded;
   auto images = upload<T>(batch.images);
   auto labels = upload_ints(batch.labels);
   auto loss = poisoned<float>(1);
@@ -126,9 +136,8 @@ TYPED_TEST(CudaModel, GraphReplayOfAnUploadedBatchGivesTheSameBits) {
   const DeviceRun<T> direct = run_device<T>(config, values, batch, 0.5, *this->context);
 
   const cuda::DeviceContext& context = *this->context;
-  cuda::DeviceModel<T> model(config, kBatch, context);
-  const std::vector<float> host_values(values.begin(), values.end());
-  model.load_parameters(host_values.data());
+  const auto loaded = loaded_model<T>(config, values, context);
+  cuda::DeviceModel<T>& model = *loaded;
   cuda::BatchUpload<T> upload(config, kBatch, context);
   std::copy(batch.images.begin(), batch.images.end(), upload.host_images());
   std::copy(batch.labels.begin(), batch.labels.end(), upload.host_labels());
@@ -156,9 +165,8 @@ TYPED_TEST(CudaModel, ForwardLogitsAreTheLogitsOfForwardBackward) {
   const ModelConfig config = preset_config("tiny");
   const auto [values, batch] = random_inputs(config, this->seed);
   const cuda::DeviceContext& context = *this->context;
-  cuda::DeviceModel<T> model(config, kBatch, context);
-  const std::vector<float> host_values(values.begin(), values.end());
-  model.load_parameters(host_values.data());
+  const auto loaded = loaded_model<T>(config, values, context);
+  cuda::DeviceModel<T>& model = *loaded;
   auto images = upload<T>(batch.images);
   auto labels = upload_ints(batch.labels);
   auto loss = poisoned<float>(1);

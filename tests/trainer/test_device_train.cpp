@@ -15,7 +15,6 @@
 #include <cmath>
 #include <map>
 #include <sstream>
-#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -114,10 +113,7 @@ TEST(DeviceTrain, StoppedBySignalAndResumedEqualsUninterrupted) {
   const fs::path stopped_run = fixture.root() / "stopped";
   const testing::ProcessResult stopped =
       run_mone(with(device_run(fixture, "stopped", "bf16"), extra), [&](pid_t pid) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-        while (testing::last_logged_step(stopped_run / "metrics.jsonl") < 3 &&
-               std::chrono::steady_clock::now() < deadline)
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        testing::wait_until_logged(stopped_run / "metrics.jsonl", 3, std::chrono::seconds(60));
         kill(pid, SIGUSR1);
       });
   ASSERT_EQ(stopped.exit_code, 75) << stopped.out << stopped.err;
