@@ -132,6 +132,22 @@ TEST(DeviceTrain, StoppedBySignalAndResumedEqualsUninterrupted) {
   EXPECT_EQ(a.optimizer_step, b.optimizer_step);
 }
 
+// Two ranks on the device (each its own GPU with NCCL, or both on one GPU
+// averaging through the host) follow the one-rank device run: the same
+// global batches, the average taken in another order (fp32; tolerances as
+// above), and identical parameters on both ranks.
+TEST(DeviceTrain, TwoRanksFollowOneRank) {
+  SKIP_WITHOUT_A_DEVICE();
+  testing::TrainerFixture fixture;
+  const std::vector<std::string> options = {"--steps", "10", "--check-params-every", "5"};
+  ASSERT_EQ(run_mone(with(device_run(fixture, "one", "fp32"), options)).exit_code, 0);
+  const testing::ProcessResult two = testing::run_mone_ranks(2, with(device_run(fixture, "two", "fp32"), options));
+  ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+  EXPECT_NE(two.out.find("gradients averaged "), std::string::npos) << two.out;
+  EXPECT_NE(two.out.find("parameters identical on all 2 ranks"), std::string::npos) << two.out;
+  expect_close_losses(losses(fixture.root() / "two"), losses(fixture.root() / "one"), 1e-4, 2e-2);
+}
+
 // Checkpoints hold the CPU layout whatever wrote them: a device run resumes
 // on the CPU and a CPU run on the device, each continuing as the other
 // device would (fp32; tolerances as above).
