@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
 
 #include "comm/host_values.h"
 #include "model/cuda/adamw.h"
