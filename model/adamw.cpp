@@ -76,6 +76,10 @@ double global_grad_norm(const float* grads, int64_t n) {
   return std::sqrt(total);
 }
 
+void scale_gradients(float* grads, int64_t n, float factor) {
+  for (int64_t i = 0; i < n; ++i) grads[i] *= factor;
+}
+
 double clip_grad_norm(float* grads, int64_t n, double max_norm) {
   const double norm = global_grad_norm(grads, n);
   if (max_norm > 0.0 && norm > max_norm) {

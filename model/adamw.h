@@ -56,6 +56,10 @@ class AdamW {
 // chunks whose partial sums are added in chunk order: independent of threads.
 double global_grad_norm(const float* grads, int64_t n);
 
+// grads *= factor, element by element in float: the 1 / micro-steps scaling
+// of accumulated gradients before they are averaged over the ranks.
+void scale_gradients(float* grads, int64_t n, float factor);
+
 // Scales the gradients by max_norm / norm when the global norm exceeds
 // max_norm (max_norm <= 0: no clipping). Returns the norm before clipping.
 double clip_grad_norm(float* grads, int64_t n, double max_norm);

@@ -67,6 +67,9 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("resume", &o.resume, "auto (newest valid checkpoint of --run-dir, if any) | none | PATH");
   table.add("augment", &o.augment, "random crops (padding 4) and horizontal flips; false: none");
   table.add_flag("no-flip", &o.no_flip, "no horizontal flips (e.g. for digits)");
+  table.add("device", &o.device, "cpu | cuda: train on this rank's GPU (local rank modulo the visible GPUs)");
+  table.add("precision", &o.precision,
+            "with --device cuda: bf16 | fp32 compute (master weights, gradients, AdamW moments are fp32)");
   table.add("bucket-mb", &o.bucket_mb, "gradient allreduce bucket size in MiB");
   table.add("first-bucket-mb", &o.first_bucket_mb, "size of the first (earliest started) gradient bucket in MiB");
   table.add("allreduce-dtype", &o.allreduce_dtype, "what the gradient allreduce sends: fp32 | bf16");
@@ -83,6 +86,8 @@ void define_eval_options(OptionTable& table, EvalOptions& o) {
   table.add("capacities", &o.capacities, "comma-separated e_c list (empty: 0.15,0.25,...,0.95,1)");
   table.add("batch", &o.batch, "evaluation batch");
   table.add("threads", &o.threads, "CPU threads");
+  table.add("device", &o.device, "cpu | cuda");
+  table.add("precision", &o.precision, "with --device cuda: bf16 | fp32 compute");
 }
 
 void define_route_options(OptionTable& table, RouteOptions& o) {
@@ -112,7 +117,7 @@ int train_command(const std::vector<std::string>& args, const World& world) {
   return run_training(options, model, table, world);
 }
 
-int eval_command(const std::vector<std::string>& args) {
+int eval_command(const std::vector<std::string>& args, const World& world) {
   EvalOptions options;
   options.threads = default_thread_count();
   OptionTable table("Usage: mone eval --data DIR --checkpoint FILE|RUN_DIR [options]\n"
@@ -120,7 +125,7 @@ int eval_command(const std::vector<std::string>& args) {
   define_eval_options(table, options);
   if (!table.parse(args, std::cout)) return kExitSuccess;
   check_eval_options(options);
-  return run_evaluation(options);
+  return run_evaluation(options, world);
 }
 
 int route_command(const std::vector<std::string>& args) {
@@ -151,7 +156,7 @@ int run_command_line(int argc, char** argv, const World& world) {
     if (command == "eval" || command == "route" || command == "data") {
       require_one_process(world);
       if (command == "data") return run_data_command("mone data", args);
-      return command == "eval" ? eval_command(args) : route_command(args);
+      return command == "eval" ? eval_command(args, world) : route_command(args);
     }
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << kUsage;

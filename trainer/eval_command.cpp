@@ -10,12 +10,13 @@
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
 #include "trainer/exit_codes.h"
+#include "trainer/training_backend.h"
 
 namespace mone {
 
 namespace fs = std::filesystem;
 
-int run_evaluation(const EvalOptions& options) {
+int run_evaluation(const EvalOptions& options, const World& world) {
   set_thread_count(options.threads);
   const fs::path where = options.checkpoint;
   const Checkpoint checkpoint = read_checkpoint_or_newest(where, std::cerr);
@@ -32,14 +33,14 @@ int run_evaluation(const EvalOptions& options) {
     throw UsageError(std::string("--capacities: ") + error.what());
   }
 
-  Model<float> model(config, checkpoint.progress.seed);
-  std::copy(checkpoint.values.begin(), checkpoint.values.end(), model.params().values());
+  const std::unique_ptr<ForwardModel> model =
+      make_forward_model(options.device, options.precision, config, checkpoint.values, options.batch, world);
   LoaderOptions loader;
   loader.dir = options.data;
   loader.split = split;
   loader.global_batch = options.batch;
   loader.mode = LoaderMode::eval;
-  const std::vector<CapacityResult> results = evaluate(model, loader, capacities);
+  const std::vector<CapacityResult> results = evaluate(*model, loader, capacities);
 
   std::cout << "checkpoint at step " << checkpoint.progress.step << ", split '" << split << "':\n";
   print_evaluation(std::cout, results);

@@ -8,6 +8,7 @@
 
 #include "comm/host_values.h"
 #include "data/dataset.h"
+#include "model/capacity.h"
 #include "model/flops.h"
 #include "model/ops.h"
 #include "trainer/exit_codes.h"
@@ -30,12 +31,19 @@ void check_dataset_fits_model(const Dataset& data, const ModelConfig& config) {
   }
 }
 
-std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& options,
+std::vector<CapacityResult> evaluate(ForwardModel& model, const LoaderOptions& options,
                                      const std::vector<double>& capacities, Communicator* ranks) {
   std::vector<CapacityResult> results(capacities.size());
   std::vector<double> loss_sums(capacities.size(), 0.0);
   std::vector<int64_t> correct(capacities.size(), 0);
-  const int64_t classes = model.config().classes;
+  const ModelConfig& config = model.config();
+  const int64_t classes = config.classes;
+  for (size_t i = 0; i < capacities.size(); ++i) {
+    const std::vector<int64_t> tokens = tokens_per_expert(capacity_for(capacities[i], config.experts), config.tokens());
+    results[i].requested = capacities[i];
+    results[i].realised = realised_capacity(tokens);
+    results[i].gflops = forward_flops_per_image(config, tokens) / 1e9;
+  }
   std::vector<float> probs;
   Loader loader(options);
   Batch batch;
@@ -44,7 +52,7 @@ std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& o
     if (batch.count == 0) continue;  // a rank past the end of the split in the last global batch
     probs.resize(static_cast<size_t>(batch.count * classes));
     for (size_t i = 0; i < capacities.size(); ++i) {
-      const float* logits = model.forward(batch.images.data(), batch.count, capacities[i]);
+      const float* logits = model.logits(batch, capacities[i]);
       loss_sums[i] += static_cast<double>(cross_entropy_forward(logits, batch.labels.data(), batch.count, classes,
                                                                 probs.data())) *
                       static_cast<double>(batch.count);
@@ -52,10 +60,6 @@ std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& o
         const float* row = logits + b * classes;
         correct[i] += std::max_element(row, row + classes) - row == batch.labels[static_cast<size_t>(b)];
       }
-      const Routing& routing = model.routing();
-      results[i].requested = capacities[i];
-      results[i].realised = routing.realised_capacity;
-      results[i].gflops = forward_flops_per_image(model.config(), routing.tokens_per_expert) / 1e9;
     }
     samples += batch.count;
   }

@@ -12,7 +12,8 @@
 #include "data/dataset.h"
 #include "comm/communicator.h"
 #include "data/loader.h"
-#include "model/model.h"
+#include "model/config.h"
+#include "trainer/forward_model.h"
 
 namespace mone {
 
@@ -37,7 +38,9 @@ void check_dataset_fits_model(const Dataset& data, const ModelConfig& config);
 // sharded over them (options.rank/world) and the correct counts, loss sums
 // and sample counts are summed across ranks before the division, so every
 // rank returns the exact totals of the whole split.
-std::vector<CapacityResult> evaluate(Model<float>& model, const LoaderOptions& options,
+// The realised e_c and GFLOPs follow from e_c and the model alone (every
+// image gets k_j tokens at expert j), so any ForwardModel reports them alike.
+std::vector<CapacityResult> evaluate(ForwardModel& model, const LoaderOptions& options,
                                      const std::vector<double>& capacities, Communicator* ranks = nullptr);
 
 void print_evaluation(std::ostream& out, const std::vector<CapacityResult>& results);

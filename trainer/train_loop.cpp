@@ -7,15 +7,15 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <vector>
 
-#include "comm/gradient_buckets.h"
 #include "comm/host_values.h"
 #include "comm/mpi_communicator.h"
 #include "data/checksum.h"
 #include "data/loader.h"
-#include "model/adamw.h"
+#include "model/capacity.h"
 #include "model/model.h"
 #include "trainer/capacity_schedule.h"
 #include "trainer/checkpoint.h"
@@ -24,6 +24,7 @@
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
 #include "trainer/signals.h"
+#include "trainer/training_backend.h"
 
 namespace mone {
 
@@ -75,14 +76,6 @@ auto parse_option(const char* option, Parse parse) {
   }
 }
 
-BucketOptions bucket_options(const TrainOptions& options) {
-  BucketOptions buckets;
-  buckets.bucket_bytes = static_cast<int64_t>(options.bucket_mb * 1048576.0);
-  buckets.first_bucket_bytes = static_cast<int64_t>(options.first_bucket_mb * 1048576.0);
-  buckets.wire = options.allreduce_dtype == "bf16" ? ElementType::bfloat16 : ElementType::float32;
-  return buckets;
-}
-
 // What rank 0 broadcasts before training: whether it resumes, and from where.
 // Plain int64 fields so it travels as bytes (comm/host_values.h).
 struct ResumeHeader {
@@ -112,9 +105,7 @@ class Trainer {
         config_ini_(config_ini),
         run_dir_(options.run_dir),
         checkpoints_(run_dir_),
-        model_(model_config, options.seed),
-        optimizer_(model_.params().infos(), model_.params().numel(),
-                   AdamWSettings{0.9, 0.999, 1e-8, options.weight_decay}),
+        model_config_(model_config),
         lr_{options.lr, options.min_lr, options.warmup, options.steps},
         capacity_(parse_option("capacity",
                                [&] { return CapacitySchedule::parse(options.capacity, model_config.experts,
@@ -124,21 +115,19 @@ class Trainer {
           return options.eval_capacities.empty() ? default_capacities(model_config.experts)
                                                  : parse_capacity_list(options.eval_capacities, model_config.experts);
         })),
-        buckets_(comm_, model_.params().grads(), model_.params().numel(), bucket_options(options)) {
-    model_.set_label_smoothing(options.label_smoothing);
+        backend_(make_training_backend(options, model_config, world, comm_)) {
     initialise_routing(options.router_init_std, options.alpha_init);
-    model_.set_gradient_ready([this](int64_t begin, int64_t end) { gradients_ready(begin, end); });
     progress_.world_size = options.world;
     progress_.seed = options.seed;
   }
 
   int run();
+  const TrainingBackend& backend() const { return *backend_; }
 
  private:
   void initialise_routing(double router_std, double alpha);
   void start_identical_on_all_ranks();
   void resume(const Checkpoint& checkpoint);
-  void gradients_ready(int64_t begin, int64_t end);
   StepResult train_step(Loader& loader, int64_t step);
   void check_parameters_identical(ProgressLine& line);
   void log_step(MetricsLog* metrics, ProgressLine& line, const StepResult& result, double step_ms);
@@ -151,22 +140,21 @@ class Trainer {
   const std::string& config_ini_;
   fs::path run_dir_;
   CheckpointDirectory checkpoints_;
-  Model<float> model_;
-  AdamW optimizer_;
+  ModelConfig model_config_;
   LrSchedule lr_;
   CapacitySchedule capacity_;
   std::vector<double> eval_capacities_;
-  GradientBuckets buckets_;
-  bool last_micro_step_ = false;  // the micro-step whose backward finishes the gradients
+  std::unique_ptr<TrainingBackend> backend_;
   TrainingProgress progress_;
   int64_t train_samples_ = 1;
   Batch batch_;
 };
 
 // The model draws the router weight with std kInitStd: rescaling the same draw
-// changes the std and nothing else. A resumed run overwrites all of it.
+// changes the std and nothing else. A resumed run overwrites all of it. (The
+// backend receives the parameters in start_identical_on_all_ranks.)
 void Trainer::initialise_routing(double router_std, double alpha) {
-  ParameterSet<float>& params = model_.params();
+  ParameterSet<float>& params = backend_->parameters();
   for (const ParamInfo& info : params.infos()) {
     float* values = params.values() + info.offset;
     if (info.kind == ParamKind::router_weight) {
@@ -182,7 +170,8 @@ void Trainer::initialise_routing(double router_std, double alpha) {
 // see the same file system); then it broadcasts whether it resumes, the
 // progress, the parameters and, when resuming, the AdamW state. Fresh runs
 // broadcast the parameters too: every rank initialises from the same seed, so
-// this only guards against a rank that did not.
+// this only guards against a rank that did not. Everything happens on the
+// host state; the backend receives it at the end.
 void Trainer::start_identical_on_all_ranks() {
   std::optional<Checkpoint> checkpoint;
   ResumeHeader header;
@@ -195,10 +184,13 @@ void Trainer::start_identical_on_all_ranks() {
     }
   }
   broadcast_bytes(comm_, &header, sizeof(header), 0, "resume header");
-  ParameterSet<float>& params = model_.params();
+  ParameterSet<float>& params = backend_->parameters();
   const size_t numel = static_cast<size_t>(params.numel());
   comm_.broadcast(params.values(), numel, ElementType::float32, 0, "parameter broadcast");
-  if (!header.resumed) return;
+  if (!header.resumed) {
+    backend_->push_state();
+    return;
+  }
   progress_.step = header.step;
   progress_.epoch = header.epoch;
   progress_.consumed_samples = header.consumed_samples;
@@ -210,7 +202,8 @@ void Trainer::start_identical_on_all_ranks() {
   }
   comm_.broadcast(first_moment.data(), numel, ElementType::float32, 0, "AdamW first moment broadcast");
   comm_.broadcast(second_moment.data(), numel, ElementType::float32, 0, "AdamW second moment broadcast");
-  optimizer_.restore(header.optimizer_step, std::move(first_moment), std::move(second_moment));
+  backend_->optimizer().restore(header.optimizer_step, std::move(first_moment), std::move(second_moment));
+  backend_->push_state();
   if (header.saved_world_size != options_.world) {
     std::cout << "the checkpoint was saved by " << header.saved_world_size << " ranks, this run has "
               << options_.world << ": the global sample sequence continues at sample " << header.consumed_samples
@@ -221,8 +214,8 @@ void Trainer::start_identical_on_all_ranks() {
 // Rank 0: the checkpoint's parameters and progress (the AdamW state follows
 // in start_identical_on_all_ranks, on every rank).
 void Trainer::resume(const Checkpoint& checkpoint) {
-  require_same_model(checkpoint, model_.config());
-  ParameterSet<float>& params = model_.params();
+  require_same_model(checkpoint, model_config_);
+  ParameterSet<float>& params = backend_->parameters();
   std::copy(checkpoint.values.begin(), checkpoint.values.end(), params.values());
   if (checkpoint.progress.seed != options_.seed) {
     std::cerr << "warning: --seed " << options_.seed << " differs from the checkpoint's " << checkpoint.progress.seed
@@ -234,40 +227,21 @@ void Trainer::resume(const Checkpoint& checkpoint) {
             << " samples consumed)\n";
 }
 
-// Backward of the last micro-step has finished [begin, end): scale it for
-// accumulation (each micro-step added the gradient of its own mean loss) and
-// hand it to the buckets, which start averaging it over the ranks while
-// backward goes on. Earlier micro-steps only accumulate: one synchronisation
-// per optimizer step. Each element is scaled exactly once, on this thread,
-// before its bucket is sent: the same operations in the same order as
-// scaling the whole buffer after the loop.
-void Trainer::gradients_ready(int64_t begin, int64_t end) {
-  if (!last_micro_step_) return;
-  if (options_.accumulate > 1) {
-    const float scale = 1.0f / static_cast<float>(options_.accumulate);
-    float* grads = model_.params().grads();
-    for (int64_t i = begin; i < end; ++i) grads[i] *= scale;
-  }
-  buckets_.mark_ready(begin, end);
-}
-
 StepResult Trainer::train_step(Loader& loader, int64_t step) {
   StepResult result;
   result.capacity = capacity_.at(progress_.seed, step);
   result.lr = lr_.at(step);
   const std::string context = "step " + std::to_string(step + 1);
-  ParameterSet<float>& params = model_.params();
-  params.zero_grads();
-  buckets_.begin(context);
+  backend_->begin_step(context);
   for (int64_t micro = 0; micro < options_.accumulate; ++micro) {
     const Clock::time_point wait = Clock::now();
     loader.next(batch_);
     result.data_wait_ms += milliseconds_since(wait);
-    last_micro_step_ = micro + 1 == options_.accumulate;
-    result.loss += model_.forward_backward(batch_.images.data(), batch_.labels.data(), batch_.count, result.capacity);
+    backend_->micro_step(batch_, result.capacity, micro + 1 == options_.accumulate);
   }
-  buckets_.finish();  // the gradients are now the mean over all ranks' samples
-  result.realised_capacity = model_.routing().realised_capacity;
+  result.loss = backend_->finish_gradients();  // the gradients are now the mean over all ranks' samples
+  result.realised_capacity =
+      realised_capacity(tokens_per_expert(capacity_for(result.capacity, model_config_.experts), model_config_.tokens()));
   // The step's loss and data wait averaged over the ranks (equal batches, so
   // the mean of means is the global mean), and the stop flag: every rank
   // learns at the same step whether any rank was asked to stop.
@@ -279,11 +253,11 @@ StepResult Trainer::train_step(Loader& loader, int64_t step) {
   result.data_wait_ms = shared[1] / ranks;
   result.stop = shared[2] > 0;
   if (!std::isfinite(result.loss)) diverged(step + 1, "loss", result.loss, result.capacity, result.lr, checkpoints_);
-  result.grad_norm = clip_grad_norm(params.grads(), params.numel(), options_.clip);
+  result.grad_norm = backend_->clip_gradients(options_.clip);
   if (!std::isfinite(result.grad_norm)) {
     diverged(step + 1, "gradient norm", result.grad_norm, result.capacity, result.lr, checkpoints_);
   }
-  optimizer_.step(params.values(), params.grads(), result.lr);
+  backend_->update(result.lr);
   return result;
 }
 
@@ -324,7 +298,7 @@ void Trainer::evaluate_now(MetricsLog* metrics, ProgressLine& line) {
   data.rank = options_.rank;
   data.world = options_.world;
   data.mode = LoaderMode::eval;
-  const std::vector<CapacityResult> results = evaluate(model_, data, eval_capacities_, &comm_);
+  const std::vector<CapacityResult> results = evaluate(backend_->forward_model(), data, eval_capacities_, &comm_);
   if (!metrics) return;
   line.break_line();
   std::cout << "evaluation at step " << progress_.step << " on '" << data.split << "':\n";
@@ -344,8 +318,9 @@ void Trainer::evaluate_now(MetricsLog* metrics, ProgressLine& line) {
   if (progress_.best_step == 0 || top1 > progress_.best_top1) {
     progress_.best_top1 = top1;
     progress_.best_step = progress_.step;
-    const fs::path path =
-        checkpoints_.save_best(model_.config(), model_.params(), optimizer_, progress_, config_ini_);
+    backend_->pull_state();
+    const fs::path path = checkpoints_.save_best(model_config_, backend_->parameters(), backend_->optimizer(),
+                                                 progress_, config_ini_);
     std::cout << "best so far (mean top-1 " << format_double(100 * top1) << "%): " << path.string() << "\n";
   }
 }
@@ -355,8 +330,9 @@ void Trainer::evaluate_now(MetricsLog* metrics, ProgressLine& line) {
 // A failed write throws on rank 0 alone; mone's main then aborts the job.
 void Trainer::save(ProgressLine& line) {
   if (root_) {
-    const fs::path path = checkpoints_.save(model_.config(), model_.params(), optimizer_, progress_, config_ini_,
-                                            options_.keep);
+    backend_->pull_state();
+    const fs::path path = checkpoints_.save(model_config_, backend_->parameters(), backend_->optimizer(), progress_,
+                                            config_ini_, options_.keep);
     line.break_line();
     std::cout << "saved checkpoint " << path.string() << "\n";
   }
@@ -366,7 +342,8 @@ void Trainer::save(ProgressLine& line) {
 // --check-params-every: a CRC-32 of the parameter bytes from every rank.
 // Every rank sees all of them, so all fail together, naming the ranks.
 void Trainer::check_parameters_identical(ProgressLine& line) {
-  const ParameterSet<float>& params = model_.params();
+  backend_->pull_state();
+  const ParameterSet<float>& params = backend_->parameters();
   Crc32 crc;
   crc.update(params.values(), static_cast<size_t>(params.numel()) * sizeof(float));
   const uint32_t mine = crc.value();
@@ -469,6 +446,7 @@ int run_training(const TrainOptions& options, const ModelConfig& model, const Op
   std::cout << "mone train: effective configuration (" << world.size() << (world.size() == 1 ? " rank" : " ranks")
             << ", " << options.threads << (options.threads == 1 ? " thread" : " threads") << " each)\n";
   table.print(std::cout);
+  std::cout << "device: " << trainer.backend().description() << "\n";
   return trainer.run();
 }
 

@@ -14,6 +14,11 @@ void require(bool condition, const std::string& option, const std::string& messa
   if (!condition) throw UsageError("--" + option + ": " + message);
 }
 
+void check_device(const std::string& device, const std::string& precision) {
+  require(device == "cpu" || device == "cuda", "device", "must be cpu or cuda, got '" + device + "'");
+  require(precision == "bf16" || precision == "fp32", "precision", "must be bf16 or fp32, got '" + precision + "'");
+}
+
 }  // namespace
 
 ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t image_width, int64_t channels,
@@ -90,6 +95,9 @@ void check_train_options(const TrainOptions& o) {
           "must be fp32 or bf16, got '" + o.allreduce_dtype + "'");
   require(o.comm_timeout > 0, "comm-timeout", "must be positive (seconds)");
   require(o.check_params_every >= 0, "check-params-every", "must be >= 0 (0: never)");
+  check_device(o.device, o.precision);
+  require(o.device == "cpu" || o.allreduce_dtype == "fp32", "allreduce-dtype",
+          "bf16 is for --device cpu; the device path averages the gradients in fp32");
 }
 
 void check_eval_options(const EvalOptions& o) {
@@ -97,6 +105,7 @@ void check_eval_options(const EvalOptions& o) {
   require(!o.checkpoint.empty(), "checkpoint", "is required");
   require(o.batch > 0, "batch", "must be positive");
   require(o.threads > 0, "threads", "must be positive");
+  check_device(o.device, o.precision);
 }
 
 void check_route_options(const RouteOptions& o) {

@@ -48,6 +48,11 @@ struct TrainOptions {
   bool augment = true;
   bool no_flip = false;
 
+  // Where it trains (trainer/training_backend.h): cpu | cuda, and on cuda the
+  // compute type (bf16 | fp32; master weights, gradients and moments are fp32).
+  std::string device = "cpu";
+  std::string precision = "bf16";
+
   // Data parallelism (docs/distributed.md).
   double bucket_mb = 25;          // gradient bucket size, MiB
   double first_bucket_mb = 1;     // the first bucket (the end of the buffer), MiB: starts communication early
@@ -68,6 +73,8 @@ struct EvalOptions {
   std::string capacities;  // empty: the default capacity set
   int64_t batch = 100;
   int threads = 0;
+  std::string device = "cpu";     // cpu | cuda
+  std::string precision = "bf16"; // on cuda: bf16 | fp32
 };
 
 struct RouteOptions {

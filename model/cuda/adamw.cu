@@ -49,6 +49,11 @@ __global__ void norm_finish_kernel(const double* partial, int64_t chunks, double
   if (threadIdx.x == 0) *norm = sqrt(total);
 }
 
+__global__ void scale_kernel(float* grads, int64_t n, float factor) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) grads[i] *= factor;
+}
+
 __global__ void clip_kernel(float* grads, int64_t n, double max_norm, const double* norm) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n || !(*norm > max_norm)) return;
@@ -99,6 +104,12 @@ void global_grad_norm(const float* grads, int64_t n, double* norm, const DeviceC
   MONE_CUDA_CHECK_LAUNCH(norm_partials_kernel);
   norm_finish_kernel<<<1, kThreads, 0, context.stream()>>>(partial, chunks, norm);
   MONE_CUDA_CHECK_LAUNCH(norm_finish_kernel);
+}
+
+void scale_gradients(float* grads, int64_t n, float factor, const DeviceContext& context) {
+  if (n == 0) return;
+  scale_kernel<<<blocks_for(n), kThreads, 0, context.stream()>>>(grads, n, factor);
+  MONE_CUDA_CHECK_LAUNCH(scale_kernel);
 }
 
 void clip_grad_norm(float* grads, int64_t n, double max_norm, double* norm, const DeviceContext& context) {

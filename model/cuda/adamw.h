@@ -29,8 +29,11 @@ class DeviceAdamW {
   void step(float* values, const float* grads, double lr, T* compute_copy, const DeviceContext& context);
 
   int64_t step_count() const { return step_count_; }
-  const float* first_moment() const { return moments_.as<float>(); }
-  const float* second_moment() const { return moments_.as<float>() + numel_; }
+  // The moments, numel floats each on the device, in the layout of `params`.
+  // Restoring a saved state (a checkpoint) writes them and sets the step count.
+  float* first_moment() const { return moments_.as<float>(); }
+  float* second_moment() const { return moments_.as<float>() + numel_; }
+  void set_step_count(int64_t step_count) { step_count_ = step_count; }
 
  private:
   struct Range {
@@ -48,6 +51,8 @@ class DeviceAdamW {
 // chunks by a tree of fixed shape. Independent of the launch, bitwise
 // reproducible; not the CPU's order of additions (equal to ~1e-15).
 void global_grad_norm(const float* grads, int64_t n, double* norm, const DeviceContext& context);
+// mone::scale_gradients on the device: grads *= factor in float.
+void scale_gradients(float* grads, int64_t n, float factor, const DeviceContext& context);
 // Computes *norm, then scales the gradients by max_norm / norm on the device
 // when norm > max_norm (max_norm <= 0: no clipping). No host round trip.
 void clip_grad_norm(float* grads, int64_t n, double max_norm, double* norm, const DeviceContext& context);

@@ -211,22 +211,32 @@ float* DeviceModel<T>::grad(const std::string& name) const {
 }
 
 template <class T>
-void DeviceModel<T>::load_parameters(const float* host_values) {
-  MONE_CUDA_CHECK(cudaMemsetAsync(values(), 0, numel_ * sizeof(float), context_.stream()));  // the gaps
+void DeviceModel<T>::to_device_layout(const float* host, float* device) const {
+  MONE_CUDA_CHECK(cudaMemsetAsync(device, 0, numel_ * sizeof(float), context_.stream()));  // the gaps
   for (size_t i = 0; i < infos_.size(); ++i)
-    MONE_CUDA_CHECK(cudaMemcpyAsync(values() + infos_[i].offset, host_values + host_infos_[i].offset,
+    MONE_CUDA_CHECK(cudaMemcpyAsync(device + infos_[i].offset, host + host_infos_[i].offset,
                                     infos_[i].numel * sizeof(float), cudaMemcpyHostToDevice, context_.stream()));
+  context_.synchronize();  // `host` may be freed when this returns
+}
+
+template <class T>
+void DeviceModel<T>::to_cpu_layout(const float* device, float* host) const {
+  context_.synchronize();
+  for (size_t i = 0; i < infos_.size(); ++i)
+    MONE_CUDA_CHECK(cudaMemcpyAsync(host + host_infos_[i].offset, device + infos_[i].offset,
+                                    infos_[i].numel * sizeof(float), cudaMemcpyDeviceToHost, context_.stream()));
+  context_.synchronize();
+}
+
+template <class T>
+void DeviceModel<T>::load_parameters(const float* host_values) {
+  to_device_layout(host_values, values());
   refresh_compute_copy();
-  context_.synchronize();  // host_values may be freed when this returns
 }
 
 template <class T>
 void DeviceModel<T>::download_gradients(float* host_grads) const {
-  context_.synchronize();
-  for (size_t i = 0; i < infos_.size(); ++i)
-    MONE_CUDA_CHECK(cudaMemcpyAsync(host_grads + host_infos_[i].offset, grads() + infos_[i].offset,
-                                    infos_[i].numel * sizeof(float), cudaMemcpyDeviceToHost, context_.stream()));
-  context_.synchronize();
+  to_cpu_layout(grads(), host_grads);
 }
 
 template <class T>
@@ -365,13 +375,24 @@ void DeviceModel<T>::backward(const int32_t* labels, int64_t batch) {
 }
 
 template <class T>
-void DeviceModel<T>::forward_backward(const T* images, const int32_t* labels, int64_t batch,
-                                      double effective_capacity, float* loss) {
+void DeviceModel<T>::prepare(int64_t batch) {
   if (batch > max_batch_)
     throw std::invalid_argument("DeviceModel: batch " + std::to_string(batch) + " exceeds the max_batch " +
                                 std::to_string(max_batch_) + " its workspace was sized for");
   workspace_.reset();
   plan(workspace_, batch, *acts_);
+}
+
+template <class T>
+void DeviceModel<T>::forward_logits(const T* images, int64_t batch, double effective_capacity) {
+  prepare(batch);
+  forward(images, batch, effective_capacity);
+}
+
+template <class T>
+void DeviceModel<T>::forward_backward(const T* images, const int32_t* labels, int64_t batch,
+                                      double effective_capacity, float* loss) {
+  prepare(batch);
   forward(images, batch, effective_capacity);
   cross_entropy_forward(acts_->logits, labels, batch, config_.classes, acts_->class_probs, label_smoothing_, loss,
                         context_);

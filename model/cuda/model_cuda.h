@@ -52,6 +52,12 @@ class DeviceModel {
   void load_parameters(const float* host_values);
   // The gradients in the CPU layout (parameter_count() floats); waits for the device.
   void download_gradients(float* host_grads) const;
+  // Any fp32 buffer of the device layout (master values, gradients, the
+  // moments of a DeviceAdamW built on infos()) to and from parameter_count()
+  // host floats in the CPU layout; the upload zeroes the gaps. Both wait for
+  // the device.
+  void to_device_layout(const float* host, float* device) const;
+  void to_cpu_layout(const float* device, float* host) const;
   // After an optimizer step on values(): refresh the compute copy.
   void refresh_compute_copy();
   void zero_grads();
@@ -69,6 +75,11 @@ class DeviceModel {
   void forward_backward(const T* images, const int32_t* labels, int64_t batch, double effective_capacity,
                         float* loss);
 
+  // Forward only (evaluation): logits() of the batch at e_c, without the
+  // loss and the backward; the gradients are untouched. Nothing waits for
+  // the device.
+  void forward_logits(const T* images, int64_t batch, double effective_capacity);
+
   // Of the last pass, on the device: logits [B, classes] (fp32), expert of
   // each token [B*N] in the original order.
   const float* logits() const;
@@ -77,6 +88,8 @@ class DeviceModel {
  private:
   struct Activations;
   void plan(DeviceArena& arena, int64_t batch, Activations& acts) const;
+  // Checks the batch against max_batch and lays out its activations.
+  void prepare(int64_t batch);
   void forward(const T* images, int64_t batch, double effective_capacity);
   void backward(const int32_t* labels, int64_t batch);
   void attend(const T* qkv, const TokenLayout& layout, T* out, float* lse) const;

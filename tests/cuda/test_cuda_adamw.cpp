@@ -58,5 +58,47 @@ TEST(CudaAdamW, GradientNormAndClipping) {
                              kFp32Tolerance));
 }
 
+// The 1 / micro-steps scaling of accumulated gradients: the CPU's bits.
+TEST(CudaAdamW, ScaleGradientsGivesTheCpuBits) {
+  MONE_SKIP_WITHOUT_CUDA();
+  cuda::DeviceContext context;
+  TestRandom random(cuda_test_seed());
+  const int64_t n = 10007;
+  const std::vector<double> grads = rounded<float>(random.nonzero_vector(n));
+  std::vector<float> cpu(grads.begin(), grads.end());
+  scale_gradients(cpu.data(), n, 1.0f / 3.0f);
+  auto grads_d = upload<float>(grads);
+  cuda::scale_gradients(grads_d.get(), n, 1.0f / 3.0f, context);
+  EXPECT_TRUE(bitwise_same("scaled", download(grads_d, context), std::vector<double>(cpu.begin(), cpu.end())));
+}
+
+// An optimizer restored from another's moments and step count (a resumed
+// checkpoint) continues with the same bits.
+TEST(CudaAdamW, RestoredStateContinuesWithTheSameBits) {
+  MONE_SKIP_WITHOUT_CUDA();
+  cuda::DeviceContext context;
+  TestRandom random(cuda_test_seed());
+  ParameterSet<float> params(small_config());
+  const int64_t n = params.numel();
+  const std::vector<double> values = rounded<float>(random.nonzero_vector(n));
+  const std::vector<double> grads = rounded<float>(random.nonzero_vector(n, 0.01, 2.0));
+  auto grads_d = upload<float>(grads);
+  auto straight_values = upload<float>(values);
+  cuda::DeviceAdamW straight(params.infos(), n, AdamWSettings{}, context);
+  straight.step<float>(straight_values.get(), grads_d.get(), 1e-2, nullptr, context);
+
+  cuda::DeviceAdamW restored(params.infos(), n, AdamWSettings{}, context);
+  auto restored_values = upload<float>(download(straight_values, context));
+  MONE_CUDA_CHECK(cudaMemcpyAsync(restored.first_moment(), straight.first_moment(), n * sizeof(float),
+                                  cudaMemcpyDeviceToDevice, context.stream()));
+  MONE_CUDA_CHECK(cudaMemcpyAsync(restored.second_moment(), straight.second_moment(), n * sizeof(float),
+                                  cudaMemcpyDeviceToDevice, context.stream()));
+  restored.set_step_count(straight.step_count());
+  straight.step<float>(straight_values.get(), grads_d.get(), 1e-2, nullptr, context);
+  restored.step<float>(restored_values.get(), grads_d.get(), 1e-2, nullptr, context);
+  EXPECT_EQ(restored.step_count(), 2);
+  EXPECT_TRUE(bitwise_same("values", download(restored_values, context), download(straight_values, context)));
+}
+
 }  // namespace
 }  // namespace mone::testing

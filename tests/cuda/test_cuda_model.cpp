@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <iostream>
+#include <memory>
 #include <utility>
 
 #include "model/cuda/batch_upload.h"
@@ -37,13 +38,22 @@ struct DeviceRun {
   std::vector<int32_t> expert_of_token;
 };
 
+// A device model for kBatch images holding `values` (CPU layout).
+template <class T>
+std::unique_ptr<cuda::DeviceModel<T>> loaded_model(const ModelConfig& config, const std::vector<double>& values,
+                                                   const cuda::DeviceContext& context) {
+  auto model = std::make_unique<cuda::DeviceModel<T>>(config, kBatch, context);
+  const std::vector<float> host_values(values.begin(), values.end());
+  model->load_parameters(host_values.data());
+  return model;
+}
+
 template <class T>
 DeviceRun<T> run_device(const ModelConfig& config, const std::vector<double>& values, const Batch<double>& batch,
                         double ec, const cuda::DeviceContext& context, bool cudnn_attention = true) {
-  cuda::DeviceModel<T> model(config, kBatch, context);
+  const auto loaded = loaded_model<T>(config, values, context);
+  cuda::DeviceModel<T>& model = *loaded;
   model.set_cudnn_attention(cudnn_attention);
-  const std::vector<float> host_values(values.begin(), values.end());
-  model.load_parameters(host_values.data());
   auto images = upload<T>(batch.images);
   auto labels = upload_ints(batch.labels);
   auto loss = poisoned<float>(1);
@@ -142,9 +152,8 @@ TYPED_TEST(CudaModel, GraphReplayOfAnUploadedBatchGivesTheSameBits) {
   const DeviceRun<T> direct = run_device<T>(config, values, batch, 0.5, *this->context);
 
   const cuda::DeviceContext& context = *this->context;
-  cuda::DeviceModel<T> model(config, kBatch, context);
-  const std::vector<float> host_values(values.begin(), values.end());
-  model.load_parameters(host_values.data());
+  const auto loaded = loaded_model<T>(config, values, context);
+  cuda::DeviceModel<T>& model = *loaded;
   cuda::BatchUpload<T> upload(config, kBatch, context);
   std::copy(batch.images.begin(), batch.images.end(), upload.host_images());
   std::copy(batch.labels.begin(), batch.labels.end(), upload.host_labels());
@@ -191,6 +200,56 @@ TEST_F(CudaModelBf16, CudnnAttentionAndOurKernelAgree) {
 #endif
   EXPECT_TRUE(near_reference("loss", {with_cudnn.loss}, {ours.loss}, kTolerance));
   EXPECT_TRUE(near_reference("gradients", with_cudnn.grads, ours.grads, kTolerance));
+}
+
+// Evaluation's forward-only pass gives the logits of the training pass, and
+// leaves the gradients alone.
+TYPED_TEST(CudaModel, ForwardLogitsAreTheLogitsOfForwardBackward) {
+  using T = TypeParam;
+  const ModelConfig config = preset_config("tiny");
+  const auto [values, batch] = random_inputs(config, this->seed);
+  const cuda::DeviceContext& context = *this->context;
+  const auto loaded = loaded_model<T>(config, values, context);
+  cuda::DeviceModel<T>& model = *loaded;
+  auto images = upload<T>(batch.images);
+  auto labels = upload_ints(batch.labels);
+  auto loss = poisoned<float>(1);
+  const size_t logits = static_cast<size_t>(kBatch * config.classes);
+  auto download_logits = [&] {
+    std::vector<float> host(logits);
+    context.synchronize();
+    MONE_CUDA_CHECK(cudaMemcpy(host.data(), model.logits(), logits * sizeof(float), cudaMemcpyDeviceToHost));
+    return std::vector<double>(host.begin(), host.end());
+  };
+  model.forward_backward(images.get(), labels.get(), kBatch, 0.5, loss.get());
+  const std::vector<double> trained = download_logits();
+  std::vector<float> grads_before(model.parameter_count()), grads_after(model.parameter_count());
+  model.download_gradients(grads_before.data());
+  model.forward_logits(images.get(), kBatch, 0.5);
+  EXPECT_TRUE(bitwise_same("logits", download_logits(), trained));
+  model.download_gradients(grads_after.data());
+  EXPECT_EQ(grads_before, grads_after);
+}
+
+// A buffer in the CPU layout survives the trip through the device layout,
+// whose gaps are zero.
+TYPED_TEST(CudaModel, LayoutConversionsRoundTrip) {
+  using T = TypeParam;
+  const ModelConfig config = preset_config("tiny");
+  const cuda::DeviceContext& context = *this->context;
+  cuda::DeviceModel<T> model(config, 1, context);
+  const std::vector<double> values = rounded<float>(this->random->nonzero_vector(model.parameter_count()));
+  const std::vector<float> host(values.begin(), values.end());
+  auto device = poisoned<float>(model.numel());
+  model.to_device_layout(host.data(), device.get());
+  std::vector<float> back(host.size());
+  model.to_cpu_layout(device.get(), back.data());
+  EXPECT_EQ(back, host);
+  const std::vector<double> whole = download(device, context);
+  double outside = 0;  // the gaps: the sum of |x| over the device buffer minus the parameters'
+  for (const double x : whole) outside += std::fabs(x);
+  for (const double x : values) outside -= std::fabs(x);
+  EXPECT_NEAR(outside, 0.0, 1e-6 * static_cast<double>(values.size()));
 }
 
 }  // namespace

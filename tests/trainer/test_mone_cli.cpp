@@ -37,16 +37,33 @@ TEST(MoneCli, ErrorsNameTheOption) {
   expect_usage_error(with(base, {"--eval-capacities", "0.5,x"}), "--eval-capacities");
   expect_usage_error(with(base, {"--accumulate", "3"}), "--accumulate");
   expect_usage_error(with(base, {"--dim", "30"}), "dim");
+  expect_usage_error(with(base, {"--device", "gpu"}), "--device: must be cpu or cuda, got 'gpu'");
+  expect_usage_error(with(base, {"--precision", "fp16"}), "--precision: must be bf16 or fp32, got 'fp16'");
+  expect_usage_error(with(base, {"--device", "cuda", "--allreduce-dtype", "bf16"}), "--allreduce-dtype");
   expect_usage_error({"train", "--run-dir", "x"}, "--data");
   expect_usage_error({"frobnicate"}, "unknown command 'frobnicate'");
   expect_usage_error({"eval", "--data", fixture.data().string()}, "--checkpoint");
+  expect_usage_error({"eval", "--data", fixture.data().string(), "--checkpoint", "x", "--device", "tpu"}, "--device");
+  EXPECT_FALSE(fs::exists(fixture.root() / "run" / "checkpoints"));
+}
+
+// A build without the CUDA backend says so; with it, test_device_train
+// checks the message of a machine without a device.
+TEST(MoneCli, DeviceCudaInABuildWithoutCudaNamesTheOption) {
+#ifdef MONE_HAVE_CUDA
+  GTEST_SKIP() << "this build has the CUDA backend (test_device_train covers --device cuda)";
+#endif
+  testing::TrainerFixture fixture;
+  expect_usage_error(with(small_run(fixture, "run"), {"--device", "cuda"}),
+                     "--device cuda: this build of mone has no CUDA backend");
   EXPECT_FALSE(fs::exists(fixture.root() / "run" / "checkpoints"));
 }
 
 TEST(MoneCli, HelpComesFromTheOptionDefinitions) {
   const testing::ProcessResult train = run_mone({"train", "--help"});
   EXPECT_EQ(train.exit_code, 0);
-  for (const char* option : {"--capacity", "--resume", "--eval-capacities", "--no-flip", "--config"}) {
+  for (const char* option :
+       {"--capacity", "--resume", "--eval-capacities", "--no-flip", "--config", "--device", "--precision"}) {
     EXPECT_NE(train.out.find(option), std::string::npos) << option;
   }
   const testing::ProcessResult eval = run_mone({"eval", "--help"});

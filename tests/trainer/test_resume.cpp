@@ -37,10 +37,7 @@ TEST(Resume, StoppedBySignalAndResumedEqualsUninterrupted) {
   const fs::path stopped_run = fixture.root() / "stopped";
   const testing::ProcessResult stopped = run_mone(with(small_run(fixture, "stopped"), extra), [&](pid_t pid) {
     // Signal as soon as a few steps are logged: the run stops mid-way.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (last_logged_step(stopped_run / "metrics.jsonl") < 3 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    testing::wait_until_logged(stopped_run / "metrics.jsonl", 3, std::chrono::seconds(60));
     kill(pid, SIGUSR1);
   });
   ASSERT_EQ(stopped.exit_code, 75) << stopped.out << stopped.err;

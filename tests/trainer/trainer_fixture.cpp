@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "data/convert.h"
 #include "data/sources.h"
@@ -175,6 +176,12 @@ int64_t last_logged_step(const fs::path& metrics) {
     if (!value.empty()) step = std::max<int64_t>(step, std::stoll(value));
   }
   return step;
+}
+
+void wait_until_logged(const fs::path& metrics, int64_t step, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (last_logged_step(metrics) < step && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 }  // namespace mone::testing

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
 #include <cstdint>
 #include <functional>
@@ -68,5 +69,7 @@ std::string metrics_field(const std::string& line, const std::string& key);
 std::map<int64_t, std::string> trajectory(const std::filesystem::path& run);
 // The highest "step" in a metrics file (0 if none).
 int64_t last_logged_step(const std::filesystem::path& metrics);
+// Waits until the metrics file logs step `step` or later, or `timeout` passes.
+void wait_until_logged(const std::filesystem::path& metrics, int64_t step, std::chrono::seconds timeout);
 
 }  // namespace mone::testing

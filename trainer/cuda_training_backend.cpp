@@ -1,0 +1,252 @@
+#include "trainer/cuda_training_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
+#include "comm/host_values.h"
+#include "model/cuda/adamw.h"
+#include "model/cuda/batch_upload.h"
+#include "model/cuda/check.h"
+#include "model/cuda/context.h"
+#include "model/cuda/device_memory.h"
+#include "model/cuda/gemm.h"  // bf16
+#include "model/cuda/model_cuda.h"
+#include "trainer/exit_codes.h"
+#ifdef MONE_HAVE_NCCL
+#include "comm/nccl_communicator.h"
+#endif
+
+namespace mone {
+
+namespace {
+
+// The device of this rank: local rank modulo the visible devices. Must run
+// before anything creates a CUDA context. Returns "cuda device i (name) of n visible".
+std::string select_device(const World& world) {
+  std::string reason;
+  if (!cuda::cuda_device_available(&reason))
+    throw UsageError("--device cuda: " + reason + " (" + world.describe() + ")");
+  int visible = 0;
+  MONE_CUDA_CHECK(cudaGetDeviceCount(&visible));
+  const int device = world.local_rank() % visible;
+  MONE_CUDA_CHECK(cudaSetDevice(device));
+  cudaDeviceProp properties;
+  MONE_CUDA_CHECK(cudaGetDeviceProperties(&properties, device));
+  return "cuda device " + std::to_string(device) + " (" + properties.name + ") of " + std::to_string(visible) +
+         " visible";
+}
+
+AdamWSettings adamw_settings(const TrainOptions& options) {
+  return AdamWSettings{0.9, 0.999, 1e-8, options.weight_decay};
+}
+
+// A DeviceModel with its context and batch upload: evaluation's forward,
+// and the model the training backend trains.
+template <class T>
+class DeviceForward : public ForwardModel {
+ public:
+  DeviceForward(const ModelConfig& config, int64_t max_batch)
+      : model_(config, max_batch, context_),
+        batches_(config, max_batch, context_),
+        pixels_per_image_(config.image_height * config.image_width * config.channels) {}
+
+  const ModelConfig& config() const override { return model_.config(); }
+  const float* logits(const Batch& batch, double effective_capacity) override {
+    send(batch);
+    model_.forward_logits(batches_.images(), batch.count, effective_capacity);
+    host_logits_.resize(static_cast<size_t>(batch.count * model_.config().classes));
+    MONE_CUDA_CHECK(cudaMemcpyAsync(host_logits_.data(), model_.logits(), host_logits_.size() * sizeof(float),
+                                    cudaMemcpyDeviceToHost, context_.stream()));
+    context_.synchronize();
+    return host_logits_.data();
+  }
+
+  // The batch's images and labels into batches(), through a pinned slot.
+  void send(const Batch& batch) {
+    std::copy_n(batch.images.data(), batch.count * pixels_per_image_, batches_.host_images());
+    std::copy_n(batch.labels.data(), batch.count, batches_.host_labels());
+    batches_.upload(batch.count);
+  }
+  const cuda::DeviceContext& context() const { return context_; }
+  cuda::DeviceModel<T>& model() { return model_; }
+  const cuda::BatchUpload<T>& batches() const { return batches_; }
+
+ private:
+  cuda::DeviceContext context_;  // first: the members below are built on it
+  cuda::DeviceModel<T> model_;
+  cuda::BatchUpload<T> batches_;
+  int64_t pixels_per_image_;
+  std::vector<float> host_logits_;
+};
+
+template <class T>
+class CudaTrainingBackend : public TrainingBackend {
+ public:
+  CudaTrainingBackend(const TrainOptions& options, const ModelConfig& config, const World& world,
+                      Communicator& host, const std::string& device)
+      : host_(host),
+        ranks_(world.size()),
+        accumulate_(options.accumulate),
+        forward_(config, std::max(options.batch / options.accumulate, options.eval_batch) / world.size()),
+        model_(forward_.model()),
+        context_(forward_.context()),
+        device_optimizer_(model_.infos(), model_.numel(), adamw_settings(options), context_),
+        parameters_(config),
+        optimizer_(parameters_.infos(), parameters_.numel(), adamw_settings(options)),
+        losses_(static_cast<size_t>(options.accumulate) * sizeof(float), "micro-step losses"),
+        norm_(sizeof(double), "gradient norm") {
+    parameters_.initialise(options.seed);  // as Model<float>(config, seed) does
+    model_.set_label_smoothing(options.label_smoothing);
+    description_ = device + ", " + (sizeof(T) == 2 ? "bf16" : "fp32") + " compute, fp32 master weights";
+    if (ranks_ == 1) return;
+    description_ += "; gradients averaged " + choose_gradient_path(options, world);
+  }
+
+  std::string description() const override { return description_; }
+  ParameterSet<float>& parameters() override { return parameters_; }
+  AdamW& optimizer() override { return optimizer_; }
+
+  void pull_state() override {
+    model_.to_cpu_layout(model_.values(), parameters_.values());
+    std::vector<float> first(static_cast<size_t>(parameters_.numel())), second(first.size());
+    model_.to_cpu_layout(device_optimizer_.first_moment(), first.data());
+    model_.to_cpu_layout(device_optimizer_.second_moment(), second.data());
+    optimizer_.restore(device_optimizer_.step_count(), std::move(first), std::move(second));
+  }
+  void push_state() override {
+    model_.load_parameters(parameters_.values());
+    model_.to_device_layout(optimizer_.first_moment().data(), device_optimizer_.first_moment());
+    model_.to_device_layout(optimizer_.second_moment().data(), device_optimizer_.second_moment());
+    device_optimizer_.set_step_count(optimizer_.step_count());
+  }
+
+  void begin_step(const std::string& context) override {
+    model_.zero_grads();
+    step_context_ = context;
+    micro_steps_ = 0;
+  }
+  void micro_step(const Batch& batch, double effective_capacity, bool) override {
+    if (micro_steps_ == accumulate_) throw std::logic_error("CudaTrainingBackend: more micro-steps than --accumulate");
+    forward_.send(batch);
+    model_.forward_backward(forward_.batches().images(), forward_.batches().labels(), batch.count,
+                            effective_capacity, losses_.as<float>() + micro_steps_);
+    ++micro_steps_;
+  }
+  double finish_gradients() override {
+    if (accumulate_ > 1)
+      cuda::scale_gradients(model_.grads(), model_.numel(), 1.0f / static_cast<float>(accumulate_), context_);
+    average_gradients();
+    std::vector<float> losses(static_cast<size_t>(micro_steps_));
+    MONE_CUDA_CHECK(cudaMemcpyAsync(losses.data(), losses_.data(), losses.size() * sizeof(float),
+                                    cudaMemcpyDeviceToHost, context_.stream()));
+    context_.synchronize();
+    double sum = 0;
+    for (const float loss : losses) sum += loss;
+    return sum;
+  }
+  double clip_gradients(double max_norm) override {
+    cuda::clip_grad_norm(model_.grads(), model_.numel(), max_norm, norm_.as<double>(), context_);
+    double norm = 0;
+    MONE_CUDA_CHECK(cudaMemcpyAsync(&norm, norm_.data(), sizeof(double), cudaMemcpyDeviceToHost, context_.stream()));
+    context_.synchronize();
+    return norm;
+  }
+  void update(double lr) override {
+    device_optimizer_.step<T>(model_.values(), model_.grads(), lr, model_.compute_values(), context_);
+  }
+  ForwardModel& forward_model() override { return forward_; }
+
+ private:
+  std::string choose_gradient_path(const TrainOptions& options, const World& world);
+  void average_gradients();
+
+  Communicator& host_;
+  int ranks_;
+  int64_t accumulate_;
+  DeviceForward<T> forward_;
+  cuda::DeviceModel<T>& model_;
+  const cuda::DeviceContext& context_;
+  cuda::DeviceAdamW device_optimizer_;  // moments in the device layout
+  ParameterSet<float> parameters_;      // the host state (CPU layout): pull_state/push_state
+  AdamW optimizer_;
+  cuda::DeviceBuffer losses_;  // float per micro-step
+  cuda::DeviceBuffer norm_;    // double
+#ifdef MONE_HAVE_NCCL
+  std::unique_ptr<NcclCommunicator> nccl_;
+#endif
+  std::vector<float> host_gradients_;  // staging of the host path
+  std::string description_;
+  std::string step_context_;
+  int64_t micro_steps_ = 0;
+};
+
+// NCCL when it was built and every rank of the job has a device of its own
+// (NCCL refuses two ranks on one device); the ranks agree, since all must
+// take the same path. Otherwise the host communicator (MPI) on a copy.
+template <class T>
+std::string CudaTrainingBackend<T>::choose_gradient_path(const TrainOptions& options, const World& world) {
+  int visible = 0;
+  MONE_CUDA_CHECK(cudaGetDeviceCount(&visible));
+  std::vector<double> shared_devices = {world.local_size() > visible ? 1.0 : 0.0};
+  sum_over_ranks(host_, shared_devices, "choice of the gradient collective");
+#ifdef MONE_HAVE_NCCL
+  if (shared_devices[0] == 0) {
+    nccl_ = std::make_unique<NcclCommunicator>(world, std::chrono::seconds(options.comm_timeout));
+    nccl_->set_producer_stream(context_.stream());
+    return "with NCCL on the devices";
+  }
+  return "over MPI through host memory (some node runs more ranks than it has devices; NCCL needs one each)";
+#else
+  (void)options;
+  return "over MPI through host memory (this build has no NCCL)";
+#endif
+}
+
+// Blocking: when it returns the gradients on the device are the average,
+// and work enqueued on the context's stream afterwards sees them.
+template <class T>
+void CudaTrainingBackend<T>::average_gradients() {
+  if (ranks_ == 1) return;
+  const size_t count = static_cast<size_t>(model_.numel());  // the layout's gaps are zeros on every rank
+#ifdef MONE_HAVE_NCCL
+  if (nccl_) {
+    nccl_->allreduce(model_.grads(), count, ElementType::float32, ReduceOp::average, step_context_);
+    return;
+  }
+#endif
+  host_gradients_.resize(count);
+  MONE_CUDA_CHECK(cudaMemcpyAsync(host_gradients_.data(), model_.grads(), count * sizeof(float),
+                                  cudaMemcpyDeviceToHost, context_.stream()));
+  context_.synchronize();
+  host_.allreduce(host_gradients_.data(), count, ElementType::float32, ReduceOp::average, step_context_);
+  MONE_CUDA_CHECK(cudaMemcpyAsync(model_.grads(), host_gradients_.data(), count * sizeof(float),
+                                  cudaMemcpyHostToDevice, context_.stream()));
+  context_.synchronize();  // host_gradients_ is rewritten by the next step
+}
+
+}  // namespace
+
+std::unique_ptr<TrainingBackend> make_cuda_training_backend(const TrainOptions& options, const ModelConfig& config,
+                                                            const World& world, Communicator& host) {
+  const std::string device = select_device(world);
+  if (options.precision == "fp32")
+    return std::make_unique<CudaTrainingBackend<float>>(options, config, world, host, device);
+  return std::make_unique<CudaTrainingBackend<cuda::bf16>>(options, config, world, host, device);
+}
+
+std::unique_ptr<ForwardModel> make_cuda_forward_model(const std::string& precision, const ModelConfig& config,
+                                                      const std::vector<float>& values, int64_t max_batch,
+                                                      const World& world) {
+  select_device(world);
+  auto load = [&](auto forward) -> std::unique_ptr<ForwardModel> {
+    forward->model().load_parameters(values.data());
+    return forward;
+  };
+  if (precision == "fp32") return load(std::make_unique<DeviceForward<float>>(config, max_batch));
+  return load(std::make_unique<DeviceForward<cuda::bf16>>(config, max_batch));
+}
+
+}  // namespace mone

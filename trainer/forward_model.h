@@ -1,0 +1,36 @@
+// A model as evaluation sees it (trainer/evaluate.h): the logits of one
+// batch at one effective capacity, on the host, whatever computes them. The
+// CPU model is CpuForward; the device model is DeviceForward
+// (trainer/cuda_training_backend.cpp).
+#pragma once
+
+#include "data/loader.h"
+#include "model/config.h"
+#include "model/model.h"
+
+namespace mone {
+
+class ForwardModel {
+ public:
+  virtual ~ForwardModel() = default;
+  virtual const ModelConfig& config() const = 0;
+  // fp32 logits [batch.count, classes] of the batch at e_c, valid until the next call.
+  virtual const float* logits(const Batch& batch, double effective_capacity) = 0;
+};
+
+// The CPU Model<float>, owned: the training backend trains it, evaluation
+// reads its logits.
+class CpuForward : public ForwardModel {
+ public:
+  CpuForward(const ModelConfig& config, uint64_t seed) : model_(config, seed) {}
+  Model<float>& model() { return model_; }
+  const ModelConfig& config() const override { return model_.config(); }
+  const float* logits(const Batch& batch, double effective_capacity) override {
+    return model_.forward(batch.images.data(), batch.count, effective_capacity);
+  }
+
+ private:
+  Model<float> model_;
+};
+
+}  // namespace mone

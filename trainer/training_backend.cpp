@@ -1,0 +1,49 @@
+// The choice of backend, and the one place where a build without CUDA
+// answers --device cuda.
+#include "trainer/training_backend.h"
+
+#include "trainer/cpu_training_backend.h"
+#include "trainer/exit_codes.h"
+#ifdef MONE_HAVE_CUDA
+#include "trainer/cuda_training_backend.h"
+#endif
+
+namespace mone {
+
+namespace {
+#ifndef MONE_HAVE_CUDA
+[[noreturn]] void no_cuda_in_this_build() {
+  throw UsageError("--device cuda: this build of mone has no CUDA backend (it was configured without a CUDA "
+                   "compiler, or with MONE_CUDA=OFF); use --device cpu, or rebuild with nvcc (docs/cuda.md)");
+}
+#endif
+}  // namespace
+
+std::unique_ptr<TrainingBackend> make_training_backend(const TrainOptions& options, const ModelConfig& config,
+                                                       const World& world, Communicator& host) {
+  if (options.device == "cpu") return make_cpu_training_backend(options, config, host);
+#ifdef MONE_HAVE_CUDA
+  return make_cuda_training_backend(options, config, world, host);
+#else
+  (void)world;
+  no_cuda_in_this_build();
+#endif
+}
+
+std::unique_ptr<ForwardModel> make_forward_model(const std::string& device, const std::string& precision,
+                                                 const ModelConfig& config, const std::vector<float>& values,
+                                                 int64_t max_batch, const World& world) {
+  if (device == "cpu") {
+    auto forward = std::make_unique<CpuForward>(config, 0);
+    std::copy(values.begin(), values.end(), forward->model().params().values());
+    return forward;
+  }
+#ifdef MONE_HAVE_CUDA
+  return make_cuda_forward_model(precision, config, values, max_batch, world);
+#else
+  (void)precision, (void)max_batch, (void)world;
+  no_cuda_in_this_build();
+#endif
+}
+
+}  // namespace mone
