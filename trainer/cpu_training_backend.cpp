@@ -7,14 +7,6 @@ namespace mone {
 
 namespace {
 
-BucketOptions bucket_options(const TrainOptions& options) {
-  BucketOptions buckets;
-  buckets.bucket_bytes = static_cast<int64_t>(options.bucket_mb * 1048576.0);
-  buckets.first_bucket_bytes = static_cast<int64_t>(options.first_bucket_mb * 1048576.0);
-  buckets.wire = options.allreduce_dtype == "bf16" ? ElementType::bfloat16 : ElementType::float32;
-  return buckets;
-}
-
 class CpuTrainingBackend : public TrainingBackend {
  public:
   CpuTrainingBackend(const TrainOptions& options, const ModelConfig& config, Communicator& host)

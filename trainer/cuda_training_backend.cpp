@@ -127,18 +127,29 @@ class CudaTrainingBackend : public TrainingBackend {
     model_.zero_grads();
     step_context_ = context;
     micro_steps_ = 0;
+#ifdef MONE_HAVE_NCCL
+    if (buckets_) buckets_->begin(context);
+#endif
   }
-  void micro_step(const Batch& batch, double effective_capacity, bool) override {
+  void micro_step(const Batch& batch, double effective_capacity, bool last) override {
     if (micro_steps_ == accumulate_) throw std::logic_error("CudaTrainingBackend: more micro-steps than --accumulate");
+    last_micro_step_ = last;
     forward_.send(batch);
     model_.forward_backward(forward_.batches().images(), forward_.batches().labels(), batch.count,
                             effective_capacity, losses_.as<float>() + micro_steps_);
     ++micro_steps_;
   }
   double finish_gradients() override {
-    if (accumulate_ > 1)
-      cuda::scale_gradients(model_.grads(), model_.numel(), 1.0f / static_cast<float>(accumulate_), context_);
-    average_gradients();
+#ifdef MONE_HAVE_NCCL
+    if (buckets_) {
+      buckets_->finish();  // scaled and started during backward (gradients_ready)
+    } else
+#endif
+    {
+      if (accumulate_ > 1)
+        cuda::scale_gradients(model_.grads(), model_.numel(), 1.0f / static_cast<float>(accumulate_), context_);
+      average_gradients();
+    }
     std::vector<float> losses(static_cast<size_t>(micro_steps_));
     MONE_CUDA_CHECK(cudaMemcpyAsync(losses.data(), losses_.data(), losses.size() * sizeof(float),
                                     cudaMemcpyDeviceToHost, context_.stream()));
@@ -161,6 +172,9 @@ class CudaTrainingBackend : public TrainingBackend {
 
  private:
   std::string choose_gradient_path(const TrainOptions& options, const World& world);
+#ifdef MONE_HAVE_NCCL
+  void gradients_ready(int64_t begin, int64_t end);
+#endif
   void average_gradients();
 
   Communicator& host_;
@@ -176,7 +190,9 @@ class CudaTrainingBackend : public TrainingBackend {
   cuda::DeviceBuffer norm_;    // double
 #ifdef MONE_HAVE_NCCL
   std::unique_ptr<NcclCommunicator> nccl_;
+  std::unique_ptr<GradientBuckets> buckets_;  // over nccl_, started during backward
 #endif
+  bool last_micro_step_ = false;  // the micro-step whose backward finishes the gradients (NCCL path)
   std::vector<float> host_gradients_;  // staging of the host path
   std::string description_;
   std::string step_context_;
@@ -196,7 +212,9 @@ std::string CudaTrainingBackend<T>::choose_gradient_path(const TrainOptions& opt
   if (shared_devices[0] == 0) {
     nccl_ = std::make_unique<NcclCommunicator>(world, std::chrono::seconds(options.comm_timeout));
     nccl_->set_producer_stream(context_.stream());
-    return "with NCCL on the devices";
+    buckets_ = std::make_unique<GradientBuckets>(*nccl_, model_.grads(), model_.numel(), bucket_options(options));
+    model_.set_gradient_ready([this](int64_t begin, int64_t end) { gradients_ready(begin, end); });
+    return "with NCCL on the devices, in buckets during backward";
   }
   return "over MPI through host memory (some node runs more ranks than it has devices; NCCL needs one each)";
 #else
@@ -205,18 +223,29 @@ std::string CudaTrainingBackend<T>::choose_gradient_path(const TrainOptions& opt
 #endif
 }
 
-// Blocking: when it returns the gradients on the device are the average,
-// and work enqueued on the context's stream afterwards sees them.
+// NCCL path: backward of the last micro-step has enqueued the last writes
+// of [begin, end). Scale the range for accumulation on the compute stream
+// (each element once, the float multiply of scale_gradients over the whole
+// buffer), then hand it to the buckets: a complete bucket's allreduce starts
+// on NCCL's stream after an event of the compute stream, while backward goes
+// on. The buckets start in the same order on every rank.
+#ifdef MONE_HAVE_NCCL
+template <class T>
+void CudaTrainingBackend<T>::gradients_ready(int64_t begin, int64_t end) {
+  if (!last_micro_step_) return;
+  if (accumulate_ > 1)
+    cuda::scale_gradients(model_.grads() + begin, end - begin, 1.0f / static_cast<float>(accumulate_), context_);
+  buckets_->mark_ready(begin, end);
+}
+#endif
+
+// Host path (no NCCL, or ranks sharing a device). Blocking: when it returns
+// the gradients on the device are the average, and work enqueued on the
+// context's stream afterwards sees them.
 template <class T>
 void CudaTrainingBackend<T>::average_gradients() {
   if (ranks_ == 1) return;
   const size_t count = static_cast<size_t>(model_.numel());  // the layout's gaps are zeros on every rank
-#ifdef MONE_HAVE_NCCL
-  if (nccl_) {
-    nccl_->allreduce(model_.grads(), count, ElementType::float32, ReduceOp::average, step_context_);
-    return;
-  }
-#endif
   host_gradients_.resize(count);
   MONE_CUDA_CHECK(cudaMemcpyAsync(host_gradients_.data(), model_.grads(), count * sizeof(float),
                                   cudaMemcpyDeviceToHost, context_.stream()));

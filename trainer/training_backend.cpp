@@ -19,6 +19,14 @@ namespace {
 #endif
 }  // namespace
 
+BucketOptions bucket_options(const TrainOptions& options) {
+  BucketOptions buckets;
+  buckets.bucket_bytes = static_cast<int64_t>(options.bucket_mb * 1048576.0);
+  buckets.first_bucket_bytes = static_cast<int64_t>(options.first_bucket_mb * 1048576.0);
+  buckets.wire = options.allreduce_dtype == "bf16" ? ElementType::bfloat16 : ElementType::float32;
+  return buckets;
+}
+
 std::unique_ptr<TrainingBackend> make_training_backend(const TrainOptions& options, const ModelConfig& config,
                                                        const World& world, Communicator& host) {
   if (options.device == "cpu") return make_cpu_training_backend(options, config, host);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/gradient_buckets.h"
 #include "comm/world.h"
 #include "data/loader.h"
 #include "model/adamw.h"
@@ -56,6 +57,9 @@ class TrainingBackend {
   // The model as it is now, for evaluation.
   virtual ForwardModel& forward_model() = 0;
 };
+
+// The gradient buckets of --bucket-mb, --first-bucket-mb and --allreduce-dtype.
+BucketOptions bucket_options(const TrainOptions& options);
 
 // The backend options.device names, with the model initialised from
 // options.seed. `host` carries the loop's own collectives (and the gradients

@@ -335,6 +335,8 @@ void DeviceModel<T>::backward(const int32_t* labels, int64_t batch) {
   MONE_CUDA_CHECK(cudaMemsetAsync(a.d_chosen_prob, 0, M * sizeof(float), ctx.stream()));
   layernorm_backward(a.d_norm, a.final_in, a.final_mean, a.final_rstd, weight("norm.weight"), M, D, a.d_resid,
                      grad("norm.weight"), grad("norm.bias"), ctx);
+  int64_t final_from = numel_;  // gradients from here to the end are final
+  gradients_final_from(info("norm.weight").offset, final_from);
 
   for (int64_t l = c.depth - 1; l >= 0; --l) {
     const std::string p = "blocks." + std::to_string(l) + ".";
@@ -362,6 +364,7 @@ void DeviceModel<T>::backward(const int32_t* labels, int64_t batch) {
                        grad(p + "attn.qkv.weight"), grad(p + "attn.qkv.bias"), ctx);
     layernorm_backward(a.d_norm, b.input, b.ln1_mean, b.ln1_rstd, weight(p + "norm1.weight"), M, D, a.d_resid,
                        grad(p + "norm1.weight"), grad(p + "norm1.bias"), ctx);
+    gradients_final_from(info(p + "norm1.weight").offset, final_from);
   }
 
   // Back to the original order, then the router (through r only) and the embeddings.
@@ -372,6 +375,13 @@ void DeviceModel<T>::backward(const int32_t* labels, int64_t batch) {
   position_embed_backward(a.d_embedded, batch, N, D, grad("pos_embed"), ctx);
   patch_embed_backward(a.d_embedded, a.patches, M, c.patch_dim(), D, grad("patch_embed.weight"),
                        grad("patch_embed.bias"), ctx);
+  gradients_final_from(0, final_from);
+}
+
+template <class T>
+void DeviceModel<T>::gradients_final_from(int64_t begin, int64_t& final_from) const {
+  if (gradient_ready_ && begin < final_from) gradient_ready_(begin, final_from);
+  final_from = begin;
 }
 
 template <class T>

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,6 +76,18 @@ class DeviceModel {
   void forward_backward(const T* images, const int32_t* labels, int64_t batch, double effective_capacity,
                         float* loss);
 
+  // Backward hook for overlapping the gradient allreduce, as Model's
+  // (model/model.h): during forward_backward, called on the host with each
+  // range [begin, end) of grads() (device layout, gaps included) that
+  // backward will not write again in this pass, from the end of the buffer
+  // toward its start; together they cover [0, numel()) once. It is called
+  // once the work writing the range is enqueued on the context's stream, not
+  // run: the callback orders its own work after that stream (an event, as
+  // NcclCommunicator::start_allreduce does). A step with a hook is captured
+  // into a CUDA graph only if the hook's work may be. Empty: no calls.
+  using GradientReady = std::function<void(int64_t begin, int64_t end)>;
+  void set_gradient_ready(GradientReady callback) { gradient_ready_ = std::move(callback); }
+
   // Forward only (evaluation): logits() of the batch at e_c, without the
   // loss and the backward; the gradients are untouched. Nothing waits for
   // the device.
@@ -92,6 +105,8 @@ class DeviceModel {
   void prepare(int64_t batch);
   void forward(const T* images, int64_t batch, double effective_capacity);
   void backward(const int32_t* labels, int64_t batch);
+  // Reports [begin, final_from) to the hook and moves final_from to begin.
+  void gradients_final_from(int64_t begin, int64_t& final_from) const;
   void attend(const T* qkv, const TokenLayout& layout, T* out, float* lse) const;
   void attend_backward(const T* dout, const T* qkv, const T* out, const float* lse, const TokenLayout& layout,
                        T* dqkv) const;
@@ -117,6 +132,7 @@ class DeviceModel {
   // shared_ptr: its deleter is bound where it is made, so builds without
   // cuDNN never reference CudnnAttention's code.
   std::shared_ptr<CudnnAttention> cudnn_attention_;
+  GradientReady gradient_ready_;
 };
 
 }  // namespace mone::cuda

@@ -119,6 +119,32 @@ TYPED_TEST(CudaModel, LossRoutingAndGradientsMatchTheCpuModel) {
   }
 }
 
+// The backward hook for the overlapped allreduce: contiguous ranges from the
+// end of the gradient buffer to its start, covering it once, as many as the
+// blocks plus the head and the embeddings.
+TYPED_TEST(CudaModel, GradientReadyRangesCoverTheBufferOnceFromTheEnd) {
+  using T = TypeParam;
+  const ModelConfig config = preset_config("tiny");
+  const auto [values, batch] = random_inputs(config, this->seed);
+  const auto loaded = loaded_model<T>(config, values, *this->context);
+  cuda::DeviceModel<T>& model = *loaded;
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  model.set_gradient_ready([&](int64_t begin, int64_t end) { ranges.emplace_back(begin, end); });
+  auto images = upload<T>(batch.images);
+  auto labels = upload_ints(batch.labels);
+  auto loss = poisoned<float>(1);
+  model.forward_backward(images.get(), labels.get(), kBatch, 0.5, loss.get());
+  ASSERT_EQ(ranges.size(), static_cast<size_t>(config.depth + 2));
+  EXPECT_EQ(ranges.front().second, model.numel());
+  EXPECT_EQ(ranges.back().first, 0);
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    EXPECT_LT(ranges[i].first, ranges[i].second) << "range " << i;
+    if (i > 0) {
+      EXPECT_EQ(ranges[i].second, ranges[i - 1].first) << "range " << i;
+    }
+  }
+}
+
 TYPED_TEST(CudaModel, TwoRunsGiveTheSameBits) {
   using T = TypeParam;
   const ModelConfig config = preset_config("tiny");
