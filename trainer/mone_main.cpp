@@ -3,18 +3,16 @@
 #include <exception>
 #include <memory>
 
-#include "comm/device.h"
 #include "comm/world.h"
 #include "trainer/cli.h"
 #include "trainer/exit_codes.h"
 
 int main(int argc, char** argv) {
-  // Every run is an MPI run (world size 1 without a launcher). The device is
-  // chosen before anything can touch CUDA.
+  // Every run is an MPI run (world size 1 without a launcher). With --device
+  // cuda the trainer's CUDA backend picks this rank's device.
   std::unique_ptr<mone::World> world;
   try {
     world = std::make_unique<mone::World>(&argc, &argv);
-    mone::select_device_for_local_rank(*world);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "mone: error: %s\n", error.what());
     return mone::kExitFailure;
