@@ -15,27 +15,22 @@ std::unique_lock<std::recursive_mutex> lock() {
   return held;
 }
 
-namespace {
-
-// The innermost description on HDF5's error stack ("truncated file: eof =
-// ..."), which is usually the one that says what is actually wrong.
-herr_t keep_innermost(unsigned position, const H5E_error2_t* error, void* out) {
-  if (position == 0 && error->desc != nullptr) *static_cast<std::string*>(out) = error->desc;
-  return 0;
-}
-
-std::string hdf5_reason() {
-  std::string reason;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, &reason);
+std::string error_description() {
+  std::vector<std::string> descriptions;
+  auto collect = [](unsigned, const H5E_error2_t* error, void* out) -> herr_t {
+    if (error->desc != nullptr) static_cast<std::vector<std::string>*>(out)->push_back(error->desc);
+    return 0;
+  };
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect, &descriptions);
   H5Eclear2(H5E_DEFAULT);
-  return reason;
+  if (descriptions.empty()) return "";
+  if (descriptions.size() == 1 || descriptions.front() == descriptions.back()) return descriptions.front();
+  return descriptions.front() + ": " + descriptions.back();
 }
-
-}  // namespace
 
 void fail(const std::string& file, const std::string& what, const char* source, int line) {
   std::string message = file + ": HDF5 error while " + what;
-  const std::string reason = hdf5_reason();
+  const std::string reason = error_description();
   if (!reason.empty()) message += " (" + reason + ")";
   message += " [" + std::filesystem::path(source).filename().string() + ":" +
              std::to_string(line) + "]";
@@ -50,6 +45,12 @@ Handle& Handle::operator=(Handle&& other) noexcept {
     other.id_ = -1;
   }
   return *this;
+}
+
+hid_t Handle::release() {
+  const hid_t id = id_;
+  id_ = -1;
+  return id;
 }
 
 void Handle::reset() {
@@ -72,7 +73,7 @@ Handle open_file(const std::string& path) {
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) {
     throw DataError(path + ": cannot be opened, the file is truncated or damaged (" +
-                    hdf5_reason() + ")");
+                    error_description() + ")");
   }
   return Handle(id, H5Fclose);
 }

@@ -1,11 +1,13 @@
-// Internal helpers around the HDF5 C API: owning handles, a checked-call
-// macro that turns a negative return code into a DataError naming the data
-// file and the operation, and typed attribute/dataset accessors.
+// Helpers around the HDF5 C API: owning handles, a checked-call macro that
+// turns a negative return code into a DataError naming the data file and the
+// operation, and typed attribute/dataset accessors. The trainer's checkpoint
+// and check files (trainer/hdf5_writer.h, hdf5_reader.h) use the handles,
+// the lock and the error description too.
 //
-// The serial HDF5 library is not thread-safe. Every data-layer function that
-// calls HDF5 holds h5::lock() for the duration, so a training and an
-// evaluation Loader (each with its own prefetch thread) never call HDF5
-// concurrently.
+// The serial HDF5 library need not be thread-safe. Every function that calls
+// HDF5 holds h5::lock() for the duration, so a training and an evaluation
+// Loader (each with its own prefetch thread) and a checkpoint being written
+// never call HDF5 concurrently.
 #pragma once
 
 #include <hdf5.h>
@@ -21,6 +23,11 @@ namespace mone::h5 {
 // Takes the process-wide HDF5 lock and turns off HDF5's own error-stack
 // printing (we report errors ourselves).
 std::unique_lock<std::recursive_mutex> lock();
+
+// HDF5's own account of the last failure on this thread: the outermost
+// description on its error stack (what the call could not do) and the
+// innermost (why), when they differ; "" when the stack is empty. Clears it.
+std::string error_description();
 
 [[noreturn]] void fail(const std::string& file, const std::string& what, const char* source,
                        int line);
@@ -48,6 +55,8 @@ class Handle {
   ~Handle() { reset(); }
 
   void reset();
+  // Gives up ownership without closing (for a close whose result is checked).
+  hid_t release();
   hid_t get() const { return id_; }
   operator hid_t() const { return id_; }
 

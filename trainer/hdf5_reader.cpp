@@ -13,43 +13,47 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 }  // namespace
 
 Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
-  // Errors are reported by exception, not printed by HDF5's default handler.
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  const auto held = h5::lock();  // also turns off HDF5's printing of errors: they are thrown
   struct stat info;
   if (stat(path.c_str(), &info) != 0) throw Hdf5Error("'" + path + "' does not exist");
-  file_ = Hdf5Handle(MONE_HDF5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening the file"),
+  file_ = h5::Handle(MONE_HDF5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening the file"),
                      H5Fclose);
 }
 
 bool Hdf5Reader::has_attribute(const std::string& name) const {
+  const auto held = h5::lock();
   return MONE_HDF5_CHECK(H5Aexists(file_.get(), name.c_str()), "looking for attribute '" + name + "'") > 0;
 }
 
-Hdf5Handle Hdf5Reader::open_attribute(const std::string& name) const {
+h5::Handle Hdf5Reader::open_attribute(const std::string& name) const {
+  const auto held = h5::lock();
   if (!has_attribute(name)) throw Hdf5Error("'" + path_ + "' has no attribute '" + name + "'");
-  return Hdf5Handle(MONE_HDF5_CHECK(H5Aopen(file_.get(), name.c_str(), H5P_DEFAULT),
+  return h5::Handle(MONE_HDF5_CHECK(H5Aopen(file_.get(), name.c_str(), H5P_DEFAULT),
                                     "opening attribute '" + name + "'"),
                     H5Aclose);
 }
 
 int64_t Hdf5Reader::read_int_attribute(const std::string& name) const {
-  const Hdf5Handle attribute = open_attribute(name);
+  const auto held = h5::lock();
+  const h5::Handle attribute = open_attribute(name);
   int64_t value = 0;
   MONE_HDF5_CHECK(H5Aread(attribute.get(), H5T_NATIVE_INT64, &value), "reading attribute '" + name + "'");
   return value;
 }
 
 double Hdf5Reader::read_double_attribute(const std::string& name) const {
-  const Hdf5Handle attribute = open_attribute(name);
+  const auto held = h5::lock();
+  const h5::Handle attribute = open_attribute(name);
   double value = 0;
   MONE_HDF5_CHECK(H5Aread(attribute.get(), H5T_NATIVE_DOUBLE, &value), "reading attribute '" + name + "'");
   return value;
 }
 
 std::string Hdf5Reader::read_string_attribute(const std::string& name) const {
+  const auto held = h5::lock();
   const std::string what = "reading string attribute '" + name + "'";
-  const Hdf5Handle attribute = open_attribute(name);
-  Hdf5Handle type(MONE_HDF5_CHECK(H5Tcopy(H5T_C_S1), what), H5Tclose);
+  const h5::Handle attribute = open_attribute(name);
+  h5::Handle type(MONE_HDF5_CHECK(H5Tcopy(H5T_C_S1), what), H5Tclose);
   MONE_HDF5_CHECK(H5Tset_size(type.get(), H5T_VARIABLE), what);
   MONE_HDF5_CHECK(H5Tset_cset(type.get(), H5T_CSET_UTF8), what);
   char* text = nullptr;
@@ -60,6 +64,7 @@ std::string Hdf5Reader::read_string_attribute(const std::string& name) const {
 }
 
 bool Hdf5Reader::has_dataset(const std::string& path) const {
+  const auto held = h5::lock();
   // H5Lexists fails (rather than answering no) when an intermediate group is missing.
   std::string prefix;
   size_t from = 1;
@@ -73,9 +78,10 @@ bool Hdf5Reader::has_dataset(const std::string& path) const {
 }
 
 std::vector<int64_t> Hdf5Reader::dataset_shape(const std::string& path) const {
+  const auto held = h5::lock();
   const std::string what = "reading the shape of dataset '" + path + "'";
-  Hdf5Handle dataset(MONE_HDF5_CHECK(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), what), H5Dclose);
-  Hdf5Handle space(MONE_HDF5_CHECK(H5Dget_space(dataset.get()), what), H5Sclose);
+  h5::Handle dataset(MONE_HDF5_CHECK(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), what), H5Dclose);
+  h5::Handle space(MONE_HDF5_CHECK(H5Dget_space(dataset.get()), what), H5Sclose);
   const int rank = MONE_HDF5_CHECK(H5Sget_simple_extent_ndims(space.get()), what);
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   MONE_HDF5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), what);
@@ -83,13 +89,14 @@ std::vector<int64_t> Hdf5Reader::dataset_shape(const std::string& path) const {
 }
 
 void Hdf5Reader::read_dataset(const std::string& path, const std::vector<int64_t>& shape, float* out) const {
+  const auto held = h5::lock();
   const std::vector<int64_t> stored = dataset_shape(path);
   if (stored != shape) {
     throw Hdf5Error("'" + path_ + "': dataset '" + path + "' has shape " + shape_text(stored) + ", expected " +
                     shape_text(shape));
   }
   const std::string what = "reading dataset '" + path + "'";
-  Hdf5Handle dataset(MONE_HDF5_CHECK(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), what), H5Dclose);
+  h5::Handle dataset(MONE_HDF5_CHECK(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), what), H5Dclose);
   MONE_HDF5_CHECK(H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out), what);
 }
 

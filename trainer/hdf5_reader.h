@@ -1,6 +1,7 @@
 // Reading what Hdf5Writer writes: root attributes and float32 datasets at
 // slash-separated paths. Every HDF5 call is checked (Hdf5Error names the call,
-// the file and what was being read). Used to load checkpoints.
+// the file and what was being read), and every method holds the HDF5 lock
+// (data/hdf5.h). Used to load checkpoints.
 #pragma once
 
 #include <cstdint>
@@ -29,10 +30,10 @@ class Hdf5Reader {
   const std::string& path() const { return path_; }
 
  private:
-  Hdf5Handle open_attribute(const std::string& name) const;
+  h5::Handle open_attribute(const std::string& name) const;
 
   std::string path_;
-  Hdf5Handle file_;
+  h5::Handle file_;
 };
 
 }  // namespace mone

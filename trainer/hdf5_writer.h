@@ -1,7 +1,10 @@
 // Writing HDF5 files through the C API: attributes on the root group and
 // datasets at slash-separated paths (groups are created on the way). Every
 // HDF5 call is checked; a failure throws Hdf5Error naming the call, the file
-// and what was being written. Shared by check files and checkpoints.
+// and what was being written. Shared by check files and checkpoints. Built on
+// the data layer's handles and HDF5 lock (data/hdf5.h): every method holds
+// the lock, so a checkpoint written while a loader thread reads shards never
+// calls HDF5 concurrently with it.
 #pragma once
 
 #include <hdf5.h>
@@ -10,6 +13,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "data/hdf5.h"
 
 namespace mone {
 
@@ -29,26 +34,6 @@ Result hdf5_check(Result result, const char* call, const std::string& what, cons
 }
 // In a class whose member path_ names the file.
 #define MONE_HDF5_CHECK(call, what) ::mone::hdf5_check((call), #call, (what), path_, __FILE__, __LINE__)
-
-// Owns one HDF5 identifier and closes it with the matching H5*close.
-class Hdf5Handle {
- public:
-  using Closer = herr_t (*)(hid_t);
-  Hdf5Handle() = default;
-  Hdf5Handle(hid_t id, Closer close) : id_(id), close_(close) {}
-  Hdf5Handle(Hdf5Handle&& other) noexcept;
-  Hdf5Handle& operator=(Hdf5Handle&& other) noexcept;
-  Hdf5Handle(const Hdf5Handle&) = delete;
-  Hdf5Handle& operator=(const Hdf5Handle&) = delete;
-  ~Hdf5Handle();
-  hid_t get() const { return id_; }
-  // Gives up ownership without closing (for a close whose result is checked).
-  hid_t release();
-
- private:
-  hid_t id_ = H5I_INVALID_HID;
-  Closer close_ = nullptr;
-};
 
 class Hdf5Writer {
  public:
@@ -79,7 +64,7 @@ class Hdf5Writer {
                          hid_t memory_type, const void* values);
 
   std::string path_;
-  Hdf5Handle file_;
+  h5::Handle file_;
 };
 
 }  // namespace mone
