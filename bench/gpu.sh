@@ -7,7 +7,8 @@
 #   bench/gpu.sh [--quick]
 #
 # Logs and results go to $OUT (the device tool's folder) or ./gpu-out:
-# machine.txt, build.log, ctest.log, bench.log, results.jsonl, summary.md.
+# machine.txt, build.log, ctest.log, sanitizer.log, bench.log, results.jsonl,
+# summary.md.
 # GoogleTest is built from source: $MONE_GTEST_SOURCE, else .carry/googletest
 # (copy /usr/src/googletest there and carry it), else /usr/src/googletest.
 # --quick: tiny and s16 only, fewer steps (a first look).
@@ -59,6 +60,20 @@ grep "mone:" "$out/build.log"
 stage "cuda tests"
 (cd "$build" && ctest -L cuda --output-on-failure -j 1) > "$out/ctest.log" 2>&1 || failed "cuda tests"
 grep -E "tests passed|tests failed|Failed|\*\*\*|attention " "$out/ctest.log" | head -40
+
+stage "compute-sanitizer (tiny, one step of each kind)"
+if command -v compute-sanitizer >/dev/null; then
+  for tool in memcheck racecheck synccheck; do
+    for attention in cudnn fused; do
+      compute-sanitizer --tool $tool --error-exitcode 3 "$build/bench/mone-bench-gpu-step" --preset tiny \
+        --batch 16 --capacities 1,0.5 --attention $attention --warmup 1 --steps 1 >> "$out/sanitizer.log" 2>&1 ||
+        failed "compute-sanitizer --tool $tool (attention $attention)"
+    done
+  done
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/sanitizer.log"
+else
+  echo "compute-sanitizer not found"
+fi
 
 stage "benchmarks"
 results=$out/results.jsonl
