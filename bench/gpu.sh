@@ -4,7 +4,7 @@
 # pip packages; no MPI, HDF5 or Boost needed), run the `cuda` tests, then the
 # step benchmarks of ours and PyTorch's on the same GPU, and print the table.
 #
-#   bench/gpu.sh [--quick]
+#   bench/gpu.sh [--quick] [--only STAGES]
 #
 # Logs and results go to $OUT (the device tool's folder) or ./gpu-out:
 # machine.txt, build.log, ctest.log, sanitizer.log, bench.log, results.jsonl,
@@ -12,6 +12,9 @@
 # GoogleTest is built from source: $MONE_GTEST_SOURCE, else .carry/googletest
 # (copy /usr/src/googletest there and carry it), else /usr/src/googletest.
 # --quick: tiny and s16 only, fewer steps (a first look).
+# --only build,tests,sanitizer,bench (a comma list; default all): one device
+# command may run 10 minutes at most, so a full run can be split over calls
+# to a machine kept warm (build-gpu/ stays there between calls).
 # Each stage runs even when an earlier one failed (a failing test must not
 # hide the benchmark), and the script exits non-zero if any stage failed.
 set -uo pipefail
@@ -19,7 +22,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/gpu-out}
 build=$root/build-gpu
 quick=0
-[[ ${1:-} == --quick ]] && quick=1
+only=build,tests,sanitizer,bench
+while (($#)); do
+  case $1 in
+    --quick) quick=1 ;;
+    --only) only=$2; shift ;;
+    *) echo "usage: bench/gpu.sh [--quick] [--only build,tests,sanitizer,bench]"; exit 2 ;;
+  esac
+  shift
+done
+wanted() { [[ ,$only, == *,$1,* ]]; }
 mkdir -p "$out"
 status=0
 stage() { echo "== $*"; }
@@ -48,6 +60,7 @@ stage "machine"
   git -C "$root" log -1 --format='commit %H %s' 2>/dev/null
 } 2>&1 | tee "$out/machine.txt"
 
+if wanted build; then
 stage "build"
 {
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMONE_MODEL_ONLY=ON -DMONE_OPENBLAS=OFF \
@@ -56,11 +69,15 @@ stage "build"
     cmake --build "$build" -j "$(nproc)"
 } > "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; failed build; exit 1; }
 grep "mone:" "$out/build.log"
+fi
 
+if wanted tests; then
 stage "cuda tests"
 (cd "$build" && ctest -L cuda --output-on-failure -j 1) > "$out/ctest.log" 2>&1 || failed "cuda tests"
 grep -E "tests passed|tests failed|Failed|\*\*\*|attention " "$out/ctest.log" | head -40
+fi
 
+if wanted sanitizer; then
 stage "compute-sanitizer (tiny, one step of each kind)"
 if command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck synccheck; do
@@ -74,7 +91,9 @@ if command -v compute-sanitizer >/dev/null; then
 else
   echo "compute-sanitizer not found"
 fi
+fi
 
+if wanted bench; then
 stage "benchmarks"
 results=$out/results.jsonl
 : > "$results"
@@ -100,4 +119,5 @@ done
 
 stage "summary"
 $python "$root/bench/gpu_summary.py" "$results" "$out/machine.txt" | tee "$out/summary.md" || failed summary
+fi
 exit $status
