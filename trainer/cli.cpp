@@ -70,6 +70,9 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("device", &o.device, "cpu | cuda: train on this rank's GPU (local rank modulo the visible GPUs)");
   table.add("precision", &o.precision,
             "with --device cuda: bf16 | fp32 compute (master weights, gradients, AdamW moments are fp32)");
+  table.add("cuda-graphs", &o.cuda_graphs,
+            "with --device cuda on one rank without --accumulate: replay forward and backward as a CUDA graph "
+            "per e_c (false: launch op by op)");
   table.add("bucket-mb", &o.bucket_mb, "gradient allreduce bucket size in MiB");
   table.add("first-bucket-mb", &o.first_bucket_mb, "size of the first (earliest started) gradient bucket in MiB");
   table.add("allreduce-dtype", &o.allreduce_dtype, "what the gradient allreduce sends: fp32 | bf16");

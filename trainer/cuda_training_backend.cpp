@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <set>
 #include <stdexcept>
 
 #include "comm/host_values.h"
@@ -14,6 +16,7 @@
 #include "model/cuda/device_memory.h"
 #include "model/cuda/gemm.h"  // bf16
 #include "model/cuda/model_cuda.h"
+#include "model/cuda/step_graph.h"
 #include "trainer/exit_codes.h"
 #ifdef MONE_HAVE_NCCL
 #include "comm/nccl_communicator.h"
@@ -98,6 +101,11 @@ class CudaTrainingBackend : public TrainingBackend {
         optimizer_(parameters_.infos(), parameters_.numel(), adamw_settings(options)),
         losses_(static_cast<size_t>(options.accumulate) * sizeof(float), "micro-step losses"),
         norm_(sizeof(double), "gradient norm") {
+    // Graphs only where a step is nothing but the model's own work on fixed
+    // buffers: one rank (the NCCL hook would start collectives inside the
+    // capture) and one micro-step (the loss slot moves with the micro-step).
+    if (options.cuda_graphs && world.size() == 1 && options.accumulate == 1)
+      graphs_ = std::make_unique<cuda::StepGraphs>(context_);
     parameters_.initialise(options.seed);  // as Model<float>(config, seed) does
     model_.set_label_smoothing(options.label_smoothing);
     description_ = device + ", " + (sizeof(T) == 2 ? "bf16" : "fp32") + " compute, fp32 master weights";
@@ -135,8 +143,15 @@ class CudaTrainingBackend : public TrainingBackend {
     if (micro_steps_ == accumulate_) throw std::logic_error("CudaTrainingBackend: more micro-steps than --accumulate");
     last_micro_step_ = last;
     forward_.send(batch);
-    model_.forward_backward(forward_.batches().images(), forward_.batches().labels(), batch.count,
-                            effective_capacity, losses_.as<float>() + micro_steps_);
+    float* loss = losses_.as<float>() + micro_steps_;
+    const auto pass = [&] {
+      model_.forward_backward(forward_.batches().images(), forward_.batches().labels(), batch.count,
+                              effective_capacity, loss);
+    };
+    if (graphs_)
+      replay_or_run(effective_capacity + 2.0 * static_cast<double>(batch.count), pass);
+    else
+      pass();
     ++micro_steps_;
   }
   double finish_gradients() override {
@@ -172,6 +187,7 @@ class CudaTrainingBackend : public TrainingBackend {
 
  private:
   std::string choose_gradient_path(const TrainOptions& options, const World& world);
+  void replay_or_run(double key, const std::function<void()>& pass);
 #ifdef MONE_HAVE_NCCL
   void gradients_ready(int64_t begin, int64_t end);
 #endif
@@ -194,6 +210,8 @@ class CudaTrainingBackend : public TrainingBackend {
 #endif
   bool last_micro_step_ = false;  // the micro-step whose backward finishes the gradients (NCCL path)
   std::vector<float> host_gradients_;  // staging of the host path
+  std::unique_ptr<cuda::StepGraphs> graphs_;  // null: op by op
+  std::set<double> seen_keys_;               // ran once uncaptured
   std::string description_;
   std::string step_context_;
   int64_t micro_steps_ = 0;
@@ -238,6 +256,24 @@ void CudaTrainingBackend<T>::gradients_ready(int64_t begin, int64_t end) {
   buckets_->mark_ready(begin, end);
 }
 #endif
+
+// A step's forward and backward as a CUDA graph per key (e_c and the batch
+// size, which fix every shape and pointer the pass uses). The first pass of a
+// key runs op by op, since it builds the cuBLASLt and cuDNN plans, which must
+// not happen inside a capture; the second is captured, later ones replay it.
+// Graph replay gives the bits of the direct run (CudaModel's graph test). A
+// "range:" schedule draws e_c from a continuum, so keys past kMaxGraphs run
+// op by op rather than capture graphs that are never replayed.
+template <class T>
+void CudaTrainingBackend<T>::replay_or_run(double key, const std::function<void()>& pass) {
+  constexpr size_t kMaxGraphs = 32;
+  if (graphs_->contains(key) || (seen_keys_.count(key) != 0 && graphs_->graphs() < kMaxGraphs)) {
+    graphs_->launch(key, pass);
+    return;
+  }
+  seen_keys_.insert(key);
+  pass();
+}
 
 // Host path (no NCCL, or ranks sharing a device). Blocking: when it returns
 // the gradients on the device are the average, and work enqueued on the

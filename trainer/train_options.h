@@ -52,6 +52,9 @@ struct TrainOptions {
   // compute type (bf16 | fp32; master weights, gradients and moments are fp32).
   std::string device = "cpu";
   std::string precision = "bf16";
+  // On cuda, one rank, no accumulation: replay each step's forward and
+  // backward as a CUDA graph per (e_c, batch) (trainer/cuda_training_backend.cpp).
+  bool cuda_graphs = true;
 
   // Data parallelism (docs/distributed.md).
   double bucket_mb = 25;          // gradient bucket size, MiB

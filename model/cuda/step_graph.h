@@ -31,6 +31,7 @@ class StepGraphs {
   // the context's stream first if there is none yet. Run `enqueue` once
   // uncaptured before, so that one-time host work (cuBLASLt plans) is done.
   void launch(double key, const std::function<void()>& enqueue);
+  bool contains(double key) const { return graphs_.count(key) != 0; }
   size_t graphs() const { return graphs_.size(); }
 
  private:

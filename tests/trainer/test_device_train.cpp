@@ -103,6 +103,25 @@ TEST(DeviceTrain, TwoRunsGiveTheSameBits) {
   }
 }
 
+// CUDA graphs (on by default on one rank without --accumulate) replay the
+// bits of the op-by-op step: the same losses with --cuda-graphs false, both
+// at a fixed e_c (every step after the second replays) and with random ones
+// (a graph per value drawn, evaluations in between).
+TEST(DeviceTrain, GraphReplayGivesTheBitsOfTheOpByOpStep) {
+  SKIP_WITHOUT_A_DEVICE();
+  testing::TrainerFixture fixture;
+  for (const std::string capacity : {"fixed:0.5", "random"}) {
+    const std::vector<std::string> options = {"--steps", "15", "--capacity", capacity, "--eval-every", "5"};
+    const std::string graphs = "graphs-" + capacity.substr(0, 5), ops = "ops-" + capacity.substr(0, 5);
+    ASSERT_EQ(run_mone(with(device_run(fixture, graphs, "bf16"), options)).exit_code, 0);
+    ASSERT_EQ(run_mone(with(device_run(fixture, ops, "bf16"), with(options, {"--cuda-graphs", "false"}))).exit_code,
+              0);
+    const auto replayed = testing::trajectory(fixture.root() / graphs);
+    EXPECT_EQ(replayed.size(), 15u);
+    EXPECT_EQ(replayed, testing::trajectory(fixture.root() / ops)) << capacity;
+  }
+}
+
 TEST(DeviceTrain, StoppedBySignalAndResumedEqualsUninterrupted) {
   SKIP_WITHOUT_A_DEVICE();
   testing::TrainerFixture fixture;
