@@ -337,10 +337,21 @@ namespace {
 Shape shape_of(const TokenLayout& layout, int64_t heads, int64_t D) {
   return {layout.images, layout.tokens, heads, D, layout.token_stride, layout.image_stride};
 }
+
+// The tensors promise cuDNN 16-byte aligned bf16 operands (and 4-byte
+// aligned stats); k and v start D channels into each qkv row. Where a pointer
+// breaks the promise (D not a multiple of 8, or an offset buffer), our kernel
+// runs instead of a cuDNN engine reading misaligned memory.
+bool aligned(std::initializer_list<const void*> bf16_operands, const float* stats) {
+  for (const void* p : bf16_operands)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return reinterpret_cast<uintptr_t>(stats) % alignof(float) == 0;
+}
 }  // namespace
 
 bool CudnnAttention::forward(const __nv_bfloat16* qkv, const TokenLayout& layout, int64_t heads, int64_t D,
                              __nv_bfloat16* out, float* lse) {
+  if (!aligned({qkv, qkv + D, qkv + 2 * D, out}, lse)) return false;
   const Plan* plan = state_->plan(Direction::forward, shape_of(layout, heads, D));
   if (!plan) return false;
   state_->execute(*plan, {{kQ, qkv}, {kK, qkv + D}, {kV, qkv + 2 * D}, {kO, out}, {kStats, lse}});
@@ -350,6 +361,7 @@ bool CudnnAttention::forward(const __nv_bfloat16* qkv, const TokenLayout& layout
 bool CudnnAttention::backward(const __nv_bfloat16* dout, const __nv_bfloat16* qkv, const __nv_bfloat16* out,
                               const float* lse, const TokenLayout& layout, int64_t heads, int64_t D,
                               __nv_bfloat16* dqkv) {
+  if (!aligned({qkv, qkv + D, qkv + 2 * D, out, dout, dqkv, dqkv + D, dqkv + 2 * D}, lse)) return false;
   const Plan* plan = state_->plan(Direction::backward, shape_of(layout, heads, D));
   if (!plan) return false;
   state_->execute(*plan, {{kQ, qkv},
