@@ -281,12 +281,18 @@ const Plan* CudnnAttention::State::plan(Direction direction, const Shape& s) {
     const std::string what = std::string(direction == Direction::forward ? "forward" : "backward") + " (" +
                              s.text() + "): ";
     try {
-      report.push_back(what + "cuDNN " + build(direction, s, plan));
+      const std::string engine = build(direction, s, plan);
       if (static_cast<size_t>(plan.workspace_bytes) > workspace.bytes())
         workspace = DeviceBuffer(static_cast<size_t>(plan.workspace_bytes), "cuDNN attention workspace");
+      report.push_back(what + "cuDNN " + engine);
     } catch (const Declined& declined) {
       plan.execution.reset();
       report.push_back(what + "our fused kernel, cuDNN declined: " + declined.what());
+    } catch (...) {
+      // Any other failure (the workspace allocation) must not leave a plan
+      // behind whose workspace was never provided.
+      plans.erase(found);
+      throw;
     }
   }
   return found->second.execution ? &found->second : nullptr;
