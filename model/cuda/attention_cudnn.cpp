@@ -143,35 +143,50 @@ int64_t engine_index(const Descriptor& engine) {
 std::string choose_engine(cudnnHandle_t handle, const Descriptor& graph, Plan& plan) {
   std::string refusals;
   for (const cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
-    Descriptor heuristics(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-    heuristics.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph);
-    heuristics.set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, &mode);
-    heuristics.finalize("finalising the engine heuristics");
-    int64_t available = 0;
-    decline_on_error(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &available, nullptr),
-                     "counting the engine configurations");
+    std::unique_ptr<Descriptor> heuristics;  // alive while its configurations are tried
     std::vector<Descriptor> configs;
-    std::vector<cudnnBackendDescriptor_t> raw;
-    for (int64_t i = 0; i < available; ++i) {
-      configs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
-      raw.push_back(configs.back().get());
-    }
     int64_t returned = 0;
-    decline_on_error(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, available, &returned, raw.data()),
-                     "reading the engine configurations");
+    // A mode that fails (e.g. mode A finds no engine for the operation)
+    // leaves the choice to the next one.
+    try {
+      heuristics = std::make_unique<Descriptor>(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+      heuristics->set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph);
+      heuristics->set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, &mode);
+      heuristics->finalize("finalising the engine heuristics");
+      int64_t available = 0;
+      decline_on_error(cudnnBackendGetAttribute(heuristics->get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &available, nullptr),
+                       "counting the engine configurations");
+      std::vector<cudnnBackendDescriptor_t> raw;
+      for (int64_t i = 0; i < available; ++i) {
+        configs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+        raw.push_back(configs.back().get());
+      }
+      decline_on_error(cudnnBackendGetAttribute(heuristics->get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, available, &returned, raw.data()),
+                       "reading the engine configurations");
+    } catch (const Declined& failed) {
+      refusals += std::string("\n  heuristics mode ") + (mode == CUDNN_HEUR_MODE_A ? "A" : "fallback") + ": " +
+                  failed.what();
+      continue;
+    }
     for (int64_t i = 0; i < returned; ++i) {
       Descriptor& config = configs[static_cast<size_t>(i)];
-      Descriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
-      cudnnBackendDescriptor_t engine_raw = engine.get();
+      std::string name = "configuration " + std::to_string(i + 1);
       int64_t one = 0;
-      decline_on_error(cudnnBackendGetAttribute(config.get(), CUDNN_ATTR_ENGINECFG_ENGINE,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &one, &engine_raw),
-                       "reading a configuration's engine");
-      const std::string name = "engine " + std::to_string(engine_index(engine));
-      if (nondeterministic(engine)) {
-        refusals += "\n  " + name + ": nondeterministic";
+      try {
+        Descriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+        cudnnBackendDescriptor_t engine_raw = engine.get();
+        decline_on_error(cudnnBackendGetAttribute(config.get(), CUDNN_ATTR_ENGINECFG_ENGINE,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &one, &engine_raw),
+                         "reading a configuration's engine");
+        name = "engine " + std::to_string(engine_index(engine));
+        if (nondeterministic(engine)) {
+          refusals += "\n  " + name + ": nondeterministic";
+          continue;
+        }
+      } catch (const Declined& failed) {
+        refusals += "\n  " + name + ": " + failed.what();
         continue;
       }
       auto execution = std::make_unique<Descriptor>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
