@@ -143,35 +143,50 @@ int64_t engine_index(const Descriptor& engine) {
 std::string choose_engine(cudnnHandle_t handle, const Descriptor& graph, Plan& plan) {
   std::string refusals;
   for (const cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
-    Descriptor heuristics(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-    heuristics.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph);
-    heuristics.set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, &mode);
-    heuristics.finalize("finalising the engine heuristics");
-    int64_t available = 0;
-    decline_on_error(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &available, nullptr),
-                     "counting the engine configurations");
+    std::unique_ptr<Descriptor> heuristics;  // alive while its configurations are tried
     std::vector<Descriptor> configs;
-    std::vector<cudnnBackendDescriptor_t> raw;
-    for (int64_t i = 0; i < available; ++i) {
-      configs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
-      raw.push_back(configs.back().get());
-    }
     int64_t returned = 0;
-    decline_on_error(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, available, &returned, raw.data()),
-                     "reading the engine configurations");
+    // A mode that fails (e.g. mode A finds no engine for the operation)
+    // leaves the choice to the next one.
+    try {
+      heuristics = std::make_unique<Descriptor>(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+      heuristics->set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph);
+      heuristics->set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, &mode);
+      heuristics->finalize("finalising the engine heuristics");
+      int64_t available = 0;
+      decline_on_error(cudnnBackendGetAttribute(heuristics->get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &available, nullptr),
+                       "counting the engine configurations");
+      std::vector<cudnnBackendDescriptor_t> raw;
+      for (int64_t i = 0; i < available; ++i) {
+        configs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+        raw.push_back(configs.back().get());
+      }
+      decline_on_error(cudnnBackendGetAttribute(heuristics->get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, available, &returned, raw.data()),
+                       "reading the engine configurations");
+    } catch (const Declined& failed) {
+      refusals += std::string("\n  heuristics mode ") + (mode == CUDNN_HEUR_MODE_A ? "A" : "fallback") + ": " +
+                  failed.what();
+      continue;
+    }
     for (int64_t i = 0; i < returned; ++i) {
       Descriptor& config = configs[static_cast<size_t>(i)];
-      Descriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
-      cudnnBackendDescriptor_t engine_raw = engine.get();
+      std::string name = "configuration " + std::to_string(i + 1);
       int64_t one = 0;
-      decline_on_error(cudnnBackendGetAttribute(config.get(), CUDNN_ATTR_ENGINECFG_ENGINE,
-                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &one, &engine_raw),
-                       "reading a configuration's engine");
-      const std::string name = "engine " + std::to_string(engine_index(engine));
-      if (nondeterministic(engine)) {
-        refusals += "\n  " + name + ": nondeterministic";
+      try {
+        Descriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+        cudnnBackendDescriptor_t engine_raw = engine.get();
+        decline_on_error(cudnnBackendGetAttribute(config.get(), CUDNN_ATTR_ENGINECFG_ENGINE,
+                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &one, &engine_raw),
+                         "reading a configuration's engine");
+        name = "engine " + std::to_string(engine_index(engine));
+        if (nondeterministic(engine)) {
+          refusals += "\n  " + name + ": nondeterministic";
+          continue;
+        }
+      } catch (const Declined& failed) {
+        refusals += "\n  " + name + ": " + failed.what();
         continue;
       }
       auto execution = std::make_unique<Descriptor>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
@@ -281,12 +296,18 @@ const Plan* CudnnAttention::State::plan(Direction direction, const Shape& s) {
     const std::string what = std::string(direction == Direction::forward ? "forward" : "backward") + " (" +
                              s.text() + "): ";
     try {
-      report.push_back(what + "cuDNN " + build(direction, s, plan));
+      const std::string engine = build(direction, s, plan);
       if (static_cast<size_t>(plan.workspace_bytes) > workspace.bytes())
         workspace = DeviceBuffer(static_cast<size_t>(plan.workspace_bytes), "cuDNN attention workspace");
+      report.push_back(what + "cuDNN " + engine);
     } catch (const Declined& declined) {
       plan.execution.reset();
       report.push_back(what + "our fused kernel, cuDNN declined: " + declined.what());
+    } catch (...) {
+      // Any other failure (the workspace allocation) must not leave a plan
+      // behind whose workspace was never provided.
+      plans.erase(found);
+      throw;
     }
   }
   return found->second.execution ? &found->second : nullptr;
@@ -337,10 +358,21 @@ namespace {
 Shape shape_of(const TokenLayout& layout, int64_t heads, int64_t D) {
   return {layout.images, layout.tokens, heads, D, layout.token_stride, layout.image_stride};
 }
+
+// The tensors promise cuDNN 16-byte aligned bf16 operands (and 4-byte
+// aligned stats); k and v start D channels into each qkv row. Where a pointer
+// breaks the promise (D not a multiple of 8, or an offset buffer), our kernel
+// runs instead of a cuDNN engine reading misaligned memory.
+bool aligned(std::initializer_list<const void*> bf16_operands, const float* stats) {
+  for (const void* p : bf16_operands)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return reinterpret_cast<uintptr_t>(stats) % alignof(float) == 0;
+}
 }  // namespace
 
 bool CudnnAttention::forward(const __nv_bfloat16* qkv, const TokenLayout& layout, int64_t heads, int64_t D,
                              __nv_bfloat16* out, float* lse) {
+  if (!aligned({qkv, qkv + D, qkv + 2 * D, out}, lse)) return false;
   const Plan* plan = state_->plan(Direction::forward, shape_of(layout, heads, D));
   if (!plan) return false;
   state_->execute(*plan, {{kQ, qkv}, {kK, qkv + D}, {kV, qkv + 2 * D}, {kO, out}, {kStats, lse}});
@@ -350,6 +382,7 @@ bool CudnnAttention::forward(const __nv_bfloat16* qkv, const TokenLayout& layout
 bool CudnnAttention::backward(const __nv_bfloat16* dout, const __nv_bfloat16* qkv, const __nv_bfloat16* out,
                               const float* lse, const TokenLayout& layout, int64_t heads, int64_t D,
                               __nv_bfloat16* dqkv) {
+  if (!aligned({qkv, qkv + D, qkv + 2 * D, out, dout, dqkv, dqkv + D, dqkv + 2 * D}, lse)) return false;
   const Plan* plan = state_->plan(Direction::backward, shape_of(layout, heads, D));
   if (!plan) return false;
   state_->execute(*plan, {{kQ, qkv},

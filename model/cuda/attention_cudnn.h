@@ -16,6 +16,8 @@
 // bitwise-repeatable steps). When none qualifies, or the build's cuDNN lacks
 // the operation, forward()/backward() return false and the caller runs our
 // kernel; report() says which engine serves each shape, or why none does.
+// They also return false, without a report line, when an operand is not
+// 16-byte aligned (k and v start D channels into a qkv row: D % 8 != 0).
 #pragma once
 
 #include <cuda_bf16.h>

@@ -108,5 +108,22 @@ TEST_F(CudnnAttentionTest, MatchesTheReferenceAndMixesWithOurKernel) {
   }
 }
 
+// D = 36: k and v start 72 bytes into each qkv row, short of the 16-byte
+// alignment the cuDNN tensors declare, so both directions leave the shape to
+// our kernel (and write nothing).
+TEST_F(CudnnAttentionTest, MisalignedOperandsAreLeftToOurKernel) {
+  const int64_t B = 2, N = 9, heads = 3, D = 36, M = B * N;
+  const TokenLayout layout = TokenLayout::token_major(B, N);
+  cuda::CudnnAttention attention(*context);
+  auto qkv_d = upload<bf16>(input(M * 3 * D)), dout_d = upload<bf16>(input(M * D));
+  auto out_d = poisoned<bf16>(M * D), dqkv_d = poisoned<bf16>(M * 3 * D);
+  auto lse_d = poisoned<float>(B * heads * N);
+  EXPECT_FALSE(attention.forward(qkv_d.get(), layout, heads, D, out_d.get(), lse_d.get()));
+  EXPECT_FALSE(attention.backward(dout_d.get(), qkv_d.get(), out_d.get(), lse_d.get(), layout, heads, D,
+                                  dqkv_d.get()));
+  for (const double v : download(out_d, *context)) ASSERT_TRUE(std::isnan(v));
+  for (const double v : download(dqkv_d, *context)) ASSERT_TRUE(std::isnan(v));
+}
+
 }  // namespace
 }  // namespace mone::testing
