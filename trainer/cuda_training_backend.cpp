@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <iostream>
 #include <set>
 #include <stdexcept>
 
@@ -165,6 +166,10 @@ class CudaTrainingBackend : public TrainingBackend {
         cuda::scale_gradients(model_.grads(), model_.numel(), 1.0f / static_cast<float>(accumulate_), context_);
       average_gradients();
     }
+    if (!attention_reported_) {  // which attention serves the step is known once a step has run
+      attention_reported_ = true;
+      for (const std::string& line : model_.attention_report()) std::cout << "attention: " << line << "\n";
+    }
     std::vector<float> losses(static_cast<size_t>(micro_steps_));
     MONE_CUDA_CHECK(cudaMemcpyAsync(losses.data(), losses_.data(), losses.size() * sizeof(float),
                                     cudaMemcpyDeviceToHost, context_.stream()));
@@ -212,6 +217,7 @@ class CudaTrainingBackend : public TrainingBackend {
   std::vector<float> host_gradients_;  // staging of the host path
   std::unique_ptr<cuda::StepGraphs> graphs_;  // null: op by op
   std::set<double> seen_keys_;               // ran once uncaptured
+  bool attention_reported_ = false;
   std::string description_;
   std::string step_context_;
   int64_t micro_steps_ = 0;

@@ -111,10 +111,14 @@ struct Shape {
 
 // The operation, its graph, and the plan of the engine chosen for it; every
 // descriptor the plan was built from stays alive with it.
+// Each plan owns its workspace for its whole life: a CUDA graph that
+// captured the plan's kernels keeps pointing at it, so it is never freed or
+// replaced while the plan may still be replayed.
 struct Plan {
   std::deque<Descriptor> parts;
   std::unique_ptr<Descriptor> execution;  // null: cuDNN declined the shape
   int64_t workspace_bytes = 0;
+  DeviceBuffer workspace;
   float scale = 0;  // the by-value scale tensor reads it from here
 };
 
@@ -215,7 +219,6 @@ struct CudnnAttention::State {
   cudnnHandle_t handle = nullptr;
   using Key = std::array<int64_t, 7>;
   std::map<Key, Plan> plans;
-  DeviceBuffer workspace;
   std::vector<std::string> report;
 
   explicit State(const DeviceContext& c) : context(c) {}
@@ -297,8 +300,8 @@ const Plan* CudnnAttention::State::plan(Direction direction, const Shape& s) {
                              s.text() + "): ";
     try {
       const std::string engine = build(direction, s, plan);
-      if (static_cast<size_t>(plan.workspace_bytes) > workspace.bytes())
-        workspace = DeviceBuffer(static_cast<size_t>(plan.workspace_bytes), "cuDNN attention workspace");
+      if (plan.workspace_bytes > 0)
+        plan.workspace = DeviceBuffer(static_cast<size_t>(plan.workspace_bytes), "cuDNN attention workspace");
       report.push_back(what + "cuDNN " + engine);
     } catch (const Declined& declined) {
       plan.execution.reset();
@@ -323,7 +326,7 @@ void CudnnAttention::State::execute(const Plan& plan,
   }
   uids.push_back(kScale);
   pointers.push_back(const_cast<float*>(&plan.scale));  // by value: a host pointer
-  void* workspace_pointer = workspace.data();
+  void* workspace_pointer = plan.workspace.data();
   try {
     Descriptor pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
     pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, uids.data(), static_cast<int64_t>(uids.size()));

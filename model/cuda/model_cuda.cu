@@ -148,8 +148,15 @@ DeviceModel<T>::DeviceModel(const ModelConfig& config, int64_t max_batch, const 
 template <class T>
 void DeviceModel<T>::set_cudnn_attention(bool enabled) {
   cudnn_attention_.reset();
+  cudnn_unavailable_.clear();
 #if MONE_HAVE_CUDNN_ATTENTION
-  if (enabled && std::is_same_v<T, bf16>) cudnn_attention_ = std::make_shared<CudnnAttention>(context_);
+  if (enabled && std::is_same_v<T, bf16>) {
+    try {
+      cudnn_attention_ = std::make_shared<CudnnAttention>(context_);
+    } catch (const CudaError& error) {  // cuDNN cannot start here: our kernel serves every shape
+      cudnn_unavailable_ = std::string("our fused kernel throughout, cuDNN did not start: ") + error.what();
+    }
+  }
 #else
   (void)enabled;
 #endif
@@ -157,6 +164,7 @@ void DeviceModel<T>::set_cudnn_attention(bool enabled) {
 
 template <class T>
 std::vector<std::string> DeviceModel<T>::attention_report() const {
+  if (!cudnn_unavailable_.empty()) return {cudnn_unavailable_};
   if (!cudnn_attention_) return {};
 #if MONE_HAVE_CUDNN_ATTENTION
   return cudnn_attention_->report();

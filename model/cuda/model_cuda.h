@@ -132,6 +132,7 @@ class DeviceModel {
   // shared_ptr: its deleter is bound where it is made, so builds without
   // cuDNN never reference CudnnAttention's code.
   std::shared_ptr<CudnnAttention> cudnn_attention_;
+  std::string cudnn_unavailable_;  // why cuDNN could not start, if it could not
   GradientReady gradient_ready_;
 };
 
