@@ -7,6 +7,12 @@
 
 namespace mone {
 
+const ParamInfo& find_parameter(const std::vector<ParamInfo>& infos, const std::string& name) {
+  auto it = std::find_if(infos.begin(), infos.end(), [&](const ParamInfo& p) { return p.name == name; });
+  if (it == infos.end()) throw std::out_of_range("no parameter named '" + name + "'");
+  return *it;
+}
+
 namespace {
 // Every parameter of the model in forward order: the gradient buffer is
 // filled in roughly the reverse of this order during backward.
@@ -66,9 +72,7 @@ ParameterSet<T>::ParameterSet(const ModelConfig& config) : infos_(layout_of(conf
 
 template <class T>
 const ParamInfo& ParameterSet<T>::info(const std::string& name) const {
-  auto it = std::find_if(infos_.begin(), infos_.end(), [&](const ParamInfo& p) { return p.name == name; });
-  if (it == infos_.end()) throw std::out_of_range("no parameter named '" + name + "'");
-  return *it;
+  return find_parameter(infos_, name);
 }
 
 template <class T>

@@ -35,6 +35,9 @@ struct ParamInfo {
   ParamKind kind = ParamKind::weight;
 };
 
+// The entry of `infos` named `name`; throws std::out_of_range for unknown names.
+const ParamInfo& find_parameter(const std::vector<ParamInfo>& infos, const std::string& name);
+
 template <class T>
 class ParameterSet {
  public:

@@ -201,9 +201,7 @@ DeviceModel<T>::~DeviceModel() = default;
 
 template <class T>
 const ParamInfo& DeviceModel<T>::info(const std::string& name) const {
-  auto it = std::find_if(infos_.begin(), infos_.end(), [&](const ParamInfo& p) { return p.name == name; });
-  if (it == infos_.end()) throw std::out_of_range("no parameter named '" + name + "'");
-  return *it;
+  return find_parameter(infos_, name);
 }
 template <class T>
 const T* DeviceModel<T>::weight(const std::string& name) const {
