@@ -87,7 +87,7 @@ int main(int argc, char** argv) try {
     params.zero_grads();
     comm.barrier("bench");
     Clock::time_point start = Clock::now();
-    model.forward_backward(images.data(), labels.data(), batch, capacity);
+    model.forward_backward(images.data(), labels.data(), batch, plan_routing(model.config(), capacity));
     if (timed) compute.push_back(ms_since(start));
     // Communication alone: every bucket ready at once.
     comm.barrier("bench");
@@ -102,7 +102,7 @@ int main(int argc, char** argv) try {
     comm.barrier("bench");
     start = Clock::now();
     buckets.begin("bench step");
-    model.forward_backward(images.data(), labels.data(), batch, capacity);
+    model.forward_backward(images.data(), labels.data(), batch, plan_routing(model.config(), capacity));
     const Clock::time_point backward_done = Clock::now();
     buckets.finish();
     const Clock::time_point done = Clock::now();

@@ -139,16 +139,17 @@ void run(const Options& o) {
   }
   cuda::StepGraphs graphs(context);
   for (const double ec : o.capacities) {
+    const RoutingPlan plan = plan_routing(config, ec);
     auto gradients = [&] {
       model.zero_grads();
-      model.forward_backward(batches.images(), batches.labels(), o.batch, ec, loss);
+      model.forward_backward(batches.images(), batches.labels(), o.batch, plan, loss);
       cuda::clip_grad_norm(model.grads(), model.numel(), 1.0, norm, context);
     };
     bool warm = false;  // the first step runs uncaptured: it creates the cuBLASLt plans
     auto step = [&] {
       batches.upload(o.batch);
       if (o.graph && warm)
-        graphs.launch(ec, gradients);
+        graphs.launch(cuda::StepKey{plan.tokens_per_expert, o.batch}, gradients);
       else
         gradients();
       warm = true;
@@ -162,16 +163,15 @@ void run(const Options& o) {
     float total_ms = 0;
     MONE_CUDA_CHECK(cudaEventElapsedTime(&total_ms, start, stop));
     const double ms = total_ms / o.steps, img_per_s = o.batch / (ms / 1e3);
-    const std::vector<int64_t> counts = tokens_per_expert(capacity_for(ec, config.experts), config.tokens());
-    const double tflops = training_flops_per_image(config, counts) * img_per_s / 1e12;
+    const double tflops = training_flops_per_image(config, plan.tokens_per_expert) * img_per_s / 1e12;
     if (o.json)
       std::printf("{\"impl\": \"mone-cuda%s%s\", \"preset\": \"%s\", \"capacity\": %g, \"realised\": %.4f, \"batch\": %lld, "
                   "\"precision\": \"%s\", \"ms_per_step\": %.3f, \"img_per_s\": %.1f, \"tflop_per_s\": %.2f}\n",
                   o.attention == "fused" ? "-fused-attention" : "", o.graph ? "-graph" : "", o.preset.c_str(), ec,
-                  realised_capacity(counts), static_cast<long long>(o.batch), o.precision.c_str(), ms, img_per_s,
+                  plan.realised_capacity, static_cast<long long>(o.batch), o.precision.c_str(), ms, img_per_s,
                   tflops);
     else
-      std::printf("%-6g %-9.4f %-6lld %-9s %10.2f %10.1f %12.2f\n", ec, realised_capacity(counts),
+      std::printf("%-6g %-9.4f %-6lld %-9s %10.2f %10.1f %12.2f\n", ec, plan.realised_capacity,
                   static_cast<long long>(o.batch), o.precision.c_str(), ms, img_per_s, tflops);
   }
   cudaEventDestroy(start);

@@ -13,6 +13,7 @@
 
 #include "bench/options.h"
 #include "model/adamw.h"
+#include "model/flops.h"
 #include "model/model.h"
 #include "model/random.h"
 
@@ -57,7 +58,7 @@ int main(int argc, char** argv) try {
       for (int64_t s = 0; s < warmup + steps; ++s) {
         model.params().zero_grads();
         const auto start = std::chrono::steady_clock::now();
-        model.forward_backward(images.data(), labels.data(), batch, capacity);
+        model.forward_backward(images.data(), labels.data(), batch, plan_routing(model.config(), capacity));
         if (adamw) optimizer.step(model.params().values(), model.params().grads(), 1e-3);
         const auto stop = std::chrono::steady_clock::now();
         if (s >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
@@ -67,17 +68,17 @@ int main(int argc, char** argv) try {
       const double rate = 1000.0 * static_cast<double>(batch) / median;
       const auto& routing = model.routing();
       const double gflops =
-          mone::training_flops_per_image(config, routing.tokens_per_expert) * rate * 2.0 / 1e9;  // 2 FLOP per MAC
+          mone::training_flops_per_image(config, routing.plan.tokens_per_expert) * rate * 2.0 / 1e9;  // 2 FLOP per MAC
       if (capacity == 1.0) dense_rate = rate;
       if (json) {
         std::printf(
             "{\"impl\":\"mone\",\"optimizer\":\"%s\",\"preset\":\"%s\",\"batch\":%ld,\"threads\":%d,\"capacity\":%g,\"realised\":%.4f,"
             "\"ms_per_step\":%.3f,\"img_per_s\":%.1f,\"gflop_per_s\":%.2f}\n",
-            adamw ? "adamw" : "none", preset.c_str(), static_cast<long>(batch), threads, capacity, routing.realised_capacity, median, rate,
+            adamw ? "adamw" : "none", preset.c_str(), static_cast<long>(batch), threads, capacity, routing.plan.realised_capacity, median, rate,
             gflops);
       } else {
         std::printf("%-8s %7d %6.2f %9.4f %9.2f %10.1f %10.2f %9s\n", "mone", threads, capacity,
-                    routing.realised_capacity, median, rate, gflops,
+                    routing.plan.realised_capacity, median, rate, gflops,
                     dense_rate > 0 ? (std::to_string(rate / dense_rate).substr(0, 4) + "x").c_str() : "-");
       }
       std::fflush(stdout);

@@ -13,6 +13,7 @@
 
 #include "bench/options.h"
 #include "model/model.h"
+#include "model/routing_plan.h"
 #include "model/random.h"
 
 namespace po = boost::program_options;
@@ -74,10 +75,7 @@ int main(int argc, char** argv) try {
   row("gelu forward", median_ms([&] { mone::gelu_forward(h.data(), M * hidden, out.data()); }, repeats));
   row("gelu backward", median_ms([&] { mone::gelu_backward(dh.data(), h.data(), M * hidden, dx.data()); }, repeats));
   for (double capacity : capacities) {
-    const auto k = mone::tokens_per_expert(mone::capacity_for(capacity, c.experts), N);
-    std::vector<int64_t> widths;
-    for (int64_t j = 1; j <= c.experts; ++j) widths.push_back(c.expert_width(j));
-    const auto groups = mone::expert_groups(k, widths, batch);
+    const auto groups = mone::expert_sorted_groups(c, mone::plan_routing(c, capacity), batch);
     const std::string at = " e_c " + std::to_string(capacity).substr(0, 4);
     row("fc1 (nested in) forward" + at, median_ms([&] { mone::nested_in_forward(x.data(), D, groups, w_in.data(), bias.data(), hidden, out.data()); }, repeats));
     row("fc1 (nested in) backward" + at, median_ms([&] { mone::nested_in_backward(dh.data(), x.data(), D, groups, w_in.data(), hidden, dx.data(), dw.data(), db.data()); }, repeats));

@@ -7,26 +7,19 @@
 #include <memory>
 #include <vector>
 
-#include "model/capacity.h"
 #include "model/config.h"
-#include "model/flops.h"
 #include "model/ops.h"
 #include "model/parameters.h"
+#include "model/routing_plan.h"
+#include "model/step.h"
+#include "model/step_ops.h"
 #include "model/tensor.h"
 
 namespace mone {
 
-// How tokens are stored between routing and pooling. expert_sorted is the
-// fast layout (method page, section 2); original keeps [B, N] order and runs
-// each nested projection per run of same-expert tokens. Both give the same
-// result; the second exists to prove it.
-enum class TokenOrder { expert_sorted, original };
-
+// The CPU model's routing of its last pass.
 struct Routing {
-  double requested_capacity = 1.0;
-  double realised_capacity = 1.0;
-  std::vector<double> capacity;             // c_1..c_E
-  std::vector<int64_t> tokens_per_expert;   // k_1..k_E per image
+  RoutingPlan plan;
   std::vector<int32_t> expert_of_token;     // [B*N], 0-based, original order
   std::vector<int32_t> source_of_row;       // [B*N], row -> original row b*N + n
   std::vector<ExpertGroup> groups;          // row ranges of the stored layout
@@ -46,39 +39,32 @@ class Model {
   // Label smoothing e of the training loss (cross_entropy_forward); 0 by default.
   void set_label_smoothing(double epsilon) { label_smoothing_ = static_cast<T>(epsilon); }
 
-  // images: [B, H, W, C] float NHWC. Returns logits [B, classes] (owned by the
+  // images: [B, H, W, C] float NHWC, routed as `plan` says (plan_routing
+  // for this model's config). Returns logits [B, classes] (owned by the
   // workspace, valid until the next call).
-  const T* forward(const T* images, int64_t batch, double effective_capacity);
+  const T* forward(const T* images, int64_t batch, const RoutingPlan& plan);
   // Forward and backward; parameter gradients accumulate into params().grads()
   // (the caller zeroes them). Returns the mean cross-entropy over the batch
   // (label-smoothed when set).
-  T forward_backward(const T* images, const int32_t* labels, int64_t batch, double effective_capacity);
+  T forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan);
 
-  // Backward hook for overlapping the gradient allreduce: during
-  // forward_backward, called with each element range [begin, end) of the
-  // gradient buffer that backward will not write again in this pass. The
-  // parameters are stored in forward order, so the ranges arrive from the end
-  // of the buffer toward its start (head and final norm, then each block from
-  // the last, then the embeddings and the router) and together cover it once.
-  // Empty function: no calls.
-  using GradientReady = std::function<void(int64_t begin, int64_t end)>;
+  // During forward_backward, the hook hears of each gradient range as it
+  // becomes final (model/step.h, GradientReady).
+  using GradientReady = mone::GradientReady;
   void set_gradient_ready(GradientReady callback) { gradient_ready_ = std::move(callback); }
 
   const Routing& routing() const { return routing_; }  // of the last pass
-  const T* logits() const { return logits_; }
+  const T* logits() const;
   // Router softmax [B*N, E] in the original token order, of the last pass
   // (owned by the workspace, valid until the next call).
   const T* router_probs() const;
   const Workspace& workspace() const { return workspace_; }
 
  private:
-  struct BlockActivations;
   struct Activations;
-  void route(const T* probs, int64_t batch, double effective_capacity);
-  void forward_pass(const T* images, int64_t batch, double effective_capacity, Activations& acts);
-  void backward_pass(const int32_t* labels, int64_t batch, Activations& acts);
-  // Reports [begin, final_from) to the hook and moves final_from to begin.
-  void gradients_final_from(int64_t begin, int64_t& final_from);
+  // Resets the workspace and runs the forward pass (planning the backward's
+  // buffers too when it will follow).
+  void forward_pass(const T* images, int64_t batch, const RoutingPlan& plan, bool with_backward);
 
   ModelConfig config_;
   ParameterSet<T> params_;
@@ -87,7 +73,6 @@ class Model {
   Routing routing_;
   Workspace workspace_;
   std::unique_ptr<Activations> acts_;  // views into workspace_, rebuilt each pass
-  const T* logits_ = nullptr;
   GradientReady gradient_ready_;
 };
 

@@ -98,6 +98,21 @@ template <class T>
 void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<ExpertGroup>& groups,
                          const T* W, int64_t out, T* dx, T* dW, T* db);
 
+// ---- the MLP's fc1 with its GELU, and fc2's backward with GELU's (the CUDA
+// backend fuses each pair in its GEMM epilogues; here they are the two ops
+// one after the other):
+// - nested_in_gelu_forward: pre = nested_in_forward(x), y = gelu(pre).
+// - gelu_nested_out_backward, the backward of nested_out_forward(gelu(pre)):
+//   dpre (assigned) = gelu'(pre) * (dy @ W^T), dW += x^T dy, db += colsum(dy),
+//   x being gelu(pre).
+template <class T>
+void nested_in_gelu_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W,
+                            const T* b, int64_t out, T* pre, T* y);
+template <class T>
+void gelu_nested_out_backward(const T* dy, const T* x, const T* pre, int64_t in,
+                              const std::vector<ExpertGroup>& groups, const T* W, int64_t out, T* dpre, T* dW,
+                              T* db);
+
 // ---- multi-head self-attention, bidirectional, at full width. qkv rows hold
 // [q | k | v] (3D wide, heads contiguous within each); out rows are D wide.
 // probs [B, H, N, N] keeps the softmax for the backward pass.
@@ -147,6 +162,19 @@ void permute_tokens_forward(const T* src, const int32_t* source_of_row, int64_t 
 // dsrc[source_of_row[r], :] = ddst[r, :] (assigned; a permutation).
 template <class T>
 void permute_tokens_backward(const T* ddst, const int32_t* source_of_row, int64_t rows, int64_t D, T* dsrc);
+
+// r of each stored row: chosen[row] = probs[src, expert_of_token[src]], src = source_of_row[row].
+template <class T>
+void gather_chosen_probability(const T* probs, const int32_t* expert_of_token, const int32_t* source_of_row,
+                               int64_t rows, int64_t E, T* chosen);
+// Its backward: dprobs zero except dprobs[src, expert] = dchosen[row] (assigned).
+template <class T>
+void scatter_chosen_probability(const T* dchosen, const int32_t* expert_of_token, const int32_t* source_of_row,
+                                int64_t rows, int64_t E, T* dprobs);
+
+// ---- residual add: x += y (element-wise)
+template <class T>
+void add_inplace(T* x, const T* y, int64_t n);
 
 // ---- MLP scaling on the residual: out = z + (alpha * r + 1) * m, row-wise r.
 template <class T>

@@ -145,11 +145,17 @@ void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, in
     }
 }
 
+template <class T>
+void add_inplace(T* x, const T* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
 #define MONE_INSTANTIATE(T)                                                                                     \
   template void position_embed_forward<T>(T*, const T*, int64_t, int64_t, int64_t);                             \
   template void position_embed_backward<T>(const T*, int64_t, int64_t, int64_t, T*);                            \
   template void gelu_forward<T>(const T*, int64_t, T*);                                                         \
   template void gelu_backward<T>(const T*, const T*, int64_t, T*);                                              \
+  template void add_inplace<T>(T*, const T*, int64_t);                                              \
   template void scaled_residual_forward<T>(const T*, const T*, const T*, T, int64_t, int64_t, T*);              \
   template void scaled_residual_backward<T>(const T*, const T*, const T*, T, int64_t, int64_t, T*, T*, T*);     \
   template void mean_pool_forward<T>(const T*, const TokenLayout&, int64_t, T*);                                \

@@ -104,6 +104,25 @@ void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<
                     dx + g.row_begin * in, in, dW, db);
 }
 
+template <class T>
+void nested_in_gelu_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W,
+                            const T* b, int64_t out, T* pre, T* y) {
+  nested_in_forward(x, ldx, groups, W, b, out, pre);
+  int64_t rows = 0;
+  for (const ExpertGroup& g : groups) rows = std::max(rows, g.row_begin + g.rows);
+  gelu_forward(pre, rows * out, y);
+}
+
+template <class T>
+void gelu_nested_out_backward(const T* dy, const T* x, const T* pre, int64_t in,
+                              const std::vector<ExpertGroup>& groups, const T* W, int64_t out, T* dpre, T* dW,
+                              T* db) {
+  nested_out_backward(dy, x, in, groups, W, out, dpre, dW, db);
+  int64_t rows = 0;
+  for (const ExpertGroup& g : groups) rows = std::max(rows, g.row_begin + g.rows);
+  gelu_backward(dpre, pre, rows * in, dpre);
+}
+
 #define MONE_INSTANTIATE(T)                                                                                    \
   template void linear_forward<T>(const T*, int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, \
                                   int64_t);                                                                    \
@@ -119,7 +138,11 @@ void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<
   template void nested_out_forward<T>(const T*, int64_t, const std::vector<ExpertGroup>&, const T*, const T*,  \
                                       int64_t, T*);                                                            \
   template void nested_out_backward<T>(const T*, const T*, int64_t, const std::vector<ExpertGroup>&, const T*, \
-                                       int64_t, T*, T*, T*);
+                                       int64_t, T*, T*, T*);                                                   \
+  template void nested_in_gelu_forward<T>(const T*, int64_t, const std::vector<ExpertGroup>&, const T*,        \
+                                          const T*, int64_t, T*, T*);                                          \
+  template void gelu_nested_out_backward<T>(const T*, const T*, const T*, int64_t,                             \
+                                            const std::vector<ExpertGroup>&, const T*, int64_t, T*, T*, T*);
 MONE_INSTANTIATE(float)
 MONE_INSTANTIATE(double)
 #undef MONE_INSTANTIATE

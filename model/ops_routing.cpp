@@ -105,6 +105,25 @@ void permute_tokens_backward(const T* ddst, const int32_t* source_of_row, int64_
   for (int64_t r = 0; r < rows; ++r) std::copy(ddst + r * D, ddst + (r + 1) * D, dsrc + source_of_row[r] * D);
 }
 
+template <class T>
+void gather_chosen_probability(const T* probs, const int32_t* expert_of_token, const int32_t* source_of_row,
+                               int64_t rows, int64_t E, T* chosen) {
+  for (int64_t row = 0; row < rows; ++row) {
+    const int32_t src = source_of_row[row];
+    chosen[row] = probs[src * E + expert_of_token[src]];
+  }
+}
+
+template <class T>
+void scatter_chosen_probability(const T* dchosen, const int32_t* expert_of_token, const int32_t* source_of_row,
+                                int64_t rows, int64_t E, T* dprobs) {
+  std::fill(dprobs, dprobs + rows * E, T(0));
+  for (int64_t row = 0; row < rows; ++row) {
+    const int32_t src = source_of_row[row];
+    dprobs[src * E + expert_of_token[src]] = dchosen[row];
+  }
+}
+
 #define MONE_INSTANTIATE(T)                                                                                    \
   template void router_forward<T>(const T*, int64_t, int64_t, const T*, const T*, int64_t, T*);                \
   template void router_backward<T>(const T*, const T*, const T*, int64_t, int64_t, const T*, int64_t, T*, T*,  \
@@ -112,7 +131,9 @@ void permute_tokens_backward(const T* ddst, const int32_t* source_of_row, int64_
   template void expert_preferred_routing<T>(const T*, int64_t, int64_t, int64_t, const std::vector<int64_t>&,  \
                                             int32_t*);                                                         \
   template void permute_tokens_forward<T>(const T*, const int32_t*, int64_t, int64_t, T*);                     \
-  template void permute_tokens_backward<T>(const T*, const int32_t*, int64_t, int64_t, T*);
+  template void permute_tokens_backward<T>(const T*, const int32_t*, int64_t, int64_t, T*);                    \
+  template void gather_chosen_probability<T>(const T*, const int32_t*, const int32_t*, int64_t, int64_t, T*);   \
+  template void scatter_chosen_probability<T>(const T*, const int32_t*, const int32_t*, int64_t, int64_t, T*);
 MONE_INSTANTIATE(float)
 MONE_INSTANTIATE(double)
 #undef MONE_INSTANTIATE

@@ -50,7 +50,7 @@ CheckStep run_check_step(const CheckSettings& settings) {
   Model<float>& model = *step.model;
   model.params().zero_grads();
   step.loss = model.forward_backward(step.batch.images.data(), step.batch.labels.data(), settings.batch,
-                                     settings.effective_capacity);
+                                     plan_routing(settings.config, settings.effective_capacity));
   step.logits.assign(model.logits(), model.logits() + settings.batch * settings.config.classes);
   const float* probs = model.router_probs();
   step.router_probs.assign(probs, probs + settings.batch * settings.config.tokens() * settings.config.experts);
@@ -73,8 +73,8 @@ void write_check_file(const std::string& path, const CheckStep& step) {
   for (const auto& [name, value] : config.fields()) file.write_attribute(name, value);
   file.write_attribute("seed", static_cast<int64_t>(step.settings.seed));
   file.write_attribute("batch", batch);
-  file.write_attribute("requested_capacity", routing.requested_capacity);
-  file.write_attribute("realised_capacity", routing.realised_capacity);
+  file.write_attribute("requested_capacity", routing.plan.requested_capacity);
+  file.write_attribute("realised_capacity", routing.plan.realised_capacity);
 
   const ParameterSet<float>& params = model.params();
   for (const ParamInfo& info : params.infos()) {
@@ -86,8 +86,8 @@ void write_check_file(const std::string& path, const CheckStep& step) {
                      step.batch.images.data());
   file.write_dataset("/batch/labels", step.batch.labels);
 
-  file.write_dataset("/routing/capacity", routing.capacity);
-  file.write_dataset("/routing/tokens_per_expert", routing.tokens_per_expert);
+  file.write_dataset("/routing/capacity", routing.plan.capacity);
+  file.write_dataset("/routing/tokens_per_expert", routing.plan.tokens_per_expert);
   file.write_dataset("/routing/expert_of_token", {batch, config.tokens()}, routing.expert_of_token.data());
   file.write_dataset("/routing/router_probs", {batch, config.tokens(), config.experts}, step.router_probs.data());
 

@@ -36,9 +36,9 @@ class CpuTrainingBackend : public TrainingBackend {
     buckets_.begin(context);
     loss_ = 0;
   }
-  void micro_step(const Batch& batch, double effective_capacity, bool last) override {
+  void micro_step(const Batch& batch, const RoutingPlan& plan, bool last) override {
     last_micro_step_ = last;
-    loss_ += model_.forward_backward(batch.images.data(), batch.labels.data(), batch.count, effective_capacity);
+    loss_ += model_.forward_backward(batch.images.data(), batch.labels.data(), batch.count, plan);
   }
   double finish_gradients() override {
     buckets_.finish();

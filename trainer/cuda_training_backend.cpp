@@ -58,9 +58,9 @@ class DeviceForward : public ForwardModel {
         pixels_per_image_(config.image_height * config.image_width * config.channels) {}
 
   const ModelConfig& config() const override { return model_.config(); }
-  const float* logits(const Batch& batch, double effective_capacity) override {
+  const float* logits(const Batch& batch, const RoutingPlan& plan) override {
     send(batch);
-    model_.forward_logits(batches_.images(), batch.count, effective_capacity);
+    model_.forward_logits(batches_.images(), batch.count, plan);
     host_logits_.resize(static_cast<size_t>(batch.count * model_.config().classes));
     MONE_CUDA_CHECK(cudaMemcpyAsync(host_logits_.data(), model_.logits(), host_logits_.size() * sizeof(float),
                                     cudaMemcpyDeviceToHost, context_.stream()));
@@ -140,17 +140,17 @@ class CudaTrainingBackend : public TrainingBackend {
     if (buckets_) buckets_->begin(context);
 #endif
   }
-  void micro_step(const Batch& batch, double effective_capacity, bool last) override {
+  void micro_step(const Batch& batch, const RoutingPlan& plan, bool last) override {
     if (micro_steps_ == accumulate_) throw std::logic_error("CudaTrainingBackend: more micro-steps than --accumulate");
     last_micro_step_ = last;
     forward_.send(batch);
     float* loss = losses_.as<float>() + micro_steps_;
     const auto pass = [&] {
       model_.forward_backward(forward_.batches().images(), forward_.batches().labels(), batch.count,
-                              effective_capacity, loss);
+                              plan, loss);
     };
     if (graphs_)
-      replay_or_run(effective_capacity + 2.0 * static_cast<double>(batch.count), pass);
+      replay_or_run(cuda::StepKey{plan.tokens_per_expert, batch.count}, pass);
     else
       pass();
     ++micro_steps_;
@@ -192,7 +192,7 @@ class CudaTrainingBackend : public TrainingBackend {
 
  private:
   std::string choose_gradient_path(const TrainOptions& options, const World& world);
-  void replay_or_run(double key, const std::function<void()>& pass);
+  void replay_or_run(const cuda::StepKey& key, const std::function<void()>& pass);
 #ifdef MONE_HAVE_NCCL
   void gradients_ready(int64_t begin, int64_t end);
 #endif
@@ -216,7 +216,7 @@ class CudaTrainingBackend : public TrainingBackend {
   bool last_micro_step_ = false;  // the micro-step whose backward finishes the gradients (NCCL path)
   std::vector<float> host_gradients_;  // staging of the host path
   std::unique_ptr<cuda::StepGraphs> graphs_;  // null: op by op
-  std::set<double> seen_keys_;               // ran once uncaptured
+  std::set<cuda::StepKey> seen_keys_;        // ran once uncaptured
   bool attention_reported_ = false;
   std::string description_;
   std::string step_context_;
@@ -263,15 +263,16 @@ void CudaTrainingBackend<T>::gradients_ready(int64_t begin, int64_t end) {
 }
 #endif
 
-// A step's forward and backward as a CUDA graph per key (e_c and the batch
-// size, which fix every shape and pointer the pass uses). The first pass of a
+// A step's forward and backward as a CUDA graph per key (the routing plan's
+// tokens per expert and the batch size, which fix every shape and pointer
+// the pass uses). The first pass of a
 // key runs op by op, since it builds the cuBLASLt and cuDNN plans, which must
 // not happen inside a capture; the second is captured, later ones replay it.
 // Graph replay gives the bits of the direct run (CudaModel's graph test). A
 // "range:" schedule draws e_c from a continuum, so keys past kMaxGraphs run
 // op by op rather than capture graphs that are never replayed.
 template <class T>
-void CudaTrainingBackend<T>::replay_or_run(double key, const std::function<void()>& pass) {
+void CudaTrainingBackend<T>::replay_or_run(const cuda::StepKey& key, const std::function<void()>& pass) {
   constexpr size_t kMaxGraphs = 32;
   if (graphs_->contains(key) || (seen_keys_.count(key) != 0 && graphs_->graphs() < kMaxGraphs)) {
     graphs_->launch(key, pass);

@@ -38,11 +38,12 @@ std::vector<CapacityResult> evaluate(ForwardModel& model, const LoaderOptions& o
   std::vector<int64_t> correct(capacities.size(), 0);
   const ModelConfig& config = model.config();
   const int64_t classes = config.classes;
+  std::vector<RoutingPlan> plans;
   for (size_t i = 0; i < capacities.size(); ++i) {
-    const std::vector<int64_t> tokens = tokens_per_expert(capacity_for(capacities[i], config.experts), config.tokens());
-    results[i].requested = capacities[i];
-    results[i].realised = realised_capacity(tokens);
-    results[i].gflops = forward_flops_per_image(config, tokens) / 1e9;
+    plans.push_back(plan_routing(config, capacities[i]));
+    results[i].requested = plans[i].requested_capacity;
+    results[i].realised = plans[i].realised_capacity;
+    results[i].gflops = plans[i].forward_flops_per_image / 1e9;
   }
   std::vector<float> probs;
   Loader loader(options);
@@ -52,7 +53,7 @@ std::vector<CapacityResult> evaluate(ForwardModel& model, const LoaderOptions& o
     if (batch.count == 0) continue;  // a rank past the end of the split in the last global batch
     probs.resize(static_cast<size_t>(batch.count * classes));
     for (size_t i = 0; i < capacities.size(); ++i) {
-      const float* logits = model.logits(batch, capacities[i]);
+      const float* logits = model.logits(batch, plans[i]);
       loss_sums[i] += static_cast<double>(cross_entropy_forward(logits, batch.labels.data(), batch.count, classes,
                                                                 probs.data())) *
                       static_cast<double>(batch.count);

@@ -14,8 +14,9 @@ class ForwardModel {
  public:
   virtual ~ForwardModel() = default;
   virtual const ModelConfig& config() const = 0;
-  // fp32 logits [batch.count, classes] of the batch at e_c, valid until the next call.
-  virtual const float* logits(const Batch& batch, double effective_capacity) = 0;
+  // fp32 logits [batch.count, classes] of the batch routed as `plan` says,
+  // valid until the next call.
+  virtual const float* logits(const Batch& batch, const RoutingPlan& plan) = 0;
 };
 
 // The CPU Model<float>, owned: the training backend trains it, evaluation
@@ -25,8 +26,8 @@ class CpuForward : public ForwardModel {
   CpuForward(const ModelConfig& config, uint64_t seed) : model_(config, seed) {}
   Model<float>& model() { return model_; }
   const ModelConfig& config() const override { return model_.config(); }
-  const float* logits(const Batch& batch, double effective_capacity) override {
-    return model_.forward(batch.images.data(), batch.count, effective_capacity);
+  const float* logits(const Batch& batch, const RoutingPlan& plan) override {
+    return model_.forward(batch.images.data(), batch.count, plan);
   }
 
  private:

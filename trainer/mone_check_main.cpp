@@ -106,7 +106,7 @@ int run(int argc, char** argv) {
     throw std::runtime_error(std::string("--out: ") + error.what());
   }
   std::cout << "mone-check: wrote " << out << " (loss " << step.loss << ", realised capacity "
-            << step.model->routing().realised_capacity << ")\n";
+            << step.model->routing().plan.realised_capacity << ")\n";
   return EXIT_SUCCESS;
 }
 

@@ -47,7 +47,7 @@ SampleImages read_first_images(const Dataset& data, int64_t count) {
 
 // The expert of every token of every image at e_c, [count * N].
 std::vector<int32_t> route(Model<float>& model, const SampleImages& images, int64_t count, double capacity) {
-  model.forward(images.normalised.data(), count, capacity);
+  model.forward(images.normalised.data(), count, plan_routing(model.config(), capacity));
   return model.routing().expert_of_token;
 }
 

@@ -15,8 +15,7 @@
 #include "comm/mpi_communicator.h"
 #include "data/checksum.h"
 #include "data/loader.h"
-#include "model/capacity.h"
-#include "model/model.h"
+#include "model/routing_plan.h"
 #include "trainer/capacity_schedule.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
@@ -229,7 +228,9 @@ void Trainer::resume(const Checkpoint& checkpoint) {
 
 StepResult Trainer::train_step(Loader& loader, int64_t step) {
   StepResult result;
-  result.capacity = capacity_.at(progress_.seed, step);
+  const RoutingPlan plan = plan_routing(model_config_, capacity_.at(progress_.seed, step));
+  result.capacity = plan.requested_capacity;
+  result.realised_capacity = plan.realised_capacity;
   result.lr = lr_.at(step);
   const std::string context = "step " + std::to_string(step + 1);
   backend_->begin_step(context);
@@ -237,11 +238,9 @@ StepResult Trainer::train_step(Loader& loader, int64_t step) {
     const Clock::time_point wait = Clock::now();
     loader.next(batch_);
     result.data_wait_ms += milliseconds_since(wait);
-    backend_->micro_step(batch_, result.capacity, micro + 1 == options_.accumulate);
+    backend_->micro_step(batch_, plan, micro + 1 == options_.accumulate);
   }
   result.loss = backend_->finish_gradients();  // the gradients are now the mean over all ranks' samples
-  result.realised_capacity =
-      realised_capacity(tokens_per_expert(capacity_for(result.capacity, model_config_.experts), model_config_.tokens()));
   // The step's loss and data wait averaged over the ranks (equal batches, so
   // the mean of means is the global mean), and the stop flag: every rank
   // learns at the same step whether any rank was asked to stop.

@@ -23,6 +23,7 @@
 #include "model/adamw.h"
 #include "model/config.h"
 #include "model/parameters.h"
+#include "model/routing_plan.h"
 #include "trainer/forward_model.h"
 #include "trainer/train_options.h"
 
@@ -47,7 +48,7 @@ class TrainingBackend {
   // micro-step's gradient scaled by 1 / micro-steps); then clip_gradients
   // and update.
   virtual void begin_step(const std::string& context) = 0;
-  virtual void micro_step(const Batch& batch, double effective_capacity, bool last) = 0;
+  virtual void micro_step(const Batch& batch, const RoutingPlan& plan, bool last) = 0;
   // This rank's micro-step losses (each the mean over its micro-batch), summed in order.
   virtual double finish_gradients() = 0;
   // The global gradient norm before clipping (max_norm <= 0: no clipping).

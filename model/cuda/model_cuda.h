@@ -25,12 +25,13 @@
 #include "model/config.h"
 #include "model/cuda/context.h"
 #include "model/cuda/device_memory.h"
+#include "model/cuda/step_ops.h"
 #include "model/ops.h"
 #include "model/parameters.h"
+#include "model/routing_plan.h"
+#include "model/step.h"
 
 namespace mone::cuda {
-
-class CudnnAttention;
 
 template <class T>
 class DeviceModel {
@@ -73,7 +74,7 @@ class DeviceModel {
   // images: device [B, H, W, C] of T; labels: device int32 [B]; B <=
   // max_batch. Gradients accumulate into grads(); *loss (device) is set to
   // the mean cross-entropy. Nothing waits for the device.
-  void forward_backward(const T* images, const int32_t* labels, int64_t batch, double effective_capacity,
+  void forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan,
                         float* loss);
 
   // Backward hook for overlapping the gradient allreduce, as Model's
@@ -85,13 +86,13 @@ class DeviceModel {
   // run: the callback orders its own work after that stream (an event, as
   // NcclCommunicator::start_allreduce does). A step with a hook is captured
   // into a CUDA graph only if the hook's work may be. Empty: no calls.
-  using GradientReady = std::function<void(int64_t begin, int64_t end)>;
+  using GradientReady = mone::GradientReady;
   void set_gradient_ready(GradientReady callback) { gradient_ready_ = std::move(callback); }
 
   // Forward only (evaluation): logits() of the batch at e_c, without the
   // loss and the backward; the gradients are untouched. Nothing waits for
   // the device.
-  void forward_logits(const T* images, int64_t batch, double effective_capacity);
+  void forward_logits(const T* images, int64_t batch, const RoutingPlan& plan);
 
   // Of the last pass, on the device: logits [B, classes] (fp32), expert of
   // each token [B*N] in the original order.
@@ -100,20 +101,10 @@ class DeviceModel {
 
  private:
   struct Activations;
-  void plan(DeviceArena& arena, int64_t batch, Activations& acts) const;
+  // The ops policy of the step over this model's buffers.
+  CudaStepOps<T> step_ops() const;
   // Checks the batch against max_batch and lays out its activations.
   void prepare(int64_t batch);
-  void forward(const T* images, int64_t batch, double effective_capacity);
-  void backward(const int32_t* labels, int64_t batch);
-  // Reports [begin, final_from) to the hook and moves final_from to begin.
-  void gradients_final_from(int64_t begin, int64_t& final_from) const;
-  void attend(const T* qkv, const TokenLayout& layout, T* out, float* lse) const;
-  void attend_backward(const T* dout, const T* qkv, const T* out, const float* lse, const TokenLayout& layout,
-                       T* dqkv) const;
-  const T* weight(const std::string& name) const;
-  const float* master(const std::string& name) const;
-  float* grad(const std::string& name) const;
-  const ParamInfo& info(const std::string& name) const;
 
   ModelConfig config_;
   int64_t max_batch_;
@@ -126,7 +117,6 @@ class DeviceModel {
   DeviceBuffer grads_;
   DeviceArena workspace_;
   std::unique_ptr<Activations> acts_;
-  std::vector<ExpertGroup> groups_;
   float label_smoothing_ = 0.f;
   // Null in fp32 mode, in builds without cuDNN, or when switched off. A
   // shared_ptr: its deleter is bound where it is made, so builds without

@@ -8,7 +8,7 @@ StepGraphs::~StepGraphs() {
   for (auto& entry : graphs_) cudaGraphExecDestroy(entry.second);
 }
 
-void StepGraphs::launch(double key, const std::function<void()>& enqueue) {
+void StepGraphs::launch(const StepKey& key, const std::function<void()>& enqueue) {
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     cudaGraph_t graph = nullptr;

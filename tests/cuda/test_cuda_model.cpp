@@ -57,7 +57,7 @@ DeviceRun<T> run_device(const ModelConfig& config, const std::vector<double>& va
   auto images = upload<T>(batch.images);
   auto labels = upload_ints(batch.labels);
   auto loss = poisoned<float>(1);
-  model.forward_backward(images.get(), labels.get(), kBatch, ec, loss.get());
+  model.forward_backward(images.get(), labels.get(), kBatch, plan_routing(model.config(), ec), loss.get());
   DeviceRun<T> run;
   run.loss = download(loss, context)[0];
   std::vector<float> grads(model.parameter_count());
@@ -98,7 +98,7 @@ TYPED_TEST(CudaModel, LossRoutingAndGradientsMatchTheCpuModel) {
     Batch<double> batch = random_batch<double>(config, kBatch, this->seed + 1);
     batch.images = rounded<T>(batch.images);  // the images as the device holds them
     cpu.params().zero_grads();
-    const double loss = cpu.forward_backward(batch.images.data(), batch.labels.data(), kBatch, ec);
+    const double loss = cpu.forward_backward(batch.images.data(), batch.labels.data(), kBatch, plan_routing(cpu.config(), ec));
 
     const DeviceRun<T> device = run_device<T>(config, values, batch, ec, *this->context);
     const std::vector<int32_t>& cpu_experts = cpu.routing().expert_of_token;
@@ -133,7 +133,7 @@ TYPED_TEST(CudaModel, GradientReadyRangesCoverTheBufferOnceFromTheEnd) {
   auto images = upload<T>(batch.images);
   auto labels = upload_ints(batch.labels);
   auto loss = poisoned<float>(1);
-  model.forward_backward(images.get(), labels.get(), kBatch, 0.5, loss.get());
+  model.forward_backward(images.get(), labels.get(), kBatch, plan_routing(model.config(), 0.5), loss.get());
   ASSERT_EQ(ranges.size(), static_cast<size_t>(config.depth + 2));
   EXPECT_EQ(ranges.front().second, model.numel());
   EXPECT_EQ(ranges.back().first, 0);
@@ -185,9 +185,10 @@ TYPED_TEST(CudaModel, GraphReplayOfAnUploadedBatchGivesTheSameBits) {
   std::copy(batch.labels.begin(), batch.labels.end(), upload.host_labels());
   upload.upload(kBatch);
   auto loss = poisoned<float>(1);
+  const RoutingPlan plan = plan_routing(model.config(), 0.5);
   auto step = [&] {
     model.zero_grads();
-    model.forward_backward(upload.images(), upload.labels(), kBatch, 0.5, loss.get());
+    model.forward_backward(upload.images(), upload.labels(), kBatch, plan, loss.get());
   };
   // NaN into what the step writes before each launch: a graph that does
   // nothing would otherwise leave the uncaptured step's (correct) bits.
@@ -200,7 +201,7 @@ TYPED_TEST(CudaModel, GraphReplayOfAnUploadedBatchGivesTheSameBits) {
   for (const char* launch : {"capture and first launch", "replay"}) {
     SCOPED_TRACE(launch);
     poison();
-    graphs.launch(0.5, step);
+    graphs.launch(cuda::StepKey{plan.tokens_per_expert, kBatch}, step);
     std::vector<float> grads(model.parameter_count());
     model.download_gradients(grads.data());
     EXPECT_TRUE(bitwise_same("loss", {download(loss, context)[0]}, {direct.loss}));
@@ -247,11 +248,11 @@ TYPED_TEST(CudaModel, ForwardLogitsAreTheLogitsOfForwardBackward) {
     MONE_CUDA_CHECK(cudaMemcpy(host.data(), model.logits(), logits * sizeof(float), cudaMemcpyDeviceToHost));
     return std::vector<double>(host.begin(), host.end());
   };
-  model.forward_backward(images.get(), labels.get(), kBatch, 0.5, loss.get());
+  model.forward_backward(images.get(), labels.get(), kBatch, plan_routing(model.config(), 0.5), loss.get());
   const std::vector<double> trained = download_logits();
   std::vector<float> grads_before(model.parameter_count()), grads_after(model.parameter_count());
   model.download_gradients(grads_before.data());
-  model.forward_logits(images.get(), kBatch, 0.5);
+  model.forward_logits(images.get(), kBatch, plan_routing(model.config(), 0.5));
   EXPECT_TRUE(bitwise_same("logits", download_logits(), trained));
   model.download_gradients(grads_after.data());
   EXPECT_EQ(grads_before, grads_after);

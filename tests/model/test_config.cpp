@@ -75,7 +75,7 @@ TEST(ConfigValidation, ModelRejectsInfeasibleCapacity) {
   const auto batch = testing::random_batch<float>(config, 2, 2);
   for (double capacity : {0.125, 0.05, 1.5}) {
     try {
-      model.forward(batch.images.data(), batch.size, capacity);
+      model.forward(batch.images.data(), batch.size, plan_routing(model.config(), capacity));
       ADD_FAILURE() << "e_c " << capacity << " accepted";
     } catch (const ConfigError& error) {
       EXPECT_NE(std::string(error.what()).find("capacity"), std::string::npos) << error.what();

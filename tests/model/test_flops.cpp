@@ -48,12 +48,12 @@ TEST(Flops, ModelReportsRealisedRoutingOfTheLastPass) {
   } cases[] = {{1.0, {0, 0, 0, 49}, 1.0, 16294656 + kFixed},
                {0.5, {12, 11, 12, 14}, 24.25 / 49, 8995584 + kFixed}};
   for (const auto& expected : cases) {
-    model.forward(batch.images.data(), batch.size, expected.requested);
+    model.forward(batch.images.data(), batch.size, plan_routing(model.config(), expected.requested));
     const Routing& routing = model.routing();
-    EXPECT_EQ(routing.tokens_per_expert, expected.k) << "e_c " << expected.requested;
-    EXPECT_DOUBLE_EQ(routing.requested_capacity, expected.requested);
-    EXPECT_NEAR(routing.realised_capacity, expected.realised, 1e-12) << "e_c " << expected.requested;
-    EXPECT_DOUBLE_EQ(forward_flops_per_image(tiny, routing.tokens_per_expert), expected.flops);
+    EXPECT_EQ(routing.plan.tokens_per_expert, expected.k) << "e_c " << expected.requested;
+    EXPECT_DOUBLE_EQ(routing.plan.requested_capacity, expected.requested);
+    EXPECT_NEAR(routing.plan.realised_capacity, expected.realised, 1e-12) << "e_c " << expected.requested;
+    EXPECT_DOUBLE_EQ(forward_flops_per_image(tiny, routing.plan.tokens_per_expert), expected.flops);
   }
 }
 

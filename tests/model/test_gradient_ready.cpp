@@ -27,7 +27,7 @@ TEST(GradientReady, RangesCoverTheBufferBackwardsAndAreFinal) {
     reported.emplace_back(params.grads() + begin, params.grads() + end);
   });
   params.zero_grads();
-  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, 0.5);
+  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), 0.5));
 
   // Head and final norm, one range per block, then embeddings and router.
   ASSERT_EQ(ranges.size(), static_cast<size_t>(config.depth + 2));
@@ -46,7 +46,7 @@ TEST(GradientReady, RangesCoverTheBufferBackwardsAndAreFinal) {
   std::vector<float> with_hook(params.grads(), params.grads() + params.numel());
   model.set_gradient_ready(nullptr);
   params.zero_grads();
-  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, 0.5);
+  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), 0.5));
   EXPECT_EQ(std::vector<float>(params.grads(), params.grads() + params.numel()), with_hook);
 }
 

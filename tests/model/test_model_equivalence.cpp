@@ -109,11 +109,11 @@ struct Fixture {
     return r;
   }
   void expect_matches(const ReferenceOutput& reference, double capacity) {
-    const double* logits = model.forward(batch.images.data(), batch.size, capacity);
+    const double* logits = model.forward(batch.images.data(), batch.size, plan_routing(model.config(), capacity));
     const int64_t n = batch.size * config.classes;
     EXPECT_TRUE(within_tolerance(compare_buffers("logits", logits, reference.logits.data(), n), kTolerance))
         << "e_c " << capacity;
-    const double loss = model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, capacity);
+    const double loss = model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), capacity));
     EXPECT_NEAR(loss, reference.loss, kTolerance) << "e_c " << capacity;
   }
 };
@@ -153,7 +153,7 @@ TEST(ModelEquivalence, RoutedModelIsPerTokenNestedNetwork) {
   // checked against EPR in test_routing), MLP scaled by alpha_l * r + 1.
   Fixture f(4, /*zero_alpha=*/false, 40);
   for (double capacity : {0.5, 0.3, 0.2}) {
-    f.model.forward(f.batch.images.data(), f.batch.size, capacity);
+    f.model.forward(f.batch.images.data(), f.batch.size, plan_routing(f.model.config(), capacity));
     const std::vector<int32_t> experts = f.model.routing().expert_of_token;
     std::vector<int64_t> width(f.rows());
     for (int64_t i = 0; i < f.rows(); ++i) width[i] = f.config.expert_width(experts[i] + 1);
@@ -172,7 +172,7 @@ TEST(ModelEquivalence, ExpertSortedLayoutEqualsOriginalOrder) {
   for (double capacity : {0.5, 0.3}) {
     model.set_token_order(TokenOrder::expert_sorted);
     model.params().zero_grads();
-    const double sorted_loss = model.forward_backward(f.batch.images.data(), f.batch.labels.data(), f.batch.size, capacity);
+    const double sorted_loss = model.forward_backward(f.batch.images.data(), f.batch.labels.data(), f.batch.size, plan_routing(model.config(), capacity));
     const std::vector<double> sorted_logits(model.logits(), model.logits() + n_logits);
     const std::vector<double> sorted_grads(model.params().grads(), model.params().grads() + n_params);
     const std::vector<int32_t> sorted_experts = model.routing().expert_of_token;
@@ -180,7 +180,7 @@ TEST(ModelEquivalence, ExpertSortedLayoutEqualsOriginalOrder) {
     model.set_token_order(TokenOrder::original);
     model.params().zero_grads();
     const double original_loss =
-        model.forward_backward(f.batch.images.data(), f.batch.labels.data(), f.batch.size, capacity);
+        model.forward_backward(f.batch.images.data(), f.batch.labels.data(), f.batch.size, plan_routing(model.config(), capacity));
     EXPECT_EQ(model.routing().expert_of_token, sorted_experts);
     EXPECT_NEAR(sorted_loss, original_loss, kTolerance) << "e_c " << capacity;
     EXPECT_TRUE(within_tolerance(compare_buffers("logits", sorted_logits.data(), model.logits(), n_logits), kTolerance))

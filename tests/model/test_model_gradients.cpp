@@ -49,13 +49,13 @@ TEST_P(ModelGradients, EveryParameterMatchesFiniteDifferences) {
   ParameterSet<double>& params = model.params();
 
   params.zero_grads();
-  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, capacity);
+  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), capacity));
   const std::vector<double> analytic(params.grads(), params.grads() + params.numel());
   const std::vector<int32_t> routing = model.routing().expert_of_token;
 
   int64_t routing_changes = 0;
   auto loss = [&] {
-    const double* logits = model.forward(batch.images.data(), batch.size, capacity);
+    const double* logits = model.forward(batch.images.data(), batch.size, plan_routing(model.config(), capacity));
     if (model.routing().expert_of_token != routing) ++routing_changes;
     std::vector<double> probs(batch.size * config.classes);
     return cross_entropy_forward(logits, batch.labels.data(), batch.size, config.classes, probs.data());
@@ -95,10 +95,10 @@ TEST(ModelGradientsConvention, ForwardBackwardAccumulatesIntoGrads) {
   const auto batch = testing::random_batch<double>(config, 2, 9);
   ParameterSet<double>& params = model.params();
   params.zero_grads();
-  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, 0.5);
+  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), 0.5));
   std::vector<double> twice(params.grads(), params.grads() + params.numel());
   for (double& g : twice) g *= 2;
-  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, 0.5);
+  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), 0.5));
   EXPECT_TRUE(testing::within_tolerance(
       testing::compare_buffers("grads after two passes", params.grads(), twice.data(), params.numel()), 1e-14));
 }

@@ -157,14 +157,14 @@ TEST(ModelRouting, FollowsRouterProbabilitiesAndCapacity) {
   const auto batch = testing::random_batch<double>(config, 3, 9);
   const int64_t N = config.tokens(), E = config.experts;
   for (double capacity : {1.0, 0.5, 0.2}) {
-    model.forward(batch.images.data(), batch.size, capacity);
+    model.forward(batch.images.data(), batch.size, plan_routing(model.config(), capacity));
     const Routing& routing = model.routing();
     const std::vector<double> c = capacity_for(capacity, E);
     const std::vector<int64_t> k = tokens_per_expert(c, N);
-    EXPECT_EQ(routing.capacity, c);
-    EXPECT_EQ(routing.tokens_per_expert, k);
-    EXPECT_DOUBLE_EQ(routing.requested_capacity, capacity);
-    EXPECT_DOUBLE_EQ(routing.realised_capacity, realised_capacity(k));
+    EXPECT_EQ(routing.plan.capacity, c);
+    EXPECT_EQ(routing.plan.tokens_per_expert, k);
+    EXPECT_DOUBLE_EQ(routing.plan.requested_capacity, capacity);
+    EXPECT_DOUBLE_EQ(routing.plan.realised_capacity, realised_capacity(k));
     const auto embedded = testing::embed_tokens(model.params(), config, batch.images.data(), batch.size);
     const auto probs = testing::router_probabilities(model.params(), config, embedded, batch.size);
     const auto expected = reference_routing(probs, batch.size, N, E, k);

@@ -57,12 +57,12 @@ TEST(ModelWorkspace, NoAllocationAfterFirstTrainingStep) {
   const ModelConfig config = testing::small_config(4);
   Model<float> model(config, 1);
   const auto batch = testing::random_batch<float>(config, 3, 2);
-  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, 0.5);
+  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), 0.5));
   const size_t after_first = model.workspace().allocations();
   EXPECT_GT(after_first, 0u);
   for (int step = 0; step < 4; ++step) {
     model.params().zero_grads();
-    model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, 0.5);
+    model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), 0.5));
     EXPECT_EQ(model.workspace().allocations(), after_first) << "step " << step + 2 << " allocated";
   }
 }
@@ -73,11 +73,11 @@ TEST(ModelWorkspace, OtherCapacitiesOfTheSameBatchFitTheSameBlock) {
   const ModelConfig config = testing::small_config(4);
   Model<float> model(config, 1);
   const auto batch = testing::random_batch<float>(config, 3, 2);
-  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, 1.0);
-  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, 1.0);
+  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), 1.0));
+  model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), 1.0));
   const size_t settled = model.workspace().allocations();
   for (double capacity : {0.5, 0.2, 0.95, 1.0}) {
-    model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, capacity);
+    model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), capacity));
     EXPECT_EQ(model.workspace().allocations(), settled) << "e_c " << capacity;
   }
 }
@@ -90,7 +90,7 @@ struct StepResult {
 StepResult train_step(Model<float>& model, const testing::Batch<float>& batch) {
   model.params().zero_grads();
   StepResult r;
-  r.loss = model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, 0.5);
+  r.loss = model.forward_backward(batch.images.data(), batch.labels.data(), batch.size, plan_routing(model.config(), 0.5));
   const int64_t n_logits = batch.size * model.config().classes;
   r.logits.assign(model.logits(), model.logits() + n_logits);
   r.grads.assign(model.params().grads(), model.params().grads() + model.params().numel());

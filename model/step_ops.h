@@ -1,0 +1,124 @@
+// The CPU's ops policy for the one model step (model/step.h): the reference
+// ops of model/ops.h on a ParameterSet, in T = float (training) or double
+// (finite-difference checks).
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/ops.h"
+#include "model/parameters.h"
+#include "model/routing_plan.h"
+#include "model/step.h"
+
+namespace mone {
+
+// How tokens are stored between routing and pooling. expert_sorted is the
+// fast layout (method page, section 2); original keeps [B, N] order and runs
+// each nested projection per run of same-expert tokens. Both give the same
+// result; the second exists to prove it.
+enum class TokenOrder { expert_sorted, original };
+
+// An op of model/ops.h under its own name, arguments passed through.
+#define MONE_HOST_STEP_OP(name)                                  \
+  template <class... Args>                                       \
+  auto name(Args&&... args) const {                              \
+    return ::mone::name(std::forward<Args>(args)...);            \
+  }
+
+template <class T>
+class CpuStepOps {
+ public:
+  using Value = T;
+  using Exact = T;
+  using AttentionSaved = T;  // the softmax [B, H, N, N]
+
+  CpuStepOps(ParameterSet<T>& params, const ModelConfig& config, TokenOrder order, T label_smoothing)
+      : params_(params), config_(config), order_(order), label_smoothing_(label_smoothing) {}
+
+  const T* weight(const std::string& name) const { return params_.value(name); }
+  const T* exact(const std::string& name) const { return params_.value(name); }
+  T scalar(const std::string& name) const { return *params_.value(name); }
+  T* grad(const std::string& name) const { return params_.grad(name); }
+  int64_t offset(const std::string& name) const { return params_.info(name).offset; }
+  int64_t gradient_numel() const { return params_.numel(); }
+  T label_smoothing() const { return label_smoothing_; }
+
+  MONE_HOST_STEP_OP(patchify)
+  MONE_HOST_STEP_OP(patch_embed_forward)
+  MONE_HOST_STEP_OP(patch_embed_backward)
+  MONE_HOST_STEP_OP(position_embed_forward)
+  MONE_HOST_STEP_OP(position_embed_backward)
+  MONE_HOST_STEP_OP(router_forward)
+  MONE_HOST_STEP_OP(router_backward)
+  MONE_HOST_STEP_OP(layernorm_forward)
+  MONE_HOST_STEP_OP(layernorm_backward)
+  MONE_HOST_STEP_OP(nested_in_forward)
+  MONE_HOST_STEP_OP(nested_in_backward)
+  MONE_HOST_STEP_OP(nested_out_forward)
+  MONE_HOST_STEP_OP(nested_out_backward)
+  MONE_HOST_STEP_OP(nested_in_gelu_forward)
+  MONE_HOST_STEP_OP(gelu_nested_out_backward)
+  MONE_HOST_STEP_OP(scaled_residual_forward)
+  MONE_HOST_STEP_OP(scaled_residual_backward)
+  MONE_HOST_STEP_OP(add_inplace)
+  MONE_HOST_STEP_OP(permute_tokens_forward)
+  MONE_HOST_STEP_OP(permute_tokens_backward)
+  MONE_HOST_STEP_OP(gather_chosen_probability)
+  MONE_HOST_STEP_OP(scatter_chosen_probability)
+  MONE_HOST_STEP_OP(mean_pool_forward)
+  MONE_HOST_STEP_OP(mean_pool_backward)
+  MONE_HOST_STEP_OP(linear_forward)
+  MONE_HOST_STEP_OP(linear_backward)
+  MONE_HOST_STEP_OP(cross_entropy_backward)
+
+  int64_t attention_saved_numel(int64_t batch, int64_t heads, int64_t tokens) const {
+    return batch * heads * tokens * tokens;
+  }
+  void attend(const T* qkv, const TokenLayout& layout, T* out, T* probs) const {
+    attention_forward(qkv, layout, config_.heads, config_.dim, out, probs);
+  }
+  void attend_backward(const T* dout, const T* qkv, const T* /*out*/, const T* probs, const TokenLayout& layout,
+                       T* dqkv) const {
+    attention_backward(dout, qkv, probs, layout, config_.heads, config_.dim, dqkv);
+  }
+
+  void zero(T* x, int64_t n) const { std::fill(x, x + n, T(0)); }
+  // The head's GEMM reads d_logits as they are: Exact is Value here.
+  const T* as_value(const T* x, int64_t /*n*/, T* /*scratch*/) const { return x; }
+
+  // EPR on the host, then the stored order and its groups.
+  void route(const T* probs, const RoutingPlan& plan, StepActivations<CpuStepOps>& a) const {
+    const int64_t N = config_.tokens(), E = config_.experts, M = a.batch * N;
+    expert_preferred_routing(probs, a.batch, N, E, plan.tokens_per_expert, a.expert_of_token);
+    if (order_ == TokenOrder::expert_sorted) {
+      a.layout = TokenLayout::token_major(a.batch, N);
+      expert_sorted_order(a.expert_of_token, a.batch, N, E, a.source_of_row);
+      a.groups = expert_sorted_groups(config_, plan, a.batch);
+      return;
+    }
+    // Original order: identity permutation, one group per run of equal experts.
+    a.layout = TokenLayout::image_major(a.batch, N);
+    a.groups.clear();
+    for (int64_t row = 0; row < M; ++row) {
+      a.source_of_row[row] = static_cast<int32_t>(row);
+      const int64_t width = config_.expert_width(a.expert_of_token[row] + 1);
+      if (!a.groups.empty() && a.groups.back().width == width)
+        ++a.groups.back().rows;
+      else
+        a.groups.push_back({row, 1, width});
+    }
+  }
+
+ private:
+  ParameterSet<T>& params_;
+  const ModelConfig& config_;
+  TokenOrder order_;
+  T label_smoothing_;
+};
+
+#undef MONE_HOST_STEP_OP
+
+}  // namespace mone
