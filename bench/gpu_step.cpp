@@ -25,12 +25,7 @@
 
 #include "model/capacity.h"
 #include "model/config.h"
-#include "model/cuda/adamw.h"
-#include "model/cuda/batch_upload.h"
-#include "model/cuda/check.h"
-#include "model/cuda/model_cuda.h"
-#include "model/cuda/ops.h"
-#include "model/cuda/step_graph.h"
+#include "model/cuda/backend.h"
 #include "model/flops.h"
 #include "model/parameters.h"
 #include "model/random.h"

@@ -56,7 +56,7 @@ class CpuTrainingBackend : public TrainingBackend {
   int threads_;
   int64_t ranks_;
   int64_t accumulate_;
-  CpuForward forward_;
+  OwnedCpuModel forward_;
   Model<float>& model_;
   AdamW optimizer_;
   GradientBuckets buckets_;

@@ -10,14 +10,7 @@
 #include <stdexcept>
 
 #include "comm/host_values.h"
-#include "model/cuda/adamw.h"
-#include "model/cuda/batch_upload.h"
-#include "model/cuda/check.h"
-#include "model/cuda/context.h"
-#include "model/cuda/device_memory.h"
-#include "model/cuda/gemm.h"  // bf16
-#include "model/cuda/model_cuda.h"
-#include "model/cuda/step_graph.h"
+#include "model/cuda/backend.h"
 #include "trainer/exit_codes.h"
 #ifdef MONE_HAVE_NCCL
 #include "comm/nccl_communicator.h"
@@ -47,12 +40,12 @@ AdamWSettings adamw_settings(const TrainOptions& options) {
   return AdamWSettings{0.9, 0.999, 1e-8, options.weight_decay};
 }
 
-// A DeviceModel with its context and batch upload: evaluation's forward,
-// and the model the training backend trains.
+// A DeviceModel, owned, with its context and batch upload: the training
+// backend trains it, evaluation reads its logits.
 template <class T>
-class DeviceForward : public ForwardModel {
+class OwnedCudaModel : public ForwardModel {
  public:
-  DeviceForward(const ModelConfig& config, int64_t max_batch)
+  OwnedCudaModel(const ModelConfig& config, int64_t max_batch)
       : model_(config, max_batch, context_),
         batches_(config, max_batch, context_),
         pixels_per_image_(config.image_height * config.image_width * config.channels) {}
@@ -201,7 +194,7 @@ class CudaTrainingBackend : public TrainingBackend {
   Communicator& host_;
   int ranks_;
   int64_t accumulate_;
-  DeviceForward<T> forward_;
+  OwnedCudaModel<T> forward_;
   cuda::DeviceModel<T>& model_;
   const cuda::DeviceContext& context_;
   cuda::DeviceAdamW device_optimizer_;  // moments in the device layout
@@ -317,8 +310,8 @@ std::unique_ptr<ForwardModel> make_cuda_forward_model(const std::string& precisi
     forward->model().load_parameters(values.data());
     return forward;
   };
-  if (precision == "fp32") return load(std::make_unique<DeviceForward<float>>(config, max_batch));
-  return load(std::make_unique<DeviceForward<cuda::bf16>>(config, max_batch));
+  if (precision == "fp32") return load(std::make_unique<OwnedCudaModel<float>>(config, max_batch));
+  return load(std::make_unique<OwnedCudaModel<cuda::bf16>>(config, max_batch));
 }
 
 }  // namespace mone

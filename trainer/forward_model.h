@@ -1,6 +1,6 @@
 // A model as evaluation sees it (trainer/evaluate.h): the logits of one
 // batch at one effective capacity, on the host, whatever computes them. The
-// CPU model is CpuForward; the device model is DeviceForward
+// CPU model is OwnedCpuModel; the device model is OwnedCudaModel
 // (trainer/cuda_training_backend.cpp).
 #pragma once
 
@@ -21,9 +21,9 @@ class ForwardModel {
 
 // The CPU Model<float>, owned: the training backend trains it, evaluation
 // reads its logits.
-class CpuForward : public ForwardModel {
+class OwnedCpuModel : public ForwardModel {
  public:
-  CpuForward(const ModelConfig& config, uint64_t seed) : model_(config, seed) {}
+  OwnedCpuModel(const ModelConfig& config, uint64_t seed) : model_(config, seed) {}
   Model<float>& model() { return model_; }
   const ModelConfig& config() const override { return model_.config(); }
   const float* logits(const Batch& batch, const RoutingPlan& plan) override {

@@ -42,7 +42,7 @@ std::unique_ptr<ForwardModel> make_forward_model(const std::string& device, cons
                                                  const ModelConfig& config, const std::vector<float>& values,
                                                  int64_t max_batch, const World& world) {
   if (device == "cpu") {
-    auto forward = std::make_unique<CpuForward>(config, 0);
+    auto forward = std::make_unique<OwnedCpuModel>(config, 0);
     std::copy(values.begin(), values.end(), forward->model().params().values());
     return forward;
   }
