@@ -1,5 +1,5 @@
-// Collectives over raw buffers, independent of the backend (MPI on the host
-// now; NCCL on devices later). comm/ never sees the model: callers pass a
+// Collectives over raw buffers, independent of the backend (MPI on the host,
+// NCCL on device buffers). comm/ never sees the model: callers pass a
 // pointer, an element count and an element type.
 //
 // Every call is collective: all ranks make the same calls in the same order

@@ -107,8 +107,11 @@ void Loader::produce(int64_t start_position) {
       } else {
         Batch& batch = slot.batch;
         batch.shape = dataset_.shape;
-        if (batch.images.size() != static_cast<size_t>(batch_per_rank_ * pixels)) {
-          batch.images = HostBuffer(static_cast<size_t>(batch_per_rank_ * pixels));
+        // A buffer handed back by the caller is reused when it has the size and
+        // the memory kind asked for.
+        if (batch.images.size() != static_cast<size_t>(batch_per_rank_ * pixels) ||
+            batch.images.allocator() != options_.allocator) {
+          batch.images = HostBuffer(static_cast<size_t>(batch_per_rank_ * pixels), *options_.allocator);
         }
         batch.samples.clear();
         for (int64_t j = 0; j < batch_per_rank_; ++j) {

@@ -39,6 +39,8 @@ struct LoaderOptions {
   int prefetch_workers = 1;  // threads preparing batches (1: the reader thread alone)
   int ring_size = 3;         // batches prepared ahead
   bool verify_checksums = true;
+  // Where the batches' image memory comes from (pinned for a GPU).
+  const HostAllocator* allocator = &aligned_host_allocator();
 };
 
 struct Batch {

@@ -76,18 +76,6 @@ const ParamInfo& ParameterSet<T>::info(const std::string& name) const {
 }
 
 template <class T>
-Tensor ParameterSet<T>::value_tensor(const std::string& name) {
-  const ParamInfo& p = info(name);
-  return {values_.data() + p.offset, p.shape, dtype_of<T>(), Device::cpu};
-}
-
-template <class T>
-Tensor ParameterSet<T>::grad_tensor(const std::string& name) {
-  const ParamInfo& p = info(name);
-  return {grads_.data() + p.offset, p.shape, dtype_of<T>(), Device::cpu};
-}
-
-template <class T>
 void ParameterSet<T>::initialise(uint64_t seed) {
   for (size_t i = 0; i < infos_.size(); ++i) {
     const ParamInfo& p = infos_[i];

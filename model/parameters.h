@@ -53,8 +53,6 @@ class ParameterSet {
   const ParamInfo& info(const std::string& name) const;  // throws for unknown names
   T* value(const std::string& name) { return values_.data() + info(name).offset; }
   T* grad(const std::string& name) { return grads_.data() + info(name).offset; }
-  Tensor value_tensor(const std::string& name);
-  Tensor grad_tensor(const std::string& name);
 
   // Deterministic initialisation from a seed (method page and ParamKind).
   void initialise(uint64_t seed);

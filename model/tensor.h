@@ -1,10 +1,4 @@
-// Tensor views and the activation workspace.
-//
-// A Tensor does not own memory: parameters live in one ParameterSet buffer and
-// activations in one Workspace arena. dtype and device are part of the type
-// from the start so bf16 storage and CUDA buffers slot in without changing the
-// callers; the CPU reference computes in float32 (and float64 for gradient
-// checks, through the scalar template parameter of the ops).
+// The activation workspace: one arena a pass takes its buffers from.
 #pragma once
 
 #include <cstddef>
@@ -14,28 +8,6 @@
 #include <vector>
 
 namespace mone {
-
-enum class DType { f32, f64, bf16 };
-enum class Device { cpu, cuda };
-
-size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype);
-
-template <class T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::f32; }
-template <> constexpr DType dtype_of<double>() { return DType::f64; }
-
-struct Tensor {
-  void* data = nullptr;
-  std::vector<int64_t> shape;
-  DType dtype = DType::f32;
-  Device device = Device::cpu;
-
-  int64_t numel() const;
-  size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
-  std::string shape_string() const;  // "[49, 64]"
-  template <class T> T* as() const { return static_cast<T*>(data); }
-};
 
 // A bump allocator over one block. The first training step sizes it; later
 // steps with the same shapes reuse the block and allocate nothing.

@@ -36,6 +36,22 @@ std::string select_device(const World& world) {
          " visible";
 }
 
+float* allocate_pinned(size_t floats) {
+  void* memory = nullptr;
+  MONE_CUDA_CHECK(cudaMallocHost(&memory, std::max<size_t>(floats, 1) * sizeof(float)));
+  return static_cast<float*>(memory);
+}
+void release_pinned(float* memory) {
+  if (memory) cudaFreeHost(memory);
+}
+// Page-locked batch memory: the device copies the loader's batches directly
+// and asynchronously (cudaMallocHost memory is 4 KiB aligned, more than the
+// loader's 64 bytes).
+const HostAllocator& pinned_host_allocator() {
+  static const HostAllocator allocator{allocate_pinned, release_pinned, "pinned"};
+  return allocator;
+}
+
 AdamWSettings adamw_settings(const TrainOptions& options) {
   return AdamWSettings{0.9, 0.999, 1e-8, options.weight_decay};
 }
@@ -61,10 +77,19 @@ class OwnedCudaModel : public ForwardModel {
     return host_logits_.data();
   }
 
-  // The batch's images and labels into batches(), through a pinned slot.
+  const HostAllocator& batch_allocator() const override { return pinned_host_allocator(); }
+
+  // The batch's images and labels into batches(): straight from a batch
+  // loaded into pinned memory (batch_allocator), through a pinned slot
+  // otherwise. Returns once the images are copied: the loader refills its
+  // buffer as soon as the next batch is asked for.
   void send(const Batch& batch) {
-    std::copy_n(batch.images.data(), batch.count * pixels_per_image_, batches_.host_images());
     std::copy_n(batch.labels.data(), batch.count, batches_.host_labels());
+    if (batch.images.allocator() == &pinned_host_allocator()) {
+      batches_.upload_from(batch.images.data(), batch.count);
+      return;
+    }
+    std::copy_n(batch.images.data(), batch.count * pixels_per_image_, batches_.host_images());
     batches_.upload(batch.count);
   }
   const cuda::DeviceContext& context() const { return context_; }

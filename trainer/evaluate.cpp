@@ -46,7 +46,9 @@ std::vector<CapacityResult> evaluate(ForwardModel& model, const LoaderOptions& o
     results[i].gflops = plans[i].forward_flops_per_image / 1e9;
   }
   std::vector<float> probs;
-  Loader loader(options);
+  LoaderOptions loading = options;
+  loading.allocator = &model.batch_allocator();
+  Loader loader(loading);
   Batch batch;
   int64_t samples = 0;
   while (loader.next(batch)) {

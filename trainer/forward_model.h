@@ -17,6 +17,9 @@ class ForwardModel {
   // fp32 logits [batch.count, classes] of the batch routed as `plan` says,
   // valid until the next call.
   virtual const float* logits(const Batch& batch, const RoutingPlan& plan) = 0;
+  // The memory its batches are best loaded into (LoaderOptions::allocator):
+  // pinned memory for a GPU, so the upload copies from it directly.
+  virtual const HostAllocator& batch_allocator() const { return aligned_host_allocator(); }
 };
 
 // The CPU Model<float>, owned: the training backend trains it, evaluation

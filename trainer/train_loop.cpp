@@ -207,6 +207,7 @@ int Trainer::run() {
   data.mode = LoaderMode::train;
   data.crop_padding = options_.augment ? data.crop_padding : 0;
   data.flip = options_.augment && !options_.no_flip;
+  data.allocator = &backend_->forward_model().batch_allocator();
   Loader loader(data, progress_.consumed_samples);
   train_samples_ = loader.dataset().samples;
 

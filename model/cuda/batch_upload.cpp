@@ -52,6 +52,16 @@ int32_t* BatchUpload<T>::host_labels() {
 
 template <class T>
 void BatchUpload<T>::upload(int64_t batch) {
+  enqueue(slots_[next_].host_images, batch);
+}
+
+template <class T>
+void BatchUpload<T>::upload_from(const float* images, int64_t batch) {
+  MONE_CUDA_CHECK(cudaEventSynchronize(enqueue(images, batch).copied));
+}
+
+template <class T>
+typename BatchUpload<T>::Slot& BatchUpload<T>::enqueue(const float* images, int64_t batch) {
   if (batch > max_batch_)
     throw std::invalid_argument("BatchUpload: batch " + std::to_string(batch) + " exceeds max_batch " +
                                 std::to_string(max_batch_));
@@ -60,8 +70,7 @@ void BatchUpload<T>::upload(int64_t batch) {
   // The device staging buffer may still be read by the conversion of the
   // batch two uploads ago.
   MONE_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, slot.consumed, 0));
-  MONE_CUDA_CHECK(cudaMemcpyAsync(slot.images.data(), slot.host_images, image_bytes, cudaMemcpyHostToDevice,
-                                  copy_stream_));
+  MONE_CUDA_CHECK(cudaMemcpyAsync(slot.images.data(), images, image_bytes, cudaMemcpyHostToDevice, copy_stream_));
   MONE_CUDA_CHECK(cudaMemcpyAsync(slot.labels.data(), slot.host_labels, label_bytes, cudaMemcpyHostToDevice,
                                   copy_stream_));
   MONE_CUDA_CHECK(cudaEventRecord(slot.copied, copy_stream_));
@@ -71,6 +80,7 @@ void BatchUpload<T>::upload(int64_t batch) {
                                   context_.stream()));
   MONE_CUDA_CHECK(cudaEventRecord(slot.consumed, context_.stream()));
   next_ = 1 - next_;
+  return slot;
 }
 
 template class BatchUpload<float>;

@@ -1,5 +1,6 @@
 // Batches from the host to the device without stalling the step. The host
-// writes a batch into one of two pinned staging slots; its copy runs on a
+// writes a batch into one of two pinned staging slots, or hands over pinned
+// memory of its own (the loader's batch, upload_from); the copy runs on a
 // copy stream while the compute stream is still busy with the previous step;
 // the compute stream waits for the copy (an event), then converts the images
 // to T into fixed device buffers. The fixed buffers are what a captured step
@@ -32,6 +33,11 @@ class BatchUpload {
   // stream, then (on the compute stream, after the copy) the conversion into
   // images() and labels(). Returns at once.
   void upload(int64_t batch);
+  // The same with the images read from `images` (pinned memory the caller
+  // owns, [batch, H, W, C]) instead of the slot's, and the labels written to
+  // host_labels(). Returns once the images are copied, so the caller may
+  // refill `images` at once; the conversion goes on on the compute stream.
+  void upload_from(const float* images, int64_t batch);
 
   // The device batch the compute stream sees after the last upload.
   const T* images() const { return images_.as<T>(); }
@@ -46,6 +52,10 @@ class BatchUpload {
     cudaEvent_t copied = nullptr;     // recorded on the copy stream
     cudaEvent_t consumed = nullptr;   // recorded on the compute stream after the conversion
   };
+  // Enqueues the copy of `images` and the slot's labels, then the
+  // conversion; returns the slot used.
+  Slot& enqueue(const float* images, int64_t batch);
+
   const DeviceContext& context_;
   int64_t pixels_per_image_;
   int64_t max_batch_;

@@ -38,10 +38,10 @@ void zero_columns(T* first, int64_t ld, int64_t rows, int64_t width, const Devic
 template <class T, class TY>
 void linear_forward(const T* x, int64_t ldx, int64_t M, int64_t in, const T* W, int64_t ldw, const TY* b,
                     int64_t out, TY* y, int64_t ldy, const DeviceContext& context) {
-  // cuBLASLt's bias epilogue wants a 16-byte aligned bias vector; a bias that
-  // follows an odd-sized parameter in the parameter buffer (every one after
-  // a block's alpha) is not. Then the bias is written into y first and the
-  // GEMM accumulates onto it, as the CPU does.
+  // cuBLASLt's bias epilogue wants a 16-byte aligned bias vector. DeviceModel
+  // aligns every parameter (model_cuda.h), so this is the path of callers
+  // whose bias is not: the bias is written into y first and the GEMM
+  // accumulates onto it, as the CPU does.
   if (b && !bias_epilogue_fits(b)) {
     if (M * out == 0) return;
     broadcast_rows_kernel<<<blocks_for(M * out), kThreads, 0, context.stream()>>>(b, M, out, y, ldy);

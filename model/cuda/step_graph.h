@@ -1,14 +1,15 @@
-// The training step as CUDA graphs, one per routing (StepKey): with the
-// tokens per expert fixed, a step launches the same kernels and GEMMs with the same shapes and
-// pointers every time, so it is captured once and replayed with one launch,
-// which removes the per-kernel launch cost (hundreds of launches per step).
-// In the random-capacity mode each distinct k_1..k_E drawn gets its own graph.
+// The training step's forward and backward as CUDA graphs, one per routing
+// (StepKey): with the tokens per expert and the batch fixed, a pass launches
+// the same kernels and GEMMs with the same shapes and pointers every time, so
+// it is captured once and replayed with one launch, which removes the
+// per-kernel launch cost (hundreds of launches per step). In the
+// random-capacity mode each distinct k_1..k_E drawn gets its own graph.
 //
 // The captured work must only enqueue on the context's stream (no
 // synchronisation, no host reads of device results), which
-// DeviceModel::forward_backward, clip_grad_norm and DeviceAdamW::step keep.
-// DeviceAdamW::step is not capturable as such: its bias corrections change
-// every step, so capture the forward and backward only.
+// DeviceModel::forward_backward keeps. Clipping and DeviceAdamW::step stay
+// outside the graph: clipping reads the norm back on the host, and AdamW's
+// bias corrections change every step.
 #pragma once
 
 #include <cuda_runtime.h>

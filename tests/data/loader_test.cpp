@@ -2,6 +2,7 @@
 // resuming, evaluation coverage, normalisation and augmentation.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <set>
@@ -228,6 +229,46 @@ TEST(ImageTransform, OutputIsACropOrMirroredCropOfThePaddedImage) {
     }
     EXPECT_EQ(seen_variants.size(), flip ? 18u : 9u);
   }
+}
+
+// The batches' image memory comes from LoaderOptions::allocator (pinned
+// memory for a GPU): every batch handed out was allocated by it, each
+// allocation is released once, and the values are those of the default.
+std::atomic<int> counted_allocations{0};
+std::atomic<int> counted_releases{0};
+float* counted_allocate(size_t floats) {
+  ++counted_allocations;
+  return aligned_host_allocator().allocate(floats);
+}
+void counted_release(float* memory) {
+  if (memory) ++counted_releases;
+  aligned_host_allocator().release(memory);
+}
+const HostAllocator kCountingAllocator{counted_allocate, counted_release, "counting"};
+
+TEST_F(LoaderTest, BatchesComeFromTheAllocatorAsked) {
+  counted_allocations = 0;
+  counted_releases = 0;
+  LoaderOptions counted = options("test", LoaderMode::eval, 1, 0, 10);
+  counted.allocator = &kCountingAllocator;
+  std::vector<std::vector<float>> with_counting, with_default;
+  {
+    Loader loader(counted);
+    Batch batch;
+    while (loader.next(batch)) {
+      EXPECT_EQ(batch.images.allocator(), &kCountingAllocator);
+      with_counting.emplace_back(batch.images.data(), batch.images.data() + batch.images.size());
+    }
+  }
+  EXPECT_GE(counted_allocations.load(), 1);
+  EXPECT_EQ(counted_releases.load(), counted_allocations.load()) << "every batch buffer is released once";
+  Loader loader(options("test", LoaderMode::eval, 1, 0, 10));
+  Batch batch;
+  while (loader.next(batch)) {
+    EXPECT_EQ(batch.images.allocator(), &aligned_host_allocator());
+    with_default.emplace_back(batch.images.data(), batch.images.data() + batch.images.size());
+  }
+  EXPECT_EQ(with_counting, with_default);
 }
 
 }  // namespace
