@@ -28,6 +28,12 @@ std::string error_description() {
   return descriptions.front() + ": " + descriptions.back();
 }
 
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
 void fail(const std::string& file, const std::string& what, const char* source, int line) {
   std::string message = file + ": HDF5 error while " + what;
   const std::string reason = error_description();

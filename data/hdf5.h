@@ -1,8 +1,9 @@
-// Helpers around the HDF5 C API: owning handles, a checked-call macro that
-// turns a negative return code into a DataError naming the data file and the
-// operation, and typed attribute/dataset accessors. The trainer's checkpoint
-// and check files (trainer/hdf5_writer.h, hdf5_reader.h) use the handles,
-// the lock and the error description too.
+// Helpers around the HDF5 C API, the one HDF5 layer of the project: owning
+// handles, a checked-call macro that turns a negative return code into a
+// DataError naming the file and the operation, and typed attribute/dataset
+// accessors. Shards and manifests use them directly; checkpoints and check
+// files through Hdf5Writer and Hdf5Reader (data/hdf5_writer.h,
+// hdf5_reader.h), built on them.
 //
 // The serial HDF5 library need not be thread-safe. Every function that calls
 // HDF5 holds h5::lock() for the duration, so a training and an evaluation
@@ -42,6 +43,11 @@ T check(T result, const std::string& file, const std::string& what, const char* 
 
 // MONE_H5(H5Dread(...), path, "reading images") -> the call's value, or throws.
 #define MONE_H5(call, file, what) ::mone::h5::check((call), (file), (what), __FILE__, __LINE__)
+// The same in a class whose member path_ names its file (Hdf5Writer, Hdf5Reader).
+#define MONE_H5_IN(call, what) MONE_H5(call, path_, what)
+
+// "[2, 3, 4]", for messages about dataset shapes.
+std::string shape_text(const std::vector<int64_t>& shape);
 
 // An owning hid_t. The closer matches the kind of object (file, dataset...).
 class Handle {

@@ -7,12 +7,6 @@ namespace mone {
 
 namespace {
 
-std::string shape_string(const std::vector<int64_t>& dims) {
-  std::string text = "[";
-  for (size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
-  return text + "]";
-}
-
 h5::Handle dataset_type(hid_t dataset, const std::string& file, const std::string& name) {
   return h5::Handle(MONE_H5(H5Dget_type(dataset), file, "getting the type of '" + name + "'"),
                     H5Tclose);
@@ -97,8 +91,8 @@ void ShardReader::check_images(const ShardExpectation& expected) {
   const std::vector<int64_t> wanted = {expected.entry.samples, expected.shape.height,
                                        expected.shape.width, expected.shape.channels};
   if (dims != wanted) {
-    throw DataError(file_ + ": 'images' has shape " + shape_string(dims) + ", expected " +
-                    shape_string(wanted) + " (samples from the manifest, H, W, C)");
+    throw DataError(file_ + ": 'images' has shape " + h5::shape_text(dims) + ", expected " +
+                    h5::shape_text(wanted) + " (samples from the manifest, H, W, C)");
   }
   samples_ = dims[0];
   const h5::Handle access = chunk_cache_properties(images_, file_);
@@ -117,7 +111,7 @@ void ShardReader::check_labels(const ShardExpectation& expected) {
   }
   const std::vector<int64_t> dims = h5::dataset_shape(labels, file_, name);
   if (dims != std::vector<int64_t>{samples_}) {
-    throw DataError(file_ + ": 'labels' has shape " + shape_string(dims) + ", expected [" +
+    throw DataError(file_ + ": 'labels' has shape " + h5::shape_text(dims) + ", expected [" +
                     std::to_string(samples_) + "]");
   }
   labels_.resize(static_cast<size_t>(samples_));

@@ -3,7 +3,7 @@
 #include <stdexcept>
 
 #include "model/random.h"
-#include "trainer/hdf5_writer.h"
+#include "data/hdf5_writer.h"
 
 namespace mone {
 namespace {

@@ -10,8 +10,8 @@
 
 #include "data/checksum.h"
 #include "data/hdf5.h"
-#include "trainer/hdf5_reader.h"
-#include "trainer/hdf5_writer.h"
+#include "data/hdf5_reader.h"
+#include "data/hdf5_writer.h"
 
 namespace mone {
 
@@ -128,7 +128,7 @@ Checkpoint read_checkpoint(const fs::path& path) {
     return checkpoint;
   } catch (const CheckpointError&) {
     throw;
-  } catch (const std::exception& error) {  // Hdf5Error, ConfigError
+  } catch (const std::exception& error) {  // DataError (HDF5), ConfigError
     throw CheckpointError("cannot read checkpoint '" + name + "': " + error.what());
   }
 }

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "data/error.h"
 #include "model/capacity.h"
 #include "model/config.h"
 #include "trainer/check_file.h"
-#include "trainer/hdf5_writer.h"
 
 namespace po = boost::program_options;
 
@@ -102,7 +102,7 @@ int run(int argc, char** argv) {
   const mone::CheckStep step = mone::run_check_step(settings);
   try {
     mone::write_check_file(out, step);
-  } catch (const mone::Hdf5Error& error) {
+  } catch (const mone::DataError& error) {
     throw std::runtime_error(std::string("--out: ") + error.what());
   }
   std::cout << "mone-check: wrote " << out << " (loss " << step.loss << ", realised capacity "

@@ -1,34 +1,24 @@
-#include "trainer/hdf5_reader.h"
+#include "data/hdf5_reader.h"
 
-#include <sys/stat.h>
+#include "data/error.h"
 
 namespace mone {
 
-namespace {
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + "]";
-}
-}  // namespace
 
 Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
   const auto held = h5::lock();  // also turns off HDF5's printing of errors: they are thrown
-  struct stat info;
-  if (stat(path.c_str(), &info) != 0) throw Hdf5Error("'" + path + "' does not exist");
-  file_ = h5::Handle(MONE_HDF5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening the file"),
-                     H5Fclose);
+  file_ = h5::open_file(path);
 }
 
 bool Hdf5Reader::has_attribute(const std::string& name) const {
   const auto held = h5::lock();
-  return MONE_HDF5_CHECK(H5Aexists(file_.get(), name.c_str()), "looking for attribute '" + name + "'") > 0;
+  return MONE_H5_IN(H5Aexists(file_.get(), name.c_str()), "looking for attribute '" + name + "'") > 0;
 }
 
 h5::Handle Hdf5Reader::open_attribute(const std::string& name) const {
   const auto held = h5::lock();
-  if (!has_attribute(name)) throw Hdf5Error("'" + path_ + "' has no attribute '" + name + "'");
-  return h5::Handle(MONE_HDF5_CHECK(H5Aopen(file_.get(), name.c_str(), H5P_DEFAULT),
+  if (!has_attribute(name)) throw DataError("'" + path_ + "' has no attribute '" + name + "'");
+  return h5::Handle(MONE_H5_IN(H5Aopen(file_.get(), name.c_str(), H5P_DEFAULT),
                                     "opening attribute '" + name + "'"),
                     H5Aclose);
 }
@@ -37,7 +27,7 @@ int64_t Hdf5Reader::read_int_attribute(const std::string& name) const {
   const auto held = h5::lock();
   const h5::Handle attribute = open_attribute(name);
   int64_t value = 0;
-  MONE_HDF5_CHECK(H5Aread(attribute.get(), H5T_NATIVE_INT64, &value), "reading attribute '" + name + "'");
+  MONE_H5_IN(H5Aread(attribute.get(), H5T_NATIVE_INT64, &value), "reading attribute '" + name + "'");
   return value;
 }
 
@@ -45,7 +35,7 @@ double Hdf5Reader::read_double_attribute(const std::string& name) const {
   const auto held = h5::lock();
   const h5::Handle attribute = open_attribute(name);
   double value = 0;
-  MONE_HDF5_CHECK(H5Aread(attribute.get(), H5T_NATIVE_DOUBLE, &value), "reading attribute '" + name + "'");
+  MONE_H5_IN(H5Aread(attribute.get(), H5T_NATIVE_DOUBLE, &value), "reading attribute '" + name + "'");
   return value;
 }
 
@@ -53,11 +43,11 @@ std::string Hdf5Reader::read_string_attribute(const std::string& name) const {
   const auto held = h5::lock();
   const std::string what = "reading string attribute '" + name + "'";
   const h5::Handle attribute = open_attribute(name);
-  h5::Handle type(MONE_HDF5_CHECK(H5Tcopy(H5T_C_S1), what), H5Tclose);
-  MONE_HDF5_CHECK(H5Tset_size(type.get(), H5T_VARIABLE), what);
-  MONE_HDF5_CHECK(H5Tset_cset(type.get(), H5T_CSET_UTF8), what);
+  h5::Handle type(MONE_H5_IN(H5Tcopy(H5T_C_S1), what), H5Tclose);
+  MONE_H5_IN(H5Tset_size(type.get(), H5T_VARIABLE), what);
+  MONE_H5_IN(H5Tset_cset(type.get(), H5T_CSET_UTF8), what);
   char* text = nullptr;
-  MONE_HDF5_CHECK(H5Aread(attribute.get(), type.get(), &text), what);
+  MONE_H5_IN(H5Aread(attribute.get(), type.get(), &text), what);
   std::string value = text != nullptr ? text : "";
   H5free_memory(text);
   return value;
@@ -80,11 +70,11 @@ bool Hdf5Reader::has_dataset(const std::string& path) const {
 std::vector<int64_t> Hdf5Reader::dataset_shape(const std::string& path) const {
   const auto held = h5::lock();
   const std::string what = "reading the shape of dataset '" + path + "'";
-  h5::Handle dataset(MONE_HDF5_CHECK(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), what), H5Dclose);
-  h5::Handle space(MONE_HDF5_CHECK(H5Dget_space(dataset.get()), what), H5Sclose);
-  const int rank = MONE_HDF5_CHECK(H5Sget_simple_extent_ndims(space.get()), what);
+  h5::Handle dataset(MONE_H5_IN(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), what), H5Dclose);
+  h5::Handle space(MONE_H5_IN(H5Dget_space(dataset.get()), what), H5Sclose);
+  const int rank = MONE_H5_IN(H5Sget_simple_extent_ndims(space.get()), what);
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
-  MONE_HDF5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), what);
+  MONE_H5_IN(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), what);
   return std::vector<int64_t>(dims.begin(), dims.end());
 }
 
@@ -92,12 +82,12 @@ void Hdf5Reader::read_dataset(const std::string& path, const std::vector<int64_t
   const auto held = h5::lock();
   const std::vector<int64_t> stored = dataset_shape(path);
   if (stored != shape) {
-    throw Hdf5Error("'" + path_ + "': dataset '" + path + "' has shape " + shape_text(stored) + ", expected " +
-                    shape_text(shape));
+    throw DataError("'" + path_ + "': dataset '" + path + "' has shape " + h5::shape_text(stored) + ", expected " +
+                    h5::shape_text(shape));
   }
   const std::string what = "reading dataset '" + path + "'";
-  h5::Handle dataset(MONE_HDF5_CHECK(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), what), H5Dclose);
-  MONE_HDF5_CHECK(H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out), what);
+  h5::Handle dataset(MONE_H5_IN(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), what), H5Dclose);
+  MONE_H5_IN(H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out), what);
 }
 
 }  // namespace mone

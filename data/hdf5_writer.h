@@ -1,39 +1,21 @@
 // Writing HDF5 files through the C API: attributes on the root group and
-// datasets at slash-separated paths (groups are created on the way). Every
-// HDF5 call is checked; a failure throws Hdf5Error naming the call, the file
-// and what was being written. Shared by check files and checkpoints. Built on
-// the data layer's handles and HDF5 lock (data/hdf5.h): every method holds
-// the lock, so a checkpoint written while a loader thread reads shards never
-// calls HDF5 concurrently with it.
+// datasets at slash-separated paths (groups are created on the way). Used by
+// checkpoints and check files. Built on the handles, the checked-call macro
+// and the lock of data/hdf5.h: a failure throws DataError naming the file and
+// what was being written, and every method holds the lock, so a checkpoint
+// written while a loader thread reads shards never calls HDF5 concurrently
+// with it.
 #pragma once
 
 #include <hdf5.h>
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "data/hdf5.h"
 
 namespace mone {
-
-struct Hdf5Error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// Throws Hdf5Error "<call> failed <what> in '<file>': <HDF5's reason>" for a
-// negative id or status; shared by the writer and trainer/hdf5_reader.h.
-[[noreturn]] void throw_hdf5_failure(const char* call, const std::string& what, const std::string& file,
-                                     const char* source, int line);
-template <class Result>
-Result hdf5_check(Result result, const char* call, const std::string& what, const std::string& file,
-                  const char* source, int line) {
-  if (result < 0) throw_hdf5_failure(call, what, file, source, line);
-  return result;
-}
-// In a class whose member path_ names the file.
-#define MONE_HDF5_CHECK(call, what) ::mone::hdf5_check((call), #call, (what), path_, __FILE__, __LINE__)
 
 class Hdf5Writer {
  public:

@@ -1,6 +1,6 @@
 // Reading what Hdf5Writer writes: root attributes and float32 datasets at
-// slash-separated paths. Every HDF5 call is checked (Hdf5Error names the call,
-// the file and what was being read), and every method holds the HDF5 lock
+// slash-separated paths. Every HDF5 call is checked (a DataError names the
+// file and what was being read), and every method holds the HDF5 lock
 // (data/hdf5.h). Used to load checkpoints.
 #pragma once
 
@@ -8,13 +8,13 @@
 #include <string>
 #include <vector>
 
-#include "trainer/hdf5_writer.h"
+#include "data/hdf5.h"
 
 namespace mone {
 
 class Hdf5Reader {
  public:
-  // Opens read-only; a missing, truncated or non-HDF5 file throws Hdf5Error.
+  // Opens read-only; a missing, truncated or non-HDF5 file throws DataError saying which.
   explicit Hdf5Reader(const std::string& path);
 
   bool has_attribute(const std::string& name) const;

@@ -1,4 +1,4 @@
-#include "trainer/hdf5_writer.h"
+#include "data/hdf5_writer.h"
 
 #include <vector>
 
@@ -26,29 +26,21 @@ template <> struct Hdf5Types<int64_t> {
 
 }  // namespace
 
-void throw_hdf5_failure(const char* call, const std::string& what, const std::string& file, const char* source,
-                        int line) {
-  std::string message = std::string(call) + " failed " + what + " in '" + file + "'";
-  const std::string description = h5::error_description();
-  if (!description.empty()) message += ": " + description;
-  throw Hdf5Error(message + " (" + source + ":" + std::to_string(line) + ")");
-}
-
 Hdf5Writer::Hdf5Writer(const std::string& path) : path_(path) {
   const auto held = h5::lock();  // also turns off HDF5's printing of errors: they are thrown
   file_ = h5::Handle(
-      MONE_HDF5_CHECK(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating the file"),
+      MONE_H5_IN(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "creating the file"),
       H5Fclose);
 }
 
 void Hdf5Writer::write_scalar_attribute(const std::string& name, hid_t type, const void* value) {
   const auto held = h5::lock();
   const std::string what = "writing attribute '" + name + "'";
-  h5::Handle space(MONE_HDF5_CHECK(H5Screate(H5S_SCALAR), what), H5Sclose);
+  h5::Handle space(MONE_H5_IN(H5Screate(H5S_SCALAR), what), H5Sclose);
   h5::Handle attribute(
-      MONE_HDF5_CHECK(H5Acreate2(file_.get(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), what),
+      MONE_H5_IN(H5Acreate2(file_.get(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), what),
       H5Aclose);
-  MONE_HDF5_CHECK(H5Awrite(attribute.get(), type, value), what);
+  MONE_H5_IN(H5Awrite(attribute.get(), type, value), what);
 }
 
 void Hdf5Writer::write_attribute(const std::string& name, int64_t value) {
@@ -62,9 +54,9 @@ void Hdf5Writer::write_attribute(const std::string& name, double value) {
 void Hdf5Writer::write_attribute(const std::string& name, const std::string& value) {
   const auto held = h5::lock();
   const std::string what = "making the string type of attribute '" + name + "'";
-  h5::Handle type(MONE_HDF5_CHECK(H5Tcopy(H5T_C_S1), what), H5Tclose);
-  MONE_HDF5_CHECK(H5Tset_size(type.get(), H5T_VARIABLE), what);
-  MONE_HDF5_CHECK(H5Tset_cset(type.get(), H5T_CSET_UTF8), what);
+  h5::Handle type(MONE_H5_IN(H5Tcopy(H5T_C_S1), what), H5Tclose);
+  MONE_H5_IN(H5Tset_size(type.get(), H5T_VARIABLE), what);
+  MONE_H5_IN(H5Tset_cset(type.get(), H5T_CSET_UTF8), what);
   const char* text = value.c_str();
   write_scalar_attribute(name, type.get(), &text);
 }
@@ -74,17 +66,17 @@ void Hdf5Writer::write_raw_dataset(const std::string& path, const std::vector<in
   const auto held = h5::lock();
   const std::string what = "writing dataset '" + path + "'";
   const std::vector<hsize_t> dims(shape.begin(), shape.end());
-  h5::Handle space(MONE_HDF5_CHECK(dims.empty() ? H5Screate(H5S_SCALAR)
+  h5::Handle space(MONE_H5_IN(dims.empty() ? H5Screate(H5S_SCALAR)
                                                 : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                                    what),
                    H5Sclose);
-  h5::Handle link_properties(MONE_HDF5_CHECK(H5Pcreate(H5P_LINK_CREATE), what), H5Pclose);
-  MONE_HDF5_CHECK(H5Pset_create_intermediate_group(link_properties.get(), 1), what);
-  h5::Handle dataset(MONE_HDF5_CHECK(H5Dcreate2(file_.get(), path.c_str(), file_type, space.get(),
+  h5::Handle link_properties(MONE_H5_IN(H5Pcreate(H5P_LINK_CREATE), what), H5Pclose);
+  MONE_H5_IN(H5Pset_create_intermediate_group(link_properties.get(), 1), what);
+  h5::Handle dataset(MONE_H5_IN(H5Dcreate2(file_.get(), path.c_str(), file_type, space.get(),
                                                 link_properties.get(), H5P_DEFAULT, H5P_DEFAULT),
                                      what),
                      H5Dclose);
-  MONE_HDF5_CHECK(H5Dwrite(dataset.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), what);
+  MONE_H5_IN(H5Dwrite(dataset.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), what);
 }
 
 template <class T>
@@ -95,8 +87,8 @@ void Hdf5Writer::write_dataset(const std::string& path, const std::vector<int64_
 void Hdf5Writer::close() {
   if (file_.get() < 0) return;
   const auto held = h5::lock();
-  MONE_HDF5_CHECK(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "flushing");
-  MONE_HDF5_CHECK(H5Fclose(file_.release()), "closing");
+  MONE_H5_IN(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "flushing");
+  MONE_H5_IN(H5Fclose(file_.release()), "closing");
 }
 
 template void Hdf5Writer::write_dataset<float>(const std::string&, const std::vector<int64_t>&, const float*);
