@@ -37,6 +37,30 @@ struct TokenLayout {
   static TokenLayout token_major(int64_t images, int64_t tokens) { return {images, tokens, images, 1}; }
 };
 
+#ifdef __CUDACC__
+#define MONE_HOST_DEVICE __host__ __device__
+#else
+#define MONE_HOST_DEVICE
+#endif
+
+// Where the heads of attention sit, one view for the CPU attention, the
+// device kernel and cuDNN's tensor descriptors. A row of qkv is 3D wide and
+// holds [q | k | v], heads contiguous within each (head h at h * head_dim, k
+// D and v 2D after q); a row of the attention output is D wide.
+struct HeadView {
+  int64_t images = 0, tokens = 0, token_stride = 0, image_stride = 0;  // the TokenLayout
+  int64_t heads = 0, D = 0, head_dim = 0;
+  // First element of head h of the row of (image, token) in a buffer `width` wide per row.
+  MONE_HOST_DEVICE int64_t offset(int64_t image, int64_t token, int64_t h, int64_t width) const {
+    return (token * token_stride + image * image_stride) * width + h * head_dim;
+  }
+  // Elements between consecutive tokens of one image (a GEMM's leading dimension).
+  MONE_HOST_DEVICE int64_t token_pitch(int64_t width) const { return token_stride * width; }
+  static HeadView of(const TokenLayout& layout, int64_t heads, int64_t D) {
+    return {layout.images, layout.tokens, layout.token_stride, layout.image_stride, heads, D, D / heads};
+  }
+};
+
 // C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, row-major, through CBLAS.
 template <class T>
 void gemm(bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,

@@ -29,38 +29,40 @@ void softmax_rows(T* s, int64_t n) {
 
 template <class T>
 void attention_forward(const T* qkv, const TokenLayout& layout, int64_t heads, int64_t D, T* out, T* probs) {
-  const int64_t N = layout.tokens, hd = D / heads;
-  const int64_t ld_qkv = layout.token_stride * 3 * D, ld_out = layout.token_stride * D;
+  const HeadView view = HeadView::of(layout, heads, D);
+  const int64_t N = view.tokens, hd = view.head_dim;
+  const int64_t ld_qkv = view.token_pitch(3 * D), ld_out = view.token_pitch(D);
   const T scale = T(1) / std::sqrt(T(hd));
 #pragma omp parallel for schedule(static)
-  for (int64_t task = 0; task < layout.images * heads; ++task) {
+  for (int64_t task = 0; task < view.images * heads; ++task) {
     const int64_t b = task / heads, h = task % heads;
-    const T* q = qkv + layout.row(b, 0) * 3 * D + h * hd;
+    const T* q = qkv + view.offset(b, 0, h, 3 * D);
     const T* k = q + D;
     const T* v = q + 2 * D;
     T* p = probs + task * N * N;
     gemm<T>(false, true, N, N, hd, scale, q, ld_qkv, k, ld_qkv, T(0), p, N);
     softmax_rows(p, N);
-    gemm<T>(false, false, N, hd, N, T(1), p, N, v, ld_qkv, T(0), out + layout.row(b, 0) * D + h * hd, ld_out);
+    gemm<T>(false, false, N, hd, N, T(1), p, N, v, ld_qkv, T(0), out + view.offset(b, 0, h, D), ld_out);
   }
 }
 
 template <class T>
 void attention_backward(const T* dout, const T* qkv, const T* probs, const TokenLayout& layout, int64_t heads,
                         int64_t D, T* dqkv) {
-  const int64_t N = layout.tokens, hd = D / heads;
-  const int64_t ld_qkv = layout.token_stride * 3 * D, ld_out = layout.token_stride * D;
+  const HeadView view = HeadView::of(layout, heads, D);
+  const int64_t N = view.tokens, hd = view.head_dim;
+  const int64_t ld_qkv = view.token_pitch(3 * D), ld_out = view.token_pitch(D);
   const T scale = T(1) / std::sqrt(T(hd));
 #pragma omp parallel for schedule(static)
-  for (int64_t task = 0; task < layout.images * heads; ++task) {
+  for (int64_t task = 0; task < view.images * heads; ++task) {
     const int64_t b = task / heads, h = task % heads;
     thread_local std::vector<T> score_grad;  // per worker thread, kept between calls
     if (score_grad.size() < static_cast<size_t>(N * N)) score_grad.resize(N * N);
     T* ds = score_grad.data();
-    const int64_t offset = layout.row(b, 0) * 3 * D + h * hd;
+    const int64_t offset = view.offset(b, 0, h, 3 * D);
     const T *q = qkv + offset, *k = q + D, *v = q + 2 * D;
     T *dq = dqkv + offset, *dk = dq + D, *dv = dq + 2 * D;
-    const T* go = dout + layout.row(b, 0) * D + h * hd;
+    const T* go = dout + view.offset(b, 0, h, D);
     const T* p = probs + task * N * N;
     gemm<T>(false, true, N, N, hd, T(1), go, ld_out, v, ld_qkv, T(0), ds, N);  // dP = dO V^T
     gemm<T>(true, false, N, hd, N, T(1), p, N, go, ld_out, T(0), dv, ld_qkv);   // dV = P^T dO

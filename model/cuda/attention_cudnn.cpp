@@ -96,16 +96,15 @@ Descriptor tensor(Uid uid, cudnnDataType_t type, const Dims& dims, const Dims& s
   return t;
 }
 
-struct Shape {
-  int64_t images, tokens, heads, D, token_stride, image_stride;
-  int64_t head_dim() const { return D / heads; }
-  Dims head_dims() const { return {images, heads, tokens, head_dim()}; }
-  Dims strides(int64_t width) const { return {image_stride * width, head_dim(), token_stride * width, 1}; }
+// The heads (model/ops.h) as cuDNN's [batch, heads, sequence, head_dim] tensors.
+struct Shape : HeadView {
+  Dims head_dims() const { return {images, heads, tokens, head_dim}; }
+  Dims strides(int64_t width) const { return {image_stride * width, head_dim, token_stride * width, 1}; }
   Dims stats_dims() const { return {images, heads, tokens, 1}; }
   Dims stats_strides() const { return {heads * tokens, tokens, 1, 1}; }
   std::string text() const {
     return "B " + std::to_string(images) + ", N " + std::to_string(tokens) + ", " + std::to_string(heads) +
-           " heads of " + std::to_string(head_dim()) + (token_stride == 1 ? ", image-major" : ", token-major");
+           " heads of " + std::to_string(head_dim) + (token_stride == 1 ? ", image-major" : ", token-major");
   }
 };
 
@@ -278,7 +277,7 @@ std::string CudnnAttention::State::build(Direction direction, const Shape& s, Pl
   graph.set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, &handle);
   graph.finalize("finalising the operation graph");
   const Descriptor& graph_kept = add(std::move(graph));
-  plan.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim()));
+  plan.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   return choose_engine(handle, graph_kept, plan);
 }
 
@@ -358,9 +357,7 @@ CudnnAttention::~CudnnAttention() {
 }
 
 namespace {
-Shape shape_of(const TokenLayout& layout, int64_t heads, int64_t D) {
-  return {layout.images, layout.tokens, heads, D, layout.token_stride, layout.image_stride};
-}
+Shape shape_of(const TokenLayout& layout, int64_t heads, int64_t D) { return {HeadView::of(layout, heads, D)}; }
 
 // The tensors promise cuDNN 16-byte aligned bf16 operands (and 4-byte
 // aligned stats); k and v start D channels into each qkv row. Where a pointer

@@ -18,13 +18,9 @@ namespace mone::cuda {
 namespace {
 constexpr int kSlots = 8;  // head dimensions per lane: head_dim <= 256
 
-struct Geometry {
-  int64_t images, tokens, token_stride, image_stride, heads, D, head_dim;
+// The heads (model/ops.h) and the score scale 1/sqrt(head_dim), by value into the kernels.
+struct Geometry : HeadView {
   float scale;
-  // First element of head h of the row of (image, token) in a buffer `width` wide per row.
-  __device__ int64_t offset(int64_t image, int64_t token, int64_t h, int64_t width) const {
-    return (token * token_stride + image * image_stride) * width + h * head_dim;
-  }
 };
 
 // Warp task -> (image, head, token); lse and delta are indexed [B, H, N] by task.
@@ -154,12 +150,11 @@ __global__ void attention_backward_key_kernel(const T* dout, const T* qkv, const
 }
 
 Geometry geometry_of(const TokenLayout& layout, int64_t heads, int64_t D) {
-  const int64_t head_dim = D / heads;
-  if (head_dim > 32 * kSlots || head_dim * heads != D)
-    throw CudaError("attention: head dim " + std::to_string(head_dim) + " (D " + std::to_string(D) + ", " +
+  const HeadView view = HeadView::of(layout, heads, D);
+  if (view.head_dim > 32 * kSlots || view.head_dim * heads != D)
+    throw CudaError("attention: head dim " + std::to_string(view.head_dim) + " (D " + std::to_string(D) + ", " +
                     std::to_string(heads) + " heads) must divide D and be at most " + std::to_string(32 * kSlots));
-  return {layout.images, layout.tokens, layout.token_stride, layout.image_stride, heads, D, head_dim,
-          1.f / std::sqrt(static_cast<float>(head_dim))};
+  return {view, 1.f / std::sqrt(static_cast<float>(view.head_dim))};
 }
 }  // namespace
 
