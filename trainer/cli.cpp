@@ -105,11 +105,11 @@ void define_route_options(OptionTable& table, RouteOptions& o) {
   table.add("threads", &o.threads, "CPU threads");
 }
 
-int train_command(const std::vector<std::string>& args, const World& world) {
+// Each command parses and checks its options before it starts MPI, so that
+// --help and an option error end at once.
+int train_command(const std::vector<std::string>& args, LazyWorld& world) {
   TrainOptions options;
   options.threads = default_thread_count();
-  options.rank = world.rank();
-  options.world = world.size();
   OptionTable table("Usage: mone train --data DIR --run-dir DIR [options]\nTrains a MoNE ViT; see docs/trainer.md.");
   define_train_options(table, options);
   if (!table.parse(args, std::cout)) return kExitSuccess;
@@ -117,30 +117,11 @@ int train_command(const std::vector<std::string>& args, const World& world) {
   const Dataset train = Dataset::open(options.data, "train");
   const ModelConfig model =
       resolve_model(options, train.shape.height, train.shape.width, train.shape.channels, train.classes);
-  return run_training(options, model, table, world);
-}
-
-int eval_command(const std::vector<std::string>& args, const World& world) {
-  EvalOptions options;
-  options.threads = default_thread_count();
-  OptionTable table("Usage: mone eval --data DIR --checkpoint FILE|RUN_DIR [options]\n"
-                    "Evaluates a checkpoint at several effective capacities; see docs/trainer.md.");
-  define_eval_options(table, options);
-  if (!table.parse(args, std::cout)) return kExitSuccess;
-  check_eval_options(options);
-  return run_evaluation(options, world);
-}
-
-int route_command(const std::vector<std::string>& args) {
-  RouteOptions options;
-  options.threads = default_thread_count();
-  OptionTable table("Usage: mone route --data DIR --checkpoint FILE|RUN_DIR --out DIR [options]\n"
-                    "Draws the expert EPR routes each patch to, tinted from the smallest expert (blue) to the\n"
-                    "full one (red); see docs/trainer.md.");
-  define_route_options(table, options);
-  if (!table.parse(args, std::cout)) return kExitSuccess;
-  check_route_options(options);
-  return run_routing_pictures(options);
+  const World& job = world.get();
+  options.rank = job.rank();
+  options.world = job.size();
+  check_batches_split_over_ranks(options);
+  return run_training(options, model, table, job);
 }
 
 // eval and route read one checkpoint and write one report: one process's job.
@@ -149,17 +130,49 @@ void require_one_process(const World& world) {
     throw UsageError("runs in one process; this is " + world.describe() + ": start it without mpirun/srun");
 }
 
+int eval_command(const std::vector<std::string>& args, LazyWorld& world) {
+  EvalOptions options;
+  options.threads = default_thread_count();
+  OptionTable table("Usage: mone eval --data DIR --checkpoint FILE|RUN_DIR [options]\n"
+                    "Evaluates a checkpoint at several effective capacities; see docs/trainer.md.");
+  define_eval_options(table, options);
+  if (!table.parse(args, std::cout)) return kExitSuccess;
+  check_eval_options(options);
+  require_one_process(world.get());  // --device cuda picks the device from the World
+  return run_evaluation(options, world.get());
+}
+
+// route and data need no World: MPI starts only to refuse a launch of
+// several processes.
+void require_no_launcher_or_one_process(LazyWorld& world) {
+  if (started_by_a_launcher()) require_one_process(world.get());
+}
+
+int route_command(const std::vector<std::string>& args, LazyWorld& world) {
+  RouteOptions options;
+  options.threads = default_thread_count();
+  OptionTable table("Usage: mone route --data DIR --checkpoint FILE|RUN_DIR --out DIR [options]\n"
+                    "Draws the expert EPR routes each patch to, tinted from the smallest expert (blue) to the\n"
+                    "full one (red); see docs/trainer.md.");
+  define_route_options(table, options);
+  if (!table.parse(args, std::cout)) return kExitSuccess;
+  check_route_options(options);
+  require_no_launcher_or_one_process(world);
+  return run_routing_pictures(options);
+}
+
 }  // namespace
 
-int run_command_line(int argc, char** argv, const World& world) {
+int run_command_line(int argc, char** argv, LazyWorld& world) {
   const std::string command = argc > 1 ? argv[1] : "";
   const std::vector<std::string> args(argv + std::min(argc, 2), argv + argc);
   try {
     if (command == "train") return train_command(args, world);
-    if (command == "eval" || command == "route" || command == "data") {
-      require_one_process(world);
-      if (command == "data") return run_data_command("mone data", args);
-      return command == "eval" ? eval_command(args, world) : route_command(args);
+    if (command == "eval") return eval_command(args, world);
+    if (command == "route") return route_command(args, world);
+    if (command == "data") {
+      require_no_launcher_or_one_process(world);
+      return run_data_command("mone data", args);
     }
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << kUsage;

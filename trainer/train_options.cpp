@@ -65,9 +65,6 @@ void check_train_options(const TrainOptions& o) {
   require(o.accumulate > 0, "accumulate", "must be positive");
   require(o.batch % o.accumulate == 0, "accumulate",
           std::to_string(o.accumulate) + " does not divide --batch " + std::to_string(o.batch));
-  require(o.batch / o.accumulate % o.world == 0, "batch",
-          "each micro-batch (" + std::to_string(o.batch / o.accumulate) + ") must split evenly over the " +
-              std::to_string(o.world) + " ranks");
   require(o.lr > 0, "lr", "must be positive");
   require(o.min_lr >= 0 && o.min_lr <= o.lr, "min-lr", "must be in [0, --lr]");
   require(o.warmup >= 0, "warmup", "must be >= 0");
@@ -85,8 +82,6 @@ void check_train_options(const TrainOptions& o) {
   require(o.checkpoint_every >= 0, "checkpoint-every", "must be >= 0");
   require(o.keep > 0, "keep", "must be positive");
   require(!o.resume.empty(), "resume", "must be auto, none or a checkpoint path");
-  require(o.eval_batch % o.world == 0, "eval-batch",
-          std::to_string(o.eval_batch) + " does not split evenly over " + std::to_string(o.world) + " ranks");
   // At least one float32; at most 2^31 elements, MPI's int count.
   const auto bucket_size_ok = [](double mb) { return mb * 1048576.0 >= 4.0 && mb <= 8192.0; };
   require(bucket_size_ok(o.bucket_mb), "bucket-mb", "must be in [4 bytes, 8192] MiB");
@@ -98,6 +93,14 @@ void check_train_options(const TrainOptions& o) {
   check_device(o.device, o.precision);
   require(o.device == "cpu" || o.allreduce_dtype == "fp32", "allreduce-dtype",
           "bf16 is for --device cpu; the device path averages the gradients in fp32");
+}
+
+void check_batches_split_over_ranks(const TrainOptions& o) {
+  require(o.batch / o.accumulate % o.world == 0, "batch",
+          "each micro-batch (" + std::to_string(o.batch / o.accumulate) + ") must split evenly over the " +
+              std::to_string(o.world) + " ranks");
+  require(o.eval_batch % o.world == 0, "eval-batch",
+          std::to_string(o.eval_batch) + " does not split evenly over " + std::to_string(o.world) + " ranks");
 }
 
 void check_eval_options(const EvalOptions& o) {

@@ -90,6 +90,32 @@ TEST(MoneCli, DeviceCudaWithoutCudaNamesTheOption) {
                      message);
 }
 
+// --help, option errors and `mone data` end before MPI starts (each mone
+// process would otherwise pay the MPI start-up): with MPI unable to start
+// (Open MPI told to use a component that does not exist) they still answer,
+// while a command that needs MPI fails.
+TEST(MoneCli, HelpOptionErrorsAndDataNeedNoMpi) {
+  testing::TrainerFixture fixture;
+  const ScopedVariable broken_mpi("OMPI_MCA_pml", "no_such_component");
+  const std::vector<std::string> base = small_run(fixture, "run");
+  if (run_mone(with(base, {"--steps", "1"})).exit_code == 0)
+    GTEST_SKIP() << "this MPI library ignores OMPI_MCA_pml: no way to tell a started MPI apart";
+  expect_usage_error(with(base, {"--bogus", "1"}), "--bogus");
+  expect_usage_error(with(base, {"--dim", "30"}), "dim");
+  expect_usage_error({"eval", "--data", fixture.data().string()}, "--checkpoint");
+  expect_usage_error({"frobnicate"}, "unknown command 'frobnicate'");
+  for (const std::vector<std::string>& help : {std::vector<std::string>{"--help"}, {"train", "--help"},
+                                              {"eval", "--help"}, {"route", "--help"}, {"data", "--help"}}) {
+    const testing::ProcessResult result = run_mone(help);
+    EXPECT_EQ(result.exit_code, 0) << help.front() << ": " << result.err;
+    EXPECT_NE(result.out.find("Usage: mone"), std::string::npos) << result.out;
+  }
+  const testing::ProcessResult converted =
+      run_mone({"data", "--out", (fixture.root() / "converted").string(), "--source", "synthetic", "--height", "8",
+                "--width", "8", "--channels", "1", "--count", "20", "--test-count", "5", "--progress", "none"});
+  EXPECT_EQ(converted.exit_code, 0) << converted.err;
+}
+
 TEST(MoneCli, HelpComesFromTheOptionDefinitions) {
   const testing::ProcessResult train = run_mone({"train", "--help"});
   EXPECT_EQ(train.exit_code, 0);
