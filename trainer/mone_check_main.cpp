@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,24 +13,11 @@
 #include "model/config.h"
 #include "trainer/check_file.h"
 #include "trainer/hdf5_writer.h"
+#include "trainer/parse_number.h"
 
 namespace po = boost::program_options;
 
 namespace {
-
-int64_t parse_integer(const std::string& text, const std::string& option) {
-  size_t used = 0;
-  int64_t value = 0;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size()) {
-    throw std::invalid_argument(option + ": '" + text + "' is not an integer");
-  }
-  return value;
-}
 
 // The preset with every `--set field=value` applied in order, validated.
 mone::ModelConfig configured_model(const std::string& preset, const std::vector<std::string>& overrides) {
@@ -44,10 +32,11 @@ mone::ModelConfig configured_model(const std::string& preset, const std::vector<
     if (equals == std::string::npos || equals == 0) {
       throw std::invalid_argument("--set: expected field=value, got '" + assignment + "'");
     }
-    const std::string field = assignment.substr(0, equals);
-    const int64_t value = parse_integer(assignment.substr(equals + 1), "--set " + field);
+    const std::string field = assignment.substr(0, equals), text = assignment.substr(equals + 1);
+    const std::optional<int64_t> value = mone::parse_number<int64_t>(text);
+    if (!value) throw std::invalid_argument("--set " + field + ": '" + text + "' is not an integer");
     try {
-      config.set(field, value);
+      config.set(field, *value);
     } catch (const std::exception& error) {
       throw std::invalid_argument(std::string("--set: ") + error.what());
     }
