@@ -5,6 +5,7 @@
 
 #include "trainer/capacity_schedule.h"
 #include "trainer/exit_codes.h"
+#include "trainer/model_overrides.h"
 
 namespace mone {
 
@@ -23,33 +24,25 @@ void check_device(const std::string& device, const std::string& precision) {
 
 ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t image_width, int64_t channels,
                           int64_t classes) {
-  ModelConfig config;
-  try {
-    config = preset_config(options.preset);
-  } catch (const std::exception& error) {
-    throw UsageError(std::string("--preset: ") + error.what());
-  }
-  config.image_height = image_height;
-  config.image_width = image_width;
-  config.channels = channels;
-  config.classes = classes;
+  std::vector<FieldOverride> overrides = {{"the dataset", "image_height", image_height},
+                                          {"the dataset", "image_width", image_width},
+                                          {"the dataset", "channels", channels},
+                                          {"the dataset", "classes", classes}};
   // Option name, the bound override, the model field.
-  const std::vector<std::tuple<const char*, int64_t*, const char*>> overrides = {
+  const std::vector<std::tuple<const char*, int64_t*, const char*>> options_of_fields = {
       {"dim", &options.dim, "dim"},       {"depth", &options.depth, "depth"},
       {"heads", &options.heads, "heads"}, {"experts", &options.experts, "experts"},
       {"patch", &options.patch, "patch"}, {"mlp-ratio", &options.mlp_ratio, "mlp_ratio"}};
-  for (const auto& [option, value, field] : overrides) {
+  for (const auto& [option, value, field] : options_of_fields) {
     require(*value >= 0, option, "must be positive (0: the preset's), got " + std::to_string(*value));
-    if (*value > 0) config.set(field, *value);
+    if (*value > 0) overrides.push_back({std::string("--") + option, field, *value});
   }
-  try {
-    config.validate();
-  } catch (const std::exception& error) {
-    throw UsageError(std::string("the model (--preset ") + options.preset + " and overrides, with the dataset's " +
-                     std::to_string(image_height) + "x" + std::to_string(image_width) + "x" +
-                     std::to_string(channels) + " images) is invalid: " + error.what());
-  }
-  for (const auto& [option, value, field] : overrides) {
+  const ModelConfig config =
+      override_preset(options.preset, overrides,
+                      "the model (--preset " + options.preset + " and overrides, with the dataset's " +
+                          std::to_string(image_height) + "x" + std::to_string(image_width) + "x" +
+                          std::to_string(channels) + " images) is invalid");
+  for (const auto& [option, value, field] : options_of_fields) {
     for (const auto& [name, resolved] : config.fields()) {
       if (name == field) *value = resolved;
     }
