@@ -28,8 +28,26 @@ constexpr const char* kUsage =
     "  route   draw which expert each patch is routed to (mone route --help)\n"
     "  data    convert a dataset into mone's HDF5 shards (mone data --help; also the tool mone-data)\n";
 
+// The options several commands share, each declared once.
+void add_data_option(OptionTable& table, std::string* data) {
+  table.add("data", data, "dataset directory written by mone data (required)");
+}
+void add_checkpoint_option(OptionTable& table, std::string* checkpoint) {
+  table.add("checkpoint", checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
+}
+// The default (shown by --help) is the machine's: default_thread_count().
+void add_threads_option(OptionTable& table, int* threads) {
+  *threads = default_thread_count();
+  table.add("threads", threads, "CPU threads");
+}
+void add_device_options(OptionTable& table, std::string* device, std::string* precision) {
+  table.add("device", device, "cpu | cuda: this rank's GPU (local rank modulo the visible GPUs)");
+  table.add("precision", precision,
+            "with --device cuda: bf16 | fp32 compute (master weights, gradients, AdamW moments are fp32)");
+}
+
 void define_train_options(OptionTable& table, TrainOptions& o) {
-  table.add("data", &o.data, "dataset directory written by mone data (required)");
+  add_data_option(table, &o.data);
   table.add("run-dir", &o.run_dir, "run directory: config.ini, metrics.jsonl, checkpoints/, eval/ (required)");
   table.add("preset", &o.preset, "model preset: tiny, s16, b16");
   table.add("dim", &o.dim, "width D (0: the preset's)");
@@ -48,7 +66,7 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("clip", &o.clip, "clip the global gradient norm to this (0: no clipping)");
   table.add("label-smoothing", &o.label_smoothing, "label smoothing of the training loss");
   table.add("seed", &o.seed, "seed of the initialisation, data order, augmentation and capacity draws");
-  table.add("threads", &o.threads, "CPU threads");
+  add_threads_option(table, &o.threads);
   table.add("capacity", &o.capacity,
             "e_c per step: fixed:E | random (0.15,0.25,...,0.95,1) | random:E1,E2,... | range:LO-HI");
   table.add("full-capacity-steps", &o.full_capacity_steps,
@@ -67,9 +85,7 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("resume", &o.resume, "auto (newest valid checkpoint of --run-dir, if any) | none | PATH");
   table.add("augment", &o.augment, "random crops (padding 4) and horizontal flips; false: none");
   table.add_flag("no-flip", &o.no_flip, "no horizontal flips (e.g. for digits)");
-  table.add("device", &o.device, "cpu | cuda: train on this rank's GPU (local rank modulo the visible GPUs)");
-  table.add("precision", &o.precision,
-            "with --device cuda: bf16 | fp32 compute (master weights, gradients, AdamW moments are fp32)");
+  add_device_options(table, &o.device, &o.precision);
   table.add("cuda-graphs", &o.cuda_graphs,
             "with --device cuda on one rank without --accumulate: replay forward and backward as a CUDA graph "
             "per e_c (false: launch op by op)");
@@ -82,34 +98,32 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
 }
 
 void define_eval_options(OptionTable& table, EvalOptions& o) {
-  table.add("data", &o.data, "dataset directory written by mone data (required)");
-  table.add("checkpoint", &o.checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
+  add_data_option(table, &o.data);
+  add_checkpoint_option(table, &o.checkpoint);
   table.add("out", &o.out, "directory for eval/<split>-step-N.{csv,json} (empty: the checkpoint's run directory)");
   table.add("split", &o.split, "split to evaluate (auto: val if present, else test)");
   table.add("capacities", &o.capacities, "comma-separated e_c list (empty: 0.15,0.25,...,0.95,1)");
   table.add("batch", &o.batch, "evaluation batch");
-  table.add("threads", &o.threads, "CPU threads");
-  table.add("device", &o.device, "cpu | cuda");
-  table.add("precision", &o.precision, "with --device cuda: bf16 | fp32 compute");
+  add_threads_option(table, &o.threads);
+  add_device_options(table, &o.device, &o.precision);
 }
 
 void define_route_options(OptionTable& table, RouteOptions& o) {
-  table.add("data", &o.data, "dataset directory written by mone data (required)");
-  table.add("checkpoint", &o.checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
+  add_data_option(table, &o.data);
+  add_checkpoint_option(table, &o.checkpoint);
   table.add("out", &o.out, "directory for image-<i>.png and grid.png (required)");
   table.add("split", &o.split, "split whose first images are drawn");
   table.add("capacity", &o.capacity, "e_c of the per-image pictures image-<i>.png");
   table.add("images", &o.images, "how many of the split's first images to draw");
   table.add("capacities", &o.capacities, "comma-separated e_c list: the columns of grid.png");
   table.add("scale", &o.scale, "picture pixels per image pixel (nearest-neighbour upscaling)");
-  table.add("threads", &o.threads, "CPU threads");
+  add_threads_option(table, &o.threads);
 }
 
 // Each command parses and checks its options before it starts MPI, so that
 // --help and an option error end at once.
 int train_command(const std::vector<std::string>& args, LazyWorld& world) {
   TrainOptions options;
-  options.threads = default_thread_count();
   OptionTable table("Usage: mone train --data DIR --run-dir DIR [options]\nTrains a MoNE ViT; see docs/trainer.md.");
   define_train_options(table, options);
   if (!table.parse(args, std::cout)) return kExitSuccess;
@@ -132,7 +146,6 @@ void require_one_process(const World& world) {
 
 int eval_command(const std::vector<std::string>& args, LazyWorld& world) {
   EvalOptions options;
-  options.threads = default_thread_count();
   OptionTable table("Usage: mone eval --data DIR --checkpoint FILE|RUN_DIR [options]\n"
                     "Evaluates a checkpoint at several effective capacities; see docs/trainer.md.");
   define_eval_options(table, options);
@@ -150,7 +163,6 @@ void require_no_launcher_or_one_process(LazyWorld& world) {
 
 int route_command(const std::vector<std::string>& args, LazyWorld& world) {
   RouteOptions options;
-  options.threads = default_thread_count();
   OptionTable table("Usage: mone route --data DIR --checkpoint FILE|RUN_DIR --out DIR [options]\n"
                     "Draws the expert EPR routes each patch to, tinted from the smallest expert (blue) to the\n"
                     "full one (red); see docs/trainer.md.");
