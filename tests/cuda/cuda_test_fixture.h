@@ -26,7 +26,7 @@ template <class T>
 class CudaTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    MONE_SKIP_WITHOUT_CUDA();
+    MONE_SKIP_WITHOUT_GPUS(1);
     context = std::make_unique<cuda::DeviceContext>();
     test_seed = std::make_unique<TestSeed>();
     seed = test_seed->value();

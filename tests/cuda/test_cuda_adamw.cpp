@@ -11,7 +11,7 @@ namespace mone::testing {
 namespace {
 
 TEST(CudaAdamW, ThreeStepsMatchTheCpuAndRefreshTheBf16Copy) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
   const TestSeed seed;
   TestRandom random(seed.value());
@@ -37,7 +37,7 @@ TEST(CudaAdamW, ThreeStepsMatchTheCpuAndRefreshTheBf16Copy) {
 }
 
 TEST(CudaAdamW, GradientNormAndClipping) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
   const TestSeed seed;
   TestRandom random(seed.value());
@@ -58,7 +58,7 @@ TEST(CudaAdamW, GradientNormAndClipping) {
 
 // The 1 / micro-steps scaling of accumulated gradients: the CPU's bits.
 TEST(CudaAdamW, ScaleGradientsGivesTheCpuBits) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
   const TestSeed seed;
   TestRandom random(seed.value());
@@ -74,7 +74,7 @@ TEST(CudaAdamW, ScaleGradientsGivesTheCpuBits) {
 // An optimizer restored from another's moments and step count (a resumed
 // checkpoint) continues with the same bits.
 TEST(CudaAdamW, RestoredStateContinuesWithTheSameBits) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
   const TestSeed seed;
   TestRandom random(seed.value());

@@ -415,7 +415,7 @@ TYPED_TEST(CudaOps, PermuteTokens) {
 // Routing decisions are integers: they must match the CPU exactly, ties
 // included (probabilities quantised to a few levels so that ties are many).
 TEST(CudaRouting, EprAndExpertSortedOrderMatchTheCpu) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
   const TestSeed seed;
   TestRandom random(seed.value());
@@ -457,7 +457,7 @@ TEST(CudaRouting, EprAndExpertSortedOrderMatchTheCpu) {
 }
 
 TEST(CudaLoss, CrossEntropyWithLabelSmoothing) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
   const TestSeed seed;
   TestRandom random(seed.value());

@@ -19,7 +19,7 @@
 
 #include <gtest/gtest.h>
 
-#include "model/cuda/context.h"
+#include "tests/common/gpu_skip.h"
 #include "tests/trainer/trainer_fixture.h"
 #include "trainer/checkpoint.h"
 
@@ -30,12 +30,6 @@ namespace fs = std::filesystem;
 using testing::run_mone;
 using testing::small_run;
 using testing::with;
-
-#define SKIP_WITHOUT_A_DEVICE()                                                  \
-  do {                                                                           \
-    std::string reason;                                                          \
-    if (!cuda::cuda_device_available(&reason)) GTEST_SKIP() << reason;          \
-  } while (0)
 
 // step -> loss of every train record of <run>/metrics.jsonl.
 std::map<int64_t, double> losses(const fs::path& run) {
@@ -65,7 +59,7 @@ std::vector<std::string> device_run(const testing::TrainerFixture& fixture, cons
 }
 
 TEST(DeviceTrain, Fp32LossesFollowTheCpuTrainer) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   const std::vector<std::string> steps = {"--steps", "20"};
   const testing::ProcessResult cpu = run_mone(with(small_run(fixture, "cpu"), steps));
@@ -77,7 +71,7 @@ TEST(DeviceTrain, Fp32LossesFollowTheCpuTrainer) {
 }
 
 TEST(DeviceTrain, TwoRunsGiveTheSameBits) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   for (const std::string precision : {"bf16", "fp32"}) {
     const std::vector<std::string> options = {"--steps", "15", "--accumulate", "2"};
@@ -94,7 +88,7 @@ TEST(DeviceTrain, TwoRunsGiveTheSameBits) {
 // at a fixed e_c (every step after the second replays) and with random ones
 // (a graph per value drawn, evaluations in between).
 TEST(DeviceTrain, GraphReplayGivesTheBitsOfTheOpByOpStep) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   for (const std::string capacity : {"fixed:0.5", "random"}) {
     const std::vector<std::string> options = {"--steps", "15", "--capacity", capacity, "--eval-every", "5"};
@@ -109,7 +103,7 @@ TEST(DeviceTrain, GraphReplayGivesTheBitsOfTheOpByOpStep) {
 }
 
 TEST(DeviceTrain, StoppedBySignalAndResumedEqualsUninterrupted) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   const int64_t steps = 300;  // device steps are quick: room to stop mid-way
   const std::vector<std::string> extra = {"--steps", std::to_string(steps)};
@@ -142,7 +136,7 @@ TEST(DeviceTrain, StoppedBySignalAndResumedEqualsUninterrupted) {
 // global batches, the average taken in another order (fp32; tolerances as
 // above), and identical parameters on both ranks.
 TEST(DeviceTrain, TwoRanksFollowOneRank) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   const std::vector<std::string> options = {"--steps", "10", "--check-params-every", "5"};
   ASSERT_EQ(run_mone(with(device_run(fixture, "one", "fp32"), options)).exit_code, 0);
@@ -157,7 +151,7 @@ TEST(DeviceTrain, TwoRanksFollowOneRank) {
 // on the CPU and a CPU run on the device, each continuing as the other
 // device would (fp32; tolerances as above).
 TEST(DeviceTrain, CheckpointsMoveBetweenCpuAndDevice) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   const std::vector<std::string> first = {"--steps", "10"}, second = {"--steps", "20"};
   for (const std::string from : {"cpu", "cuda"}) {
@@ -182,7 +176,7 @@ TEST(DeviceTrain, CheckpointsMoveBetweenCpuAndDevice) {
 
 // `mone eval --device cuda` (fp32) reports what the CPU's evaluation does.
 TEST(DeviceTrain, EvalOnTheDeviceMatchesTheCpu) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   ASSERT_EQ(run_mone(with(small_run(fixture, "run"), {"--steps", "10"})).exit_code, 0);
   std::map<std::string, std::vector<std::string>> reports;
