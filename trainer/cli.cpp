@@ -38,7 +38,7 @@ void add_checkpoint_option(OptionTable& table, std::string* checkpoint) {
 // The default (shown by --help) is the machine's: default_thread_count().
 void add_threads_option(OptionTable& table, int* threads) {
   *threads = default_thread_count();
-  table.add("threads", threads, "CPU threads");
+  table.add("threads", threads, "CPU threads", "cores / local ranks");
 }
 void add_device_options(OptionTable& table, std::string* device, std::string* precision) {
   table.add("device", device, "cpu | cuda: this rank's GPU (local rank modulo the visible GPUs)");
@@ -49,7 +49,7 @@ void add_device_options(OptionTable& table, std::string* device, std::string* pr
 void define_train_options(OptionTable& table, TrainOptions& o) {
   add_data_option(table, &o.data);
   table.add("run-dir", &o.run_dir, "run directory: config.ini, metrics.jsonl, checkpoints/, eval/ (required)");
-  table.add("preset", &o.preset, "model preset: tiny, s16, b16");
+  table.add("preset", &o.preset, "model preset: tiny, s16, b16 (the image shape and classes come from the dataset)");
   table.add("dim", &o.dim, "width D (0: the preset's)");
   table.add("depth", &o.depth, "encoder blocks (0: the preset's)");
   table.add("heads", &o.heads, "attention heads (0: the preset's)");
@@ -59,16 +59,20 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("steps", &o.steps, "optimizer steps of the whole run");
   table.add("batch", &o.batch, "global batch per optimizer step");
   table.add("accumulate", &o.accumulate, "micro-steps per optimizer step (must divide --batch)");
-  table.add("lr", &o.lr, "peak learning rate");
+  table.add("lr", &o.lr, "peak learning rate: linear warmup to it, then cosine decay to --min-lr at the last step");
   table.add("min-lr", &o.min_lr, "learning rate at the end of the cosine decay");
   table.add("warmup", &o.warmup, "steps of linear warmup");
-  table.add("weight-decay", &o.weight_decay, "AdamW decoupled weight decay (weights and router weight only)");
+  table.add("weight-decay", &o.weight_decay,
+            "AdamW (beta 0.9, 0.999, eps 1e-8) decoupled weight decay, on the projection weights and the router "
+            "weight only");
   table.add("clip", &o.clip, "clip the global gradient norm to this (0: no clipping)");
-  table.add("label-smoothing", &o.label_smoothing, "label smoothing of the training loss");
+  table.add("label-smoothing", &o.label_smoothing,
+            "label smoothing of the training loss (the evaluation loss is unsmoothed)");
   table.add("seed", &o.seed, "seed of the initialisation, data order, augmentation and capacity draws");
   add_threads_option(table, &o.threads);
   table.add("capacity", &o.capacity,
-            "e_c per step: fixed:E | random (0.15,0.25,...,0.95,1) | random:E1,E2,... | range:LO-HI");
+            "e_c per step, a pure function of (seed, step): fixed:E | random (0.15,0.25,...,0.95,1 less the values "
+            "infeasible for E) | random:E1,E2,... | range:LO-HI");
   table.add("full-capacity-steps", &o.full_capacity_steps,
             "first steps at e_c = 1 before --capacity applies (a dense warm-up)");
   table.add("router-init-std", &o.router_init_std, "std of the router weight's normal initialisation");
@@ -76,25 +80,31 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("eval-capacities", &o.eval_capacities, "comma-separated e_c list to evaluate (empty: the default set)");
   table.add("eval-split", &o.eval_split, "split to evaluate (auto: val if present, else test)");
   table.add("eval-batch", &o.eval_batch, "evaluation batch");
-  table.add("eval-every", &o.eval_every, "evaluate every K steps (0: only at the end)");
-  table.add("log-every", &o.log_every, "metrics record and log line every K steps");
+  table.add("eval-every", &o.eval_every, "evaluate every K steps and at the end (0: only at the end)");
+  table.add("log-every", &o.log_every, "metrics record and log line every K steps and at the last");
   table.add("progress", &o.progress,
             "auto (a bar redrawn in place on a terminal, else a line per --log-every steps) | bar | lines");
   table.add("checkpoint-every", &o.checkpoint_every, "checkpoint every K steps (0: only at the end and on a stop)");
   table.add("keep", &o.keep, "checkpoints kept (the newest K)");
-  table.add("resume", &o.resume, "auto (newest valid checkpoint of --run-dir, if any) | none | PATH");
+  table.add("resume", &o.resume,
+            "auto (the newest valid checkpoint of --run-dir, if any; broken ones are skipped with a warning) | "
+            "none | PATH");
   table.add("augment", &o.augment, "random crops (padding 4) and horizontal flips; false: none");
   table.add_flag("no-flip", &o.no_flip, "no horizontal flips (e.g. for digits)");
   add_device_options(table, &o.device, &o.precision);
   table.add("cuda-graphs", &o.cuda_graphs,
             "with --device cuda on one rank without --accumulate: replay forward and backward as a CUDA graph "
-            "per e_c (false: launch op by op)");
+            "per e_c, captured at its second step (false: launch op by op)");
   table.add("bucket-mb", &o.bucket_mb, "gradient allreduce bucket size in MiB");
   table.add("first-bucket-mb", &o.first_bucket_mb, "size of the first (earliest started) gradient bucket in MiB");
-  table.add("allreduce-dtype", &o.allreduce_dtype, "what the gradient allreduce sends: fp32 | bf16");
-  table.add("comm-timeout", &o.comm_timeout, "seconds a collective may take before the job is aborted");
+  table.add("allreduce-dtype", &o.allreduce_dtype,
+            "what the gradient allreduce sends: fp32 | bf16 (half the bytes; each bucket rounded once, averaged in "
+            "fp32)");
+  table.add("comm-timeout", &o.comm_timeout,
+            "seconds a collective may take before the job is aborted, naming the collective and the step");
   table.add("check-params-every", &o.check_params_every,
-            "compare a parameter checksum across ranks every K steps (debug; 0: never)");
+            "debug: compare a CRC-32 of the parameters across ranks every K steps; a difference ends the run "
+            "(0: never)");
 }
 
 void define_eval_options(OptionTable& table, EvalOptions& o) {
