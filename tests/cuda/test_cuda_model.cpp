@@ -10,7 +10,7 @@
 // whose probabilities are that close, after which the two models compute
 // different (both correct) functions: there only the loss is compared (5e-2)
 // and the share of tokens routed alike reported. These values are estimates
-// made without a device; the first GPU session confirms or adjusts them.
+// made without a device; the first run on a GPU confirms or adjusts them.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

@@ -8,7 +8,7 @@
 // the model test holds 1e-5), every later step's within 2e-2 (twenty AdamW
 // steps amplify the fp32 rounding differences of the GEMMs and reductions;
 // AdamW's normalised update moves near-zero gradients by up to lr). These
-// bounds are estimates made without a device; the first GPU session
+// bounds are estimates made without a device; the first run on a GPU
 // confirms or adjusts them.
 #include <signal.h>
 
