@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# Everything a GPU session needs, in one command on the GPU machine: build the
+# Everything a first look at a GPU needs, in one command on the GPU machine: build the
 # model layer (CUDA, cuBLASLt, cuDNN and NCCL from the Python environment's
 # pip packages; no MPI, HDF5 or Boost needed), run the `cuda` tests, then the
 # step benchmarks of ours and PyTorch's on the same GPU, and print the table.
 #
 #   bench/gpu.sh [--quick] [--only STAGES]
 #
-# Logs and results go to $OUT (the device tool's folder) or ./gpu-out:
+# Logs and results go to $OUT (when set) or ./gpu-out:
 # machine.txt, build.log, ctest.log, sanitizer.log, bench.log, results.jsonl,
 # summary.md.
 # GoogleTest is built from source: $MONE_GTEST_SOURCE, else .carry/googletest
-# (copy /usr/src/googletest there and carry it), else /usr/src/googletest.
+# (a copy of /usr/src/googletest inside the checkout, ignored by git, for a
+# machine that has none installed), else /usr/src/googletest.
 # --quick: tiny and s16 only, fewer steps (a first look).
-# --only build,tests,sanitizer,bench (a comma list; default all): one device
-# command may run 10 minutes at most, so a full run can be split over calls
-# to a machine kept warm (build-gpu/ stays there between calls).
+# --only build,tests,sanitizer,bench (a comma list; default all): run the
+# stages one at a time, e.g. where a command's time is limited (build-gpu/
+# stays between runs).
 # Each stage runs even when an earlier one failed (a failing test must not
 # hide the benchmark), and the script exits non-zero if any stage failed.
 set -uo pipefail
@@ -42,7 +43,7 @@ gtest=${MONE_GTEST_SOURCE:-}
 for candidate in "$root/.carry/googletest" /usr/src/googletest; do
   [[ -z $gtest && -f $candidate/CMakeLists.txt ]] && gtest=$candidate
 done
-[[ -n $gtest ]] || { echo "no GoogleTest source: set MONE_GTEST_SOURCE or carry .carry/googletest"; exit 2; }
+[[ -n $gtest ]] || { echo "no GoogleTest source: set MONE_GTEST_SOURCE or copy one to .carry/googletest"; exit 2; }
 # pip's nvidia packages: their prefixes hold include/ and lib/ (versioned .so only).
 # __path__, not __file__: these may be namespace packages without an __init__.py.
 prefix_of() { $python -c "import $1; print(list($1.__path__)[0])" 2>/dev/null; }

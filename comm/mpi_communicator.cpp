@@ -2,10 +2,7 @@
 
 #include <climits>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
 #include "comm/bfloat16.h"
@@ -37,7 +34,7 @@ int mpi_count(size_t count, const char* collective) {
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(const World& world, std::chrono::seconds timeout)
-    : timeout_(timeout), where_(world.describe()) {
+    : watchdog_("MPI", world.describe(), timeout) {
   check_setup(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
   check_setup(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   check_setup(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
@@ -153,40 +150,19 @@ void MpiCommunicator::barrier(const std::string& context) {
 
 void MpiCommunicator::wait(MPI_Request& request, std::chrono::steady_clock::time_point started,
                            const Collective& what) {
-  const auto deadline = started + timeout_;
-  // MPI_Test drives the collective's progress, so poll. Small messages finish
-  // within the first microseconds of yielding polls; past kSpin the thread
-  // sleeps between polls, leaving the core to backward (the training thread
-  // of this rank, and of other ranks on an oversubscribed host).
-  constexpr auto kSpin = std::chrono::microseconds(200);
-  constexpr auto kPollInterval = std::chrono::microseconds(20);
-  for (;;) {
-    int done = 0;
-    check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test", what);
-    if (done) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (now > deadline)
-      abort_job(what, "timed out after " + std::to_string(timeout_.count()) +
-                          " s (a rank is dead, hung, or making different collective calls)");
-    if (now - started < kSpin)
-      std::this_thread::yield();
-    else
-      std::this_thread::sleep_for(kPollInterval);
-  }
+  // MPI_Test drives the collective's progress, so poll.
+  watchdog_.wait(
+      what, started,
+      [&] {
+        int done = 0;
+        check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test", what);
+        return done != 0;
+      },
+      Watchdog::Pacing::yield_then_sleep);
 }
 
 void MpiCommunicator::check(int code, const char* call, const Collective& what) {
-  if (code != MPI_SUCCESS) abort_job(what, std::string(call) + " failed: " + mpi_error_text(code));
-}
-
-void MpiCommunicator::abort_job(const Collective& what, const std::string& reason) {
-  // Other ranks are (or will be) waiting inside this collective; only ending
-  // the whole job frees them, so no exception a caller could swallow.
-  std::fprintf(stderr, "mone: %s: MPI %s of %zu bytes (%s) %s; aborting the job\n", where_.c_str(), what.name,
-               what.bytes, what.context.c_str(), reason.c_str());
-  std::fflush(stderr);
-  MPI_Abort(MPI_COMM_WORLD, 1);
-  std::abort();  // MPI_Abort does not return; this satisfies [[noreturn]] if it ever did
+  if (code != MPI_SUCCESS) watchdog_.abort_job(what, std::string(call) + " failed: " + mpi_error_text(code));
 }
 
 }  // namespace mone

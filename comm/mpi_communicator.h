@@ -15,6 +15,7 @@
 
 #include "comm/comm_thread.h"
 #include "comm/communicator.h"
+#include "comm/watchdog.h"
 #include "comm/world.h"
 
 namespace mone {
@@ -32,7 +33,7 @@ class MpiCommunicator : public Communicator {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
-  std::chrono::seconds timeout() const { return timeout_; }
+  std::chrono::seconds timeout() const { return watchdog_.timeout(); }
 
   // float32: MPI_Iallreduce in float32. bfloat16: MPI has no bf16 type, so
   // the ranks allgather the bf16 buffers and each sums them in float32 in rank
@@ -48,28 +49,19 @@ class MpiCommunicator : public Communicator {
   void wait_started() override;
 
  private:
-  // What is running, for the failure message: "allreduce of 4096 bytes (step 120)".
-  struct Collective {
-    const char* name;
-    size_t bytes;
-    const std::string& context;
-  };
-
   // Runs `collective` on the communication thread and waits for it.
   void run_and_wait(const std::function<void()>& collective);
   void allreduce_now(void* data, size_t count, ElementType type, ReduceOp op, const std::string& context);
   void allreduce_float32(float* data, size_t count, ReduceOp op, const Collective& what);
   void allreduce_bfloat16(uint16_t* data, size_t count, ReduceOp op, const Collective& what);
-  // Completes `request` by the deadline `timeout_` after `started`; past it,
+  // Completes `request` by the watchdog's deadline after `started`; past it,
   // or on any MPI error, reports and aborts the job.
   void wait(MPI_Request& request, std::chrono::steady_clock::time_point started, const Collective& what);
   void check(int code, const char* call, const Collective& what);
-  [[noreturn]] void abort_job(const Collective& what, const std::string& reason);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
-  std::chrono::seconds timeout_;
-  std::string where_;  // World::describe(), to say which rank failed
+  Watchdog watchdog_;
   CommThread worker_;  // drained in the destructor before MPI_Comm_free
 };
 

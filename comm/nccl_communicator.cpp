@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
-#include <thread>
 
 namespace mone {
 
@@ -19,7 +18,13 @@ void check_setup(bool ok, const std::string& call, const std::string& message) {
 }  // namespace
 
 NcclCommunicator::NcclCommunicator(const World& world, std::chrono::seconds timeout)
-    : rank_(world.rank()), size_(world.size()), timeout_(timeout), where_(world.describe()) {
+    : rank_(world.rank()),
+      size_(world.size()),
+      where_(world.describe()),
+      watchdog_("NCCL", where_, timeout, [this] {
+        if (comm_) ncclCommAbort(comm_);
+        comm_ = nullptr;
+      }) {
   ncclUniqueId id;
   if (rank_ == 0) {
     const ncclResult_t code = ncclGetUniqueId(&id);
@@ -115,43 +120,31 @@ void NcclCommunicator::order_after_producer(const Collective& what) {
 
 void NcclCommunicator::wait(const Collective& what) {
   check_cuda(cudaEventRecord(done_, stream_), "cudaEventRecord", what);
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  for (;;) {
-    const cudaError_t status = cudaEventQuery(done_);
-    if (status == cudaSuccess) return;
-    if (status != cudaErrorNotReady) check_cuda(status, "cudaEventQuery", what);
-    // A peer that died or failed shows up here, not as a CUDA error.
-    ncclResult_t async = ncclSuccess;
-    check(ncclCommGetAsyncError(comm_, &async), "ncclCommGetAsyncError", what);
-    if (async != ncclSuccess && async != ncclInProgress)
-      abort_job(what, std::string("failed asynchronously: ") + ncclGetErrorString(async) + " (" +
-                          ncclGetLastError(comm_) + ")");
-    if (std::chrono::steady_clock::now() > deadline)
-      abort_job(what, "timed out after " + std::to_string(timeout_.count()) +
-                          " s (a rank is dead, hung, or making different collective calls)");
-    std::this_thread::yield();
-  }
+  watchdog_.wait(
+      what, std::chrono::steady_clock::now(),
+      [&] {
+        const cudaError_t status = cudaEventQuery(done_);
+        if (status == cudaSuccess) return true;
+        if (status != cudaErrorNotReady) check_cuda(status, "cudaEventQuery", what);
+        // A peer that died or failed shows up here, not as a CUDA error.
+        ncclResult_t async = ncclSuccess;
+        check(ncclCommGetAsyncError(comm_, &async), "ncclCommGetAsyncError", what);
+        if (async != ncclSuccess && async != ncclInProgress)
+          watchdog_.abort_job(what, std::string("failed asynchronously: ") + ncclGetErrorString(async) + " (" +
+                                        ncclGetLastError(comm_) + ")");
+        return false;
+      },
+      Watchdog::Pacing::yield);
 }
 
 void NcclCommunicator::check(ncclResult_t code, const char* call, const Collective& what) {
   if (code != ncclSuccess && code != ncclInProgress)
-    abort_job(what, std::string(call) + " failed: " + ncclGetErrorString(code) + " (" + ncclGetLastError(comm_) + ")");
+    watchdog_.abort_job(what, std::string(call) + " failed: " + ncclGetErrorString(code) + " (" +
+                                  ncclGetLastError(comm_) + ")");
 }
 
 void NcclCommunicator::check_cuda(cudaError_t code, const char* call, const Collective& what) {
-  if (code != cudaSuccess) abort_job(what, std::string(call) + " failed: " + cudaGetErrorString(code));
-}
-
-void NcclCommunicator::abort_job(const Collective& what, const std::string& reason) {
-  // Peers are (or will be) inside this collective: abort NCCL so its kernels
-  // stop, then end the whole job; no exception a caller could swallow.
-  std::fprintf(stderr, "mone: %s: NCCL %s of %zu bytes (%s) %s; aborting the job\n", where_.c_str(), what.name,
-               what.bytes, what.context.c_str(), reason.c_str());
-  std::fflush(stderr);
-  if (comm_) ncclCommAbort(comm_);
-  comm_ = nullptr;
-  MPI_Abort(MPI_COMM_WORLD, 1);
-  std::abort();  // MPI_Abort does not return
+  if (code != cudaSuccess) watchdog_.abort_job(what, std::string(call) + " failed: " + cudaGetErrorString(code));
 }
 
 }  // namespace mone

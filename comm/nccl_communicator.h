@@ -21,6 +21,7 @@
 #include <string>
 
 #include "comm/communicator.h"
+#include "comm/watchdog.h"
 #include "comm/world.h"
 
 namespace mone {
@@ -51,11 +52,6 @@ class NcclCommunicator : public Communicator {
   void barrier(const std::string& context) override;
 
  private:
-  struct Collective {
-    const char* name;
-    size_t bytes;
-    const std::string& context;
-  };
   // Makes the communicator's stream wait for the producer's work so far.
   void order_after_producer(const Collective& what);
   void enqueue_allreduce(void* data, size_t count, ElementType type, ReduceOp op, const Collective& what);
@@ -63,7 +59,6 @@ class NcclCommunicator : public Communicator {
   void wait(const Collective& what);
   void check(ncclResult_t code, const char* call, const Collective& what);
   void check_cuda(cudaError_t code, const char* call, const Collective& what);
-  [[noreturn]] void abort_job(const Collective& what, const std::string& reason);
 
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
@@ -71,8 +66,9 @@ class NcclCommunicator : public Communicator {
   cudaEvent_t ready_ = nullptr, done_ = nullptr;
   float* barrier_word_ = nullptr;
   int rank_ = 0, size_ = 1;
-  std::chrono::seconds timeout_;
   std::string where_;
+  // Aborts comm_ before ending the job, so NCCL's kernels stop.
+  Watchdog watchdog_;
   // The allreduces started and not yet waited for: their bytes and contexts
   // name them if the watchdog fires.
   size_t started_bytes_ = 0;

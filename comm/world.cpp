@@ -70,4 +70,16 @@ void World::abort(int code) const {
   std::abort();  // MPI_Abort does not return
 }
 
+const World& LazyWorld::get() {
+  if (!world_) world_ = std::make_unique<World>(argc_, argv_);
+  return *world_;
+}
+
+bool started_by_a_launcher() {
+  // Open MPI's mpirun, MPICH's and Intel MPI's PMI, PMIx, Slurm's srun.
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_PROCID"})
+    if (std::getenv(name) != nullptr) return true;
+  return false;
+}
+
 }  // namespace mone

@@ -3,6 +3,7 @@
 // a world of size 1. comm/ knows raw buffers and processes, never the model.
 #pragma once
 
+#include <memory>
 #include <string>
 
 namespace mone {
@@ -34,5 +35,27 @@ class World {
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::string host_;
 };
+
+// The World of a program that may not need one: started (MPI initialised) on
+// the first get(), so a command that ends before it needs ranks (--help, an
+// option error, a one-process tool) never pays MPI's start-up.
+class LazyWorld {
+ public:
+  // argc and argv are handed to MPI when it starts.
+  LazyWorld(int* argc, char*** argv) : argc_(argc), argv_(argv) {}
+  const World& get();
+  // The World if get() has started it, else nullptr.
+  const World* started() const { return world_.get(); }
+
+ private:
+  int* argc_;
+  char*** argv_;
+  std::unique_ptr<World> world_;
+};
+
+// Whether the environment shows a launcher (mpirun, mpiexec, srun) that may
+// have started this process as one of several ranks. Without one the process
+// is certainly a world of size 1, and needs no MPI to know it.
+bool started_by_a_launcher();
 
 }  // namespace mone

@@ -1,27 +1,22 @@
 #include "trainer/capacity_schedule.h"
 
 #include <cmath>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
 #include "model/capacity.h"
 #include "model/random.h"
+#include "trainer/parse_number.h"
 
 namespace mone {
 
 namespace {
 
 double parse_capacity(const std::string& text, int64_t experts) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || !std::isfinite(value)) {
-    throw std::invalid_argument("'" + text + "' is not a number");
-  }
+  const std::optional<double> parsed = parse_number<double>(text);
+  if (!parsed) throw std::invalid_argument("'" + text + "' is not a number");
+  const double value = *parsed;
   try {
     capacity_for(value, experts);
   } catch (const std::exception& error) {

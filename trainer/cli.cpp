@@ -28,10 +28,28 @@ constexpr const char* kUsage =
     "  route   draw which expert each patch is routed to (mone route --help)\n"
     "  data    convert a dataset into mone's HDF5 shards (mone data --help; also the tool mone-data)\n";
 
+// The options several commands share, each declared once.
+void add_data_option(OptionTable& table, std::string* data) {
+  table.add("data", data, "dataset directory written by mone data (required)");
+}
+void add_checkpoint_option(OptionTable& table, std::string* checkpoint) {
+  table.add("checkpoint", checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
+}
+// The default (shown by --help) is the machine's: default_thread_count().
+void add_threads_option(OptionTable& table, int* threads) {
+  *threads = default_thread_count();
+  table.add("threads", threads, "CPU threads", "cores / local ranks");
+}
+void add_device_options(OptionTable& table, std::string* device, std::string* precision) {
+  table.add("device", device, "cpu | cuda: this rank's GPU (local rank modulo the visible GPUs)");
+  table.add("precision", precision,
+            "with --device cuda: bf16 | fp32 compute (master weights, gradients, AdamW moments are fp32)");
+}
+
 void define_train_options(OptionTable& table, TrainOptions& o) {
-  table.add("data", &o.data, "dataset directory written by mone data (required)");
+  add_data_option(table, &o.data);
   table.add("run-dir", &o.run_dir, "run directory: config.ini, metrics.jsonl, checkpoints/, eval/ (required)");
-  table.add("preset", &o.preset, "model preset: tiny, s16, b16");
+  table.add("preset", &o.preset, "model preset: tiny, s16, b16 (the image shape and classes come from the dataset)");
   table.add("dim", &o.dim, "width D (0: the preset's)");
   table.add("depth", &o.depth, "encoder blocks (0: the preset's)");
   table.add("heads", &o.heads, "attention heads (0: the preset's)");
@@ -41,16 +59,20 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("steps", &o.steps, "optimizer steps of the whole run");
   table.add("batch", &o.batch, "global batch per optimizer step");
   table.add("accumulate", &o.accumulate, "micro-steps per optimizer step (must divide --batch)");
-  table.add("lr", &o.lr, "peak learning rate");
+  table.add("lr", &o.lr, "peak learning rate: linear warmup to it, then cosine decay to --min-lr at the last step");
   table.add("min-lr", &o.min_lr, "learning rate at the end of the cosine decay");
   table.add("warmup", &o.warmup, "steps of linear warmup");
-  table.add("weight-decay", &o.weight_decay, "AdamW decoupled weight decay (weights and router weight only)");
+  table.add("weight-decay", &o.weight_decay,
+            "AdamW (beta 0.9, 0.999, eps 1e-8) decoupled weight decay, on the projection weights and the router "
+            "weight only");
   table.add("clip", &o.clip, "clip the global gradient norm to this (0: no clipping)");
-  table.add("label-smoothing", &o.label_smoothing, "label smoothing of the training loss");
+  table.add("label-smoothing", &o.label_smoothing,
+            "label smoothing of the training loss (the evaluation loss is unsmoothed)");
   table.add("seed", &o.seed, "seed of the initialisation, data order, augmentation and capacity draws");
-  table.add("threads", &o.threads, "CPU threads");
+  add_threads_option(table, &o.threads);
   table.add("capacity", &o.capacity,
-            "e_c per step: fixed:E | random (0.15,0.25,...,0.95,1) | random:E1,E2,... | range:LO-HI");
+            "e_c per step, a pure function of (seed, step): fixed:E | random (0.15,0.25,...,0.95,1 less the values "
+            "infeasible for E) | random:E1,E2,... | range:LO-HI");
   table.add("full-capacity-steps", &o.full_capacity_steps,
             "first steps at e_c = 1 before --capacity applies (a dense warm-up)");
   table.add("router-init-std", &o.router_init_std, "std of the router weight's normal initialisation");
@@ -58,58 +80,60 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("eval-capacities", &o.eval_capacities, "comma-separated e_c list to evaluate (empty: the default set)");
   table.add("eval-split", &o.eval_split, "split to evaluate (auto: val if present, else test)");
   table.add("eval-batch", &o.eval_batch, "evaluation batch");
-  table.add("eval-every", &o.eval_every, "evaluate every K steps (0: only at the end)");
-  table.add("log-every", &o.log_every, "metrics record and log line every K steps");
+  table.add("eval-every", &o.eval_every, "evaluate every K steps and at the end (0: only at the end)");
+  table.add("log-every", &o.log_every, "metrics record and log line every K steps and at the last");
   table.add("progress", &o.progress,
             "auto (a bar redrawn in place on a terminal, else a line per --log-every steps) | bar | lines");
   table.add("checkpoint-every", &o.checkpoint_every, "checkpoint every K steps (0: only at the end and on a stop)");
   table.add("keep", &o.keep, "checkpoints kept (the newest K)");
-  table.add("resume", &o.resume, "auto (newest valid checkpoint of --run-dir, if any) | none | PATH");
+  table.add("resume", &o.resume,
+            "auto (the newest valid checkpoint of --run-dir, if any; broken ones are skipped with a warning) | "
+            "none | PATH");
   table.add("augment", &o.augment, "random crops (padding 4) and horizontal flips; false: none");
   table.add_flag("no-flip", &o.no_flip, "no horizontal flips (e.g. for digits)");
-  table.add("device", &o.device, "cpu | cuda: train on this rank's GPU (local rank modulo the visible GPUs)");
-  table.add("precision", &o.precision,
-            "with --device cuda: bf16 | fp32 compute (master weights, gradients, AdamW moments are fp32)");
+  add_device_options(table, &o.device, &o.precision);
   table.add("cuda-graphs", &o.cuda_graphs,
             "with --device cuda on one rank without --accumulate: replay forward and backward as a CUDA graph "
-            "per e_c (false: launch op by op)");
+            "per e_c, captured at its second step (false: launch op by op)");
   table.add("bucket-mb", &o.bucket_mb, "gradient allreduce bucket size in MiB");
   table.add("first-bucket-mb", &o.first_bucket_mb, "size of the first (earliest started) gradient bucket in MiB");
-  table.add("allreduce-dtype", &o.allreduce_dtype, "what the gradient allreduce sends: fp32 | bf16");
-  table.add("comm-timeout", &o.comm_timeout, "seconds a collective may take before the job is aborted");
+  table.add("allreduce-dtype", &o.allreduce_dtype,
+            "what the gradient allreduce sends: fp32 | bf16 (half the bytes; each bucket rounded once, averaged in "
+            "fp32)");
+  table.add("comm-timeout", &o.comm_timeout,
+            "seconds a collective may take before the job is aborted, naming the collective and the step");
   table.add("check-params-every", &o.check_params_every,
-            "compare a parameter checksum across ranks every K steps (debug; 0: never)");
+            "debug: compare a CRC-32 of the parameters across ranks every K steps; a difference ends the run "
+            "(0: never)");
 }
 
 void define_eval_options(OptionTable& table, EvalOptions& o) {
-  table.add("data", &o.data, "dataset directory written by mone data (required)");
-  table.add("checkpoint", &o.checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
+  add_data_option(table, &o.data);
+  add_checkpoint_option(table, &o.checkpoint);
   table.add("out", &o.out, "directory for eval/<split>-step-N.{csv,json} (empty: the checkpoint's run directory)");
   table.add("split", &o.split, "split to evaluate (auto: val if present, else test)");
   table.add("capacities", &o.capacities, "comma-separated e_c list (empty: 0.15,0.25,...,0.95,1)");
   table.add("batch", &o.batch, "evaluation batch");
-  table.add("threads", &o.threads, "CPU threads");
-  table.add("device", &o.device, "cpu | cuda");
-  table.add("precision", &o.precision, "with --device cuda: bf16 | fp32 compute");
+  add_threads_option(table, &o.threads);
+  add_device_options(table, &o.device, &o.precision);
 }
 
 void define_route_options(OptionTable& table, RouteOptions& o) {
-  table.add("data", &o.data, "dataset directory written by mone data (required)");
-  table.add("checkpoint", &o.checkpoint, "checkpoint file, or a run directory (its newest valid checkpoint; required)");
+  add_data_option(table, &o.data);
+  add_checkpoint_option(table, &o.checkpoint);
   table.add("out", &o.out, "directory for image-<i>.png and grid.png (required)");
   table.add("split", &o.split, "split whose first images are drawn");
   table.add("capacity", &o.capacity, "e_c of the per-image pictures image-<i>.png");
   table.add("images", &o.images, "how many of the split's first images to draw");
   table.add("capacities", &o.capacities, "comma-separated e_c list: the columns of grid.png");
   table.add("scale", &o.scale, "picture pixels per image pixel (nearest-neighbour upscaling)");
-  table.add("threads", &o.threads, "CPU threads");
+  add_threads_option(table, &o.threads);
 }
 
-int train_command(const std::vector<std::string>& args, const World& world) {
+// Each command parses and checks its options before it starts MPI, so that
+// --help and an option error end at once.
+int train_command(const std::vector<std::string>& args, LazyWorld& world) {
   TrainOptions options;
-  options.threads = default_thread_count();
-  options.rank = world.rank();
-  options.world = world.size();
   OptionTable table("Usage: mone train --data DIR --run-dir DIR [options]\nTrains a MoNE ViT; see docs/trainer.md.");
   define_train_options(table, options);
   if (!table.parse(args, std::cout)) return kExitSuccess;
@@ -117,30 +141,11 @@ int train_command(const std::vector<std::string>& args, const World& world) {
   const Dataset train = Dataset::open(options.data, "train");
   const ModelConfig model =
       resolve_model(options, train.shape.height, train.shape.width, train.shape.channels, train.classes);
-  return run_training(options, model, table, world);
-}
-
-int eval_command(const std::vector<std::string>& args, const World& world) {
-  EvalOptions options;
-  options.threads = default_thread_count();
-  OptionTable table("Usage: mone eval --data DIR --checkpoint FILE|RUN_DIR [options]\n"
-                    "Evaluates a checkpoint at several effective capacities; see docs/trainer.md.");
-  define_eval_options(table, options);
-  if (!table.parse(args, std::cout)) return kExitSuccess;
-  check_eval_options(options);
-  return run_evaluation(options, world);
-}
-
-int route_command(const std::vector<std::string>& args) {
-  RouteOptions options;
-  options.threads = default_thread_count();
-  OptionTable table("Usage: mone route --data DIR --checkpoint FILE|RUN_DIR --out DIR [options]\n"
-                    "Draws the expert EPR routes each patch to, tinted from the smallest expert (blue) to the\n"
-                    "full one (red); see docs/trainer.md.");
-  define_route_options(table, options);
-  if (!table.parse(args, std::cout)) return kExitSuccess;
-  check_route_options(options);
-  return run_routing_pictures(options);
+  const World& job = world.get();
+  options.rank = job.rank();
+  options.world = job.size();
+  check_batches_split_over_ranks(options);
+  return run_training(options, model, table, job);
 }
 
 // eval and route read one checkpoint and write one report: one process's job.
@@ -149,17 +154,47 @@ void require_one_process(const World& world) {
     throw UsageError("runs in one process; this is " + world.describe() + ": start it without mpirun/srun");
 }
 
+int eval_command(const std::vector<std::string>& args, LazyWorld& world) {
+  EvalOptions options;
+  OptionTable table("Usage: mone eval --data DIR --checkpoint FILE|RUN_DIR [options]\n"
+                    "Evaluates a checkpoint at several effective capacities; see docs/trainer.md.");
+  define_eval_options(table, options);
+  if (!table.parse(args, std::cout)) return kExitSuccess;
+  check_eval_options(options);
+  require_one_process(world.get());  // --device cuda picks the device from the World
+  return run_evaluation(options, world.get());
+}
+
+// route and data need no World: MPI starts only to refuse a launch of
+// several processes.
+void require_no_launcher_or_one_process(LazyWorld& world) {
+  if (started_by_a_launcher()) require_one_process(world.get());
+}
+
+int route_command(const std::vector<std::string>& args, LazyWorld& world) {
+  RouteOptions options;
+  OptionTable table("Usage: mone route --data DIR --checkpoint FILE|RUN_DIR --out DIR [options]\n"
+                    "Draws the expert EPR routes each patch to, tinted from the smallest expert (blue) to the\n"
+                    "full one (red); see docs/trainer.md.");
+  define_route_options(table, options);
+  if (!table.parse(args, std::cout)) return kExitSuccess;
+  check_route_options(options);
+  require_no_launcher_or_one_process(world);
+  return run_routing_pictures(options);
+}
+
 }  // namespace
 
-int run_command_line(int argc, char** argv, const World& world) {
+int run_command_line(int argc, char** argv, LazyWorld& world) {
   const std::string command = argc > 1 ? argv[1] : "";
   const std::vector<std::string> args(argv + std::min(argc, 2), argv + argc);
   try {
     if (command == "train") return train_command(args, world);
-    if (command == "eval" || command == "route" || command == "data") {
-      require_one_process(world);
-      if (command == "data") return run_data_command("mone data", args);
-      return command == "eval" ? eval_command(args, world) : route_command(args);
+    if (command == "eval") return eval_command(args, world);
+    if (command == "route") return route_command(args, world);
+    if (command == "data") {
+      require_no_launcher_or_one_process(world);
+      return run_data_command("mone data", args);
     }
     if (command == "--help" || command == "-h" || command == "help") {
       std::cout << kUsage;

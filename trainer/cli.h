@@ -7,8 +7,10 @@
 
 namespace mone {
 
-// `world` is the MPI job: `train` runs on every rank of it (rank 0 writes the
-// run directory), `eval` and `route` refuse more than one process.
-int run_command_line(int argc, char** argv, const World& world);
+// `world` is the MPI job, started only by a command that needs it, after its
+// options are parsed and checked: `train` runs on every rank of it (rank 0
+// writes the run directory), `eval` refuses more than one process; `route`
+// and `data` start it only under a launcher, to refuse more than one.
+int run_command_line(int argc, char** argv, LazyWorld& world);
 
 }  // namespace mone

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,52 +13,27 @@
 #include "model/capacity.h"
 #include "model/config.h"
 #include "trainer/check_file.h"
+#include "trainer/model_overrides.h"
+#include "trainer/parse_number.h"
 
 namespace po = boost::program_options;
 
 namespace {
 
-int64_t parse_integer(const std::string& text, const std::string& option) {
-  size_t used = 0;
-  int64_t value = 0;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size()) {
-    throw std::invalid_argument(option + ": '" + text + "' is not an integer");
-  }
-  return value;
-}
-
 // The preset with every `--set field=value` applied in order, validated.
-mone::ModelConfig configured_model(const std::string& preset, const std::vector<std::string>& overrides) {
-  mone::ModelConfig config;
-  try {
-    config = mone::preset_config(preset);
-  } catch (const std::exception& error) {
-    throw std::invalid_argument(std::string("--preset: ") + error.what());
-  }
-  for (const std::string& assignment : overrides) {
+mone::ModelConfig configured_model(const std::string& preset, const std::vector<std::string>& assignments) {
+  std::vector<mone::FieldOverride> overrides;
+  for (const std::string& assignment : assignments) {
     const size_t equals = assignment.find('=');
     if (equals == std::string::npos || equals == 0) {
       throw std::invalid_argument("--set: expected field=value, got '" + assignment + "'");
     }
-    const std::string field = assignment.substr(0, equals);
-    const int64_t value = parse_integer(assignment.substr(equals + 1), "--set " + field);
-    try {
-      config.set(field, value);
-    } catch (const std::exception& error) {
-      throw std::invalid_argument(std::string("--set: ") + error.what());
-    }
+    const std::string field = assignment.substr(0, equals), text = assignment.substr(equals + 1);
+    const std::optional<int64_t> value = mone::parse_number<int64_t>(text);
+    if (!value) throw std::invalid_argument("--set " + field + ": '" + text + "' is not an integer");
+    overrides.push_back({"--set", field, *value});
   }
-  try {
-    config.validate();
-  } catch (const std::exception& error) {
-    throw std::invalid_argument(std::string("--preset/--set: invalid model: ") + error.what());
-  }
-  return config;
+  return mone::override_preset(preset, overrides, "--preset/--set: invalid model");
 }
 
 int run(int argc, char** argv) {

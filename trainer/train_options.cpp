@@ -5,6 +5,7 @@
 
 #include "trainer/capacity_schedule.h"
 #include "trainer/exit_codes.h"
+#include "trainer/model_overrides.h"
 
 namespace mone {
 
@@ -23,33 +24,25 @@ void check_device(const std::string& device, const std::string& precision) {
 
 ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t image_width, int64_t channels,
                           int64_t classes) {
-  ModelConfig config;
-  try {
-    config = preset_config(options.preset);
-  } catch (const std::exception& error) {
-    throw UsageError(std::string("--preset: ") + error.what());
-  }
-  config.image_height = image_height;
-  config.image_width = image_width;
-  config.channels = channels;
-  config.classes = classes;
+  std::vector<FieldOverride> overrides = {{"the dataset", "image_height", image_height},
+                                          {"the dataset", "image_width", image_width},
+                                          {"the dataset", "channels", channels},
+                                          {"the dataset", "classes", classes}};
   // Option name, the bound override, the model field.
-  const std::vector<std::tuple<const char*, int64_t*, const char*>> overrides = {
+  const std::vector<std::tuple<const char*, int64_t*, const char*>> options_of_fields = {
       {"dim", &options.dim, "dim"},       {"depth", &options.depth, "depth"},
       {"heads", &options.heads, "heads"}, {"experts", &options.experts, "experts"},
       {"patch", &options.patch, "patch"}, {"mlp-ratio", &options.mlp_ratio, "mlp_ratio"}};
-  for (const auto& [option, value, field] : overrides) {
+  for (const auto& [option, value, field] : options_of_fields) {
     require(*value >= 0, option, "must be positive (0: the preset's), got " + std::to_string(*value));
-    if (*value > 0) config.set(field, *value);
+    if (*value > 0) overrides.push_back({std::string("--") + option, field, *value});
   }
-  try {
-    config.validate();
-  } catch (const std::exception& error) {
-    throw UsageError(std::string("the model (--preset ") + options.preset + " and overrides, with the dataset's " +
-                     std::to_string(image_height) + "x" + std::to_string(image_width) + "x" +
-                     std::to_string(channels) + " images) is invalid: " + error.what());
-  }
-  for (const auto& [option, value, field] : overrides) {
+  const ModelConfig config =
+      override_preset(options.preset, overrides,
+                      "the model (--preset " + options.preset + " and overrides, with the dataset's " +
+                          std::to_string(image_height) + "x" + std::to_string(image_width) + "x" +
+                          std::to_string(channels) + " images) is invalid");
+  for (const auto& [option, value, field] : options_of_fields) {
     for (const auto& [name, resolved] : config.fields()) {
       if (name == field) *value = resolved;
     }
@@ -65,9 +58,6 @@ void check_train_options(const TrainOptions& o) {
   require(o.accumulate > 0, "accumulate", "must be positive");
   require(o.batch % o.accumulate == 0, "accumulate",
           std::to_string(o.accumulate) + " does not divide --batch " + std::to_string(o.batch));
-  require(o.batch / o.accumulate % o.world == 0, "batch",
-          "each micro-batch (" + std::to_string(o.batch / o.accumulate) + ") must split evenly over the " +
-              std::to_string(o.world) + " ranks");
   require(o.lr > 0, "lr", "must be positive");
   require(o.min_lr >= 0 && o.min_lr <= o.lr, "min-lr", "must be in [0, --lr]");
   require(o.warmup >= 0, "warmup", "must be >= 0");
@@ -85,8 +75,6 @@ void check_train_options(const TrainOptions& o) {
   require(o.checkpoint_every >= 0, "checkpoint-every", "must be >= 0");
   require(o.keep > 0, "keep", "must be positive");
   require(!o.resume.empty(), "resume", "must be auto, none or a checkpoint path");
-  require(o.eval_batch % o.world == 0, "eval-batch",
-          std::to_string(o.eval_batch) + " does not split evenly over " + std::to_string(o.world) + " ranks");
   // At least one float32; at most 2^31 elements, MPI's int count.
   const auto bucket_size_ok = [](double mb) { return mb * 1048576.0 >= 4.0 && mb <= 8192.0; };
   require(bucket_size_ok(o.bucket_mb), "bucket-mb", "must be in [4 bytes, 8192] MiB");
@@ -98,6 +86,14 @@ void check_train_options(const TrainOptions& o) {
   check_device(o.device, o.precision);
   require(o.device == "cpu" || o.allreduce_dtype == "fp32", "allreduce-dtype",
           "bf16 is for --device cpu; the device path averages the gradients in fp32");
+}
+
+void check_batches_split_over_ranks(const TrainOptions& o) {
+  require(o.batch / o.accumulate % o.world == 0, "batch",
+          "each micro-batch (" + std::to_string(o.batch / o.accumulate) + ") must split evenly over the " +
+              std::to_string(o.world) + " ranks");
+  require(o.eval_batch % o.world == 0, "eval-batch",
+          std::to_string(o.eval_batch) + " does not split evenly over " + std::to_string(o.world) + " ranks");
 }
 
 void check_eval_options(const EvalOptions& o) {

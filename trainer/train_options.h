@@ -99,8 +99,10 @@ ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t i
                           int64_t classes);
 
 // Range checks of the values Boost cannot check by type; throws UsageError
-// naming the option.
+// naming the option. They need no MPI: the checks that depend on the number
+// of ranks are check_batches_split_over_ranks, once options.world is known.
 void check_train_options(const TrainOptions& options);
+void check_batches_split_over_ranks(const TrainOptions& options);
 void check_eval_options(const EvalOptions& options);
 void check_route_options(const RouteOptions& options);
 

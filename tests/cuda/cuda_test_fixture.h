@@ -1,6 +1,6 @@
-// The fixture of the CUDA op tests: a device context, fresh random inputs
-// each run (the seed is printed with every comparison and can be fixed with
-// MONE_TEST_SEED to reproduce a failure), and comparisons with the CPU
+// The fixture of the CUDA op tests: a device context, random inputs from the
+// test seed (tests/common/test_seed.h: fixed unless MONE_TEST_SEED says
+// otherwise, and named in every failure), and comparisons with the CPU
 // reference at the mode's tolerance.
 #pragma once
 
@@ -13,12 +13,10 @@
 
 #include "model/cuda/context.h"
 #include "tests/common/test_random.h"
+#include "tests/common/test_seed.h"
 #include "tests/cuda/device_test_support.h"
 
 namespace mone::testing {
-
-// MONE_TEST_SEED when set, else a fresh seed from std::random_device.
-uint64_t cuda_test_seed();
 
 struct ModeName {
   template <class T> static std::string GetName(int) { return sizeof(T) == 4 ? "fp32" : "bf16"; }
@@ -28,9 +26,10 @@ template <class T>
 class CudaTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    MONE_SKIP_WITHOUT_CUDA();
+    MONE_SKIP_WITHOUT_GPUS(1);
     context = std::make_unique<cuda::DeviceContext>();
-    seed = cuda_test_seed();
+    test_seed = std::make_unique<TestSeed>();
+    seed = test_seed->value();
     random = std::make_unique<TestRandom>(seed);
   }
   // Random values |x| in [lo, hi] with random signs, as T holds them.
@@ -42,11 +41,11 @@ class CudaTest : public ::testing::Test {
   template <class U>
   void expect_near(const std::string& name, const DeviceArray<U>& got, const std::vector<double>& want,
                    double tolerance = tolerance_of<T>()) {
-    EXPECT_TRUE(near_reference(name + " (seed " + std::to_string(seed) + ")", download(got, *context), want,
-                               tolerance));
+    EXPECT_TRUE(near_reference(name, download(got, *context), want, tolerance));
   }
 
   std::unique_ptr<cuda::DeviceContext> context;
+  std::unique_ptr<TestSeed> test_seed;  // names the seed in the test's failures while it lives
   uint64_t seed = 0;
   std::unique_ptr<TestRandom> random;
 };

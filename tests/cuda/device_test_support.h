@@ -1,4 +1,4 @@
-// Helpers of the CUDA tests: skipping without a device, device arrays filled
+// Helpers of the CUDA tests: skipping without a device (gpu_skip.h), device arrays filled
 // from host values or poisoned with NaN, and the comparison with the CPU
 // reference.
 //
@@ -25,13 +25,7 @@
 
 #include "model/cuda/context.h"
 #include "model/cuda/device_memory.h"
-
-#define MONE_SKIP_WITHOUT_CUDA()                                          \
-  do {                                                                    \
-    std::string mone_skip_reason_;                                        \
-    if (!::mone::cuda::cuda_device_available(&mone_skip_reason_))         \
-      GTEST_SKIP() << mone_skip_reason_;                                  \
-  } while (0)
+#include "tests/common/gpu_skip.h"
 
 namespace mone::testing {
 

@@ -11,10 +11,10 @@ namespace mone::testing {
 namespace {
 
 TEST(CudaAdamW, ThreeStepsMatchTheCpuAndRefreshTheBf16Copy) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
-  const uint64_t seed = cuda_test_seed();
-  TestRandom random(seed);
+  const TestSeed seed;
+  TestRandom random(seed.value());
   ParameterSet<float> params(small_config());
   const int64_t n = params.numel();
   std::vector<double> values = rounded<float>(random.nonzero_vector(n));
@@ -32,16 +32,15 @@ TEST(CudaAdamW, ThreeStepsMatchTheCpuAndRefreshTheBf16Copy) {
     device.step<bf16>(values_d.get(), grads_d.get(), 1e-2, copy_d.get(), context);
   }
   const std::vector<double> want(cpu_values.begin(), cpu_values.end());
-  const std::string what = " (seed " + std::to_string(seed) + ")";
-  EXPECT_TRUE(near_reference("values" + what, download(values_d, context), want, kFp32Tolerance));
-  EXPECT_TRUE(near_reference("bf16 copy" + what, download(copy_d, context), rounded<bf16>(want), kBf16Tolerance));
+  EXPECT_TRUE(near_reference("values", download(values_d, context), want, kFp32Tolerance));
+  EXPECT_TRUE(near_reference("bf16 copy", download(copy_d, context), rounded<bf16>(want), kBf16Tolerance));
 }
 
 TEST(CudaAdamW, GradientNormAndClipping) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
-  const uint64_t seed = cuda_test_seed();
-  TestRandom random(seed);
+  const TestSeed seed;
+  TestRandom random(seed.value());
   const int64_t n = 100003;  // several norm chunks and a partial one
   const std::vector<double> grads = rounded<float>(random.nonzero_vector(n));
   std::vector<float> cpu(grads.begin(), grads.end());
@@ -52,17 +51,17 @@ TEST(CudaAdamW, GradientNormAndClipping) {
   double device_norm = 0;
   context.synchronize();
   MONE_CUDA_CHECK(cudaMemcpy(&device_norm, norm_d.get(), sizeof(double), cudaMemcpyDeviceToHost));
-  const std::string what = " (seed " + std::to_string(seed) + ")";
-  EXPECT_TRUE(near_reference("norm" + what, {device_norm}, {norm}, 1e-12));
-  EXPECT_TRUE(near_reference("clipped" + what, download(grads_d, context), std::vector<double>(cpu.begin(), cpu.end()),
+  EXPECT_TRUE(near_reference("norm", {device_norm}, {norm}, 1e-12));
+  EXPECT_TRUE(near_reference("clipped", download(grads_d, context), std::vector<double>(cpu.begin(), cpu.end()),
                              kFp32Tolerance));
 }
 
 // The 1 / micro-steps scaling of accumulated gradients: the CPU's bits.
 TEST(CudaAdamW, ScaleGradientsGivesTheCpuBits) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
-  TestRandom random(cuda_test_seed());
+  const TestSeed seed;
+  TestRandom random(seed.value());
   const int64_t n = 10007;
   const std::vector<double> grads = rounded<float>(random.nonzero_vector(n));
   std::vector<float> cpu(grads.begin(), grads.end());
@@ -75,9 +74,10 @@ TEST(CudaAdamW, ScaleGradientsGivesTheCpuBits) {
 // An optimizer restored from another's moments and step count (a resumed
 // checkpoint) continues with the same bits.
 TEST(CudaAdamW, RestoredStateContinuesWithTheSameBits) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
-  TestRandom random(cuda_test_seed());
+  const TestSeed seed;
+  TestRandom random(seed.value());
   ParameterSet<float> params(small_config());
   const int64_t n = params.numel();
   const std::vector<double> values = rounded<float>(random.nonzero_vector(n));

@@ -10,7 +10,7 @@
 // whose probabilities are that close, after which the two models compute
 // different (both correct) functions: there only the loss is compared (5e-2)
 // and the share of tokens routed alike reported. These values are estimates
-// made without a device; the first GPU session confirms or adjusts them.
+// made without a device; the first run on a GPU confirms or adjusts them.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -88,7 +88,7 @@ TYPED_TEST(CudaModel, LossRoutingAndGradientsMatchTheCpuModel) {
   constexpr bool fp32 = sizeof(T) == 4;
   const ModelConfig config = preset_config("tiny");
   for (const double ec : {1.0, 0.5, 0.3}) {
-    SCOPED_TRACE("e_c " + std::to_string(ec) + ", seed " + std::to_string(this->seed));
+    SCOPED_TRACE("e_c " + std::to_string(ec));
     Model<double> cpu(config, this->seed);
     randomise_parameters(cpu.params(), this->seed);
     // The device holds fp32 masters: the CPU runs on the same values.

@@ -415,14 +415,14 @@ TYPED_TEST(CudaOps, PermuteTokens) {
 // Routing decisions are integers: they must match the CPU exactly, ties
 // included (probabilities quantised to a few levels so that ties are many).
 TEST(CudaRouting, EprAndExpertSortedOrderMatchTheCpu) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
-  const uint64_t seed = cuda_test_seed();
-  TestRandom random(seed);
+  const TestSeed seed;
+  TestRandom random(seed.value());
   const int64_t B = 6, E = 4;
   // N = 300: more tokens than threads per block (the strided loops).
   for (const auto& [N, ec] : std::vector<std::pair<int64_t, double>>{{49, 1.0}, {49, 0.5}, {49, 0.3}, {300, 0.3}}) {
-    SCOPED_TRACE("N " + std::to_string(N) + ", e_c " + std::to_string(ec) + ", seed " + std::to_string(seed));
+    SCOPED_TRACE("N " + std::to_string(N) + ", e_c " + std::to_string(ec));
     const std::vector<int64_t> counts = tokens_per_expert(capacity_for(ec, E), N);
     std::vector<float> probs(B * N * E);
     for (float& p : probs) p = static_cast<float>(std::floor(random.uniform() * 5.0) / 5.0);
@@ -457,10 +457,10 @@ TEST(CudaRouting, EprAndExpertSortedOrderMatchTheCpu) {
 }
 
 TEST(CudaLoss, CrossEntropyWithLabelSmoothing) {
-  MONE_SKIP_WITHOUT_CUDA();
+  MONE_SKIP_WITHOUT_GPUS(1);
   cuda::DeviceContext context;
-  const uint64_t seed = cuda_test_seed();
-  TestRandom random(seed);
+  const TestSeed seed;
+  TestRandom random(seed.value());
   const int64_t B = 33, C = 10;
   for (const double smoothing : {0.0, 0.1}) {
     const auto logits = rounded<float>(random.nonzero_vector(B * C, 0.1, 4.0));
@@ -477,7 +477,7 @@ TEST(CudaLoss, CrossEntropyWithLabelSmoothing) {
                                 loss_d.get(), context);
     cuda::cross_entropy_backward(probs_d.get(), labels_d.get(), B, C, dlogits_d.get(), static_cast<float>(smoothing),
                                  context);
-    const std::string what = "smoothing " + std::to_string(smoothing) + ", seed " + std::to_string(seed);
+    const std::string what = "smoothing " + std::to_string(smoothing);
     EXPECT_TRUE(near_reference("loss, " + what, download(loss_d, context), {loss}, kFp32Tolerance));
     EXPECT_TRUE(near_reference("probs, " + what, download(probs_d, context), probs, kFp32Tolerance));
     EXPECT_TRUE(near_reference("dlogits, " + what, download(dlogits_d, context), dlogits, kFp32Tolerance));

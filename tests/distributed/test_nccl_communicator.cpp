@@ -16,22 +16,12 @@
 
 #include "comm/bfloat16.h"
 #include "comm/nccl_communicator.h"
+#include "tests/common/gpu_skip.h"
 #include "tests/distributed/mpi_test_main.h"
 
 namespace {
 using mone::ElementType;
 using mone::ReduceOp;
-
-// Why this rank cannot run the tests, or "" when it can. The same answer on
-// every rank of a machine, so all ranks skip together.
-std::string skip_reason() {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) return "no CUDA device visible";
-  if (devices < mone::testing::world().local_size())
-    return std::to_string(devices) + " CUDA devices for " + std::to_string(mone::testing::world().local_size()) +
-           " ranks on this machine";
-  return "";
-}
 
 mone::NcclCommunicator& comm() {
   static std::unique_ptr<mone::NcclCommunicator> communicator = [] {
@@ -54,14 +44,12 @@ std::vector<E> round_trip(const std::vector<E>& host, const std::function<void(v
   return out;
 }
 
-#define MONE_SKIP_WITHOUT_GPUS()                          \
-  do {                                                    \
-    const std::string reason = skip_reason();             \
-    if (!reason.empty()) GTEST_SKIP() << reason;          \
-  } while (0)
+// A GPU for each rank of this machine: the same answer on every rank of a
+// machine, so all its ranks skip together.
+#define MONE_SKIP_WITHOUT_A_GPU_PER_RANK() MONE_SKIP_WITHOUT_GPUS(mone::testing::world().local_size())
 
 TEST(NcclCommunicator, AllreduceSumAndAverageInFloat32AndBfloat16) {
-  MONE_SKIP_WITHOUT_GPUS();
+  MONE_SKIP_WITHOUT_A_GPU_PER_RANK();
   const int rank = comm().rank(), size = comm().size();
   const size_t count = 1003;
   std::vector<float> values(count);
@@ -83,7 +71,7 @@ TEST(NcclCommunicator, AllreduceSumAndAverageInFloat32AndBfloat16) {
 }
 
 TEST(NcclCommunicator, BroadcastAllgatherBarrier) {
-  MONE_SKIP_WITHOUT_GPUS();
+  MONE_SKIP_WITHOUT_A_GPU_PER_RANK();
   const int rank = comm().rank(), size = comm().size();
   const size_t count = 257;
   std::vector<float> mine(count);
@@ -113,7 +101,7 @@ TEST(NcclCommunicator, BroadcastAllgatherBarrier) {
 void CUDART_CB hold_the_stream(void*) { std::this_thread::sleep_for(std::chrono::milliseconds(50)); }
 
 TEST(NcclCommunicator, StartedAllreducesFollowTheirProducerAndFinishByTheWait) {
-  MONE_SKIP_WITHOUT_GPUS();
+  MONE_SKIP_WITHOUT_A_GPU_PER_RANK();
   const int rank = comm().rank(), size = comm().size();
   cudaStream_t producer = nullptr;
   ASSERT_EQ(cudaStreamCreateWithFlags(&producer, cudaStreamNonBlocking), cudaSuccess);

@@ -1,13 +1,14 @@
 // `mone train --device cuda` and `mone eval --device cuda` end to end, on the
-// trainer tests' small model and dataset. Without a visible device only the
-// first test runs (the clear error); the others skip with the reason.
+// trainer tests' small model and dataset. Without a visible device every
+// test skips with the reason (MoneCli.DeviceCudaWithoutCudaNamesTheOption
+// checks the error such a machine gives).
 //
 // Tolerance against the CPU trainer (fp32 on the device): the first step's
 // loss within 1e-4 relative (one forward on the same parameters and batch:
 // the model test holds 1e-5), every later step's within 2e-2 (twenty AdamW
 // steps amplify the fp32 rounding differences of the GEMMs and reductions;
 // AdamW's normalised update moves near-zero gradients by up to lr). These
-// bounds are estimates made without a device; the first GPU session
+// bounds are estimates made without a device; the first run on a GPU
 // confirms or adjusts them.
 #include <signal.h>
 
@@ -18,7 +19,7 @@
 
 #include <gtest/gtest.h>
 
-#include "model/cuda/context.h"
+#include "tests/common/gpu_skip.h"
 #include "tests/trainer/trainer_fixture.h"
 #include "trainer/checkpoint.h"
 
@@ -29,12 +30,6 @@ namespace fs = std::filesystem;
 using testing::run_mone;
 using testing::small_run;
 using testing::with;
-
-#define SKIP_WITHOUT_A_DEVICE()                                                  \
-  do {                                                                           \
-    std::string reason;                                                          \
-    if (!cuda::cuda_device_available(&reason)) GTEST_SKIP() << reason;          \
-  } while (0)
 
 // step -> loss of every train record of <run>/metrics.jsonl.
 std::map<int64_t, double> losses(const fs::path& run) {
@@ -63,23 +58,8 @@ std::vector<std::string> device_run(const testing::TrainerFixture& fixture, cons
   return with(small_run(fixture, run_dir), {"--device", "cuda", "--precision", precision});
 }
 
-TEST(DeviceTrain, WithoutAVisibleDeviceFailsNamingTheOption) {
-  std::string reason;
-  if (cuda::cuda_device_available(&reason)) GTEST_SKIP() << "a CUDA device is visible: the other tests train on it";
-  testing::TrainerFixture fixture;
-  const testing::ProcessResult result = run_mone(device_run(fixture, "run", "bf16"));
-  EXPECT_EQ(result.exit_code, 2) << result.err;
-  EXPECT_NE(result.err.find("--device cuda: no CUDA device visible"), std::string::npos) << result.err;
-  EXPECT_FALSE(fs::exists(fixture.root() / "run" / "checkpoints"));
-  ASSERT_EQ(run_mone(with(small_run(fixture, "cpu"), {"--steps", "2"})).exit_code, 0);
-  const testing::ProcessResult eval = run_mone(
-      {"eval", "--data", fixture.data().string(), "--checkpoint", (fixture.root() / "cpu").string(), "--device", "cuda"});
-  EXPECT_EQ(eval.exit_code, 2) << eval.err;
-  EXPECT_NE(eval.err.find("--device cuda: no CUDA device visible"), std::string::npos) << eval.err;
-}
-
 TEST(DeviceTrain, Fp32LossesFollowTheCpuTrainer) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   const std::vector<std::string> steps = {"--steps", "20"};
   const testing::ProcessResult cpu = run_mone(with(small_run(fixture, "cpu"), steps));
@@ -91,7 +71,7 @@ TEST(DeviceTrain, Fp32LossesFollowTheCpuTrainer) {
 }
 
 TEST(DeviceTrain, TwoRunsGiveTheSameBits) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   for (const std::string precision : {"bf16", "fp32"}) {
     const std::vector<std::string> options = {"--steps", "15", "--accumulate", "2"};
@@ -108,7 +88,7 @@ TEST(DeviceTrain, TwoRunsGiveTheSameBits) {
 // at a fixed e_c (every step after the second replays) and with random ones
 // (a graph per value drawn, evaluations in between).
 TEST(DeviceTrain, GraphReplayGivesTheBitsOfTheOpByOpStep) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   for (const std::string capacity : {"fixed:0.5", "random"}) {
     const std::vector<std::string> options = {"--steps", "15", "--capacity", capacity, "--eval-every", "5"};
@@ -123,7 +103,7 @@ TEST(DeviceTrain, GraphReplayGivesTheBitsOfTheOpByOpStep) {
 }
 
 TEST(DeviceTrain, StoppedBySignalAndResumedEqualsUninterrupted) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   const int64_t steps = 300;  // device steps are quick: room to stop mid-way
   const std::vector<std::string> extra = {"--steps", std::to_string(steps)};
@@ -156,7 +136,7 @@ TEST(DeviceTrain, StoppedBySignalAndResumedEqualsUninterrupted) {
 // global batches, the average taken in another order (fp32; tolerances as
 // above), and identical parameters on both ranks.
 TEST(DeviceTrain, TwoRanksFollowOneRank) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   const std::vector<std::string> options = {"--steps", "10", "--check-params-every", "5"};
   ASSERT_EQ(run_mone(with(device_run(fixture, "one", "fp32"), options)).exit_code, 0);
@@ -171,7 +151,7 @@ TEST(DeviceTrain, TwoRanksFollowOneRank) {
 // on the CPU and a CPU run on the device, each continuing as the other
 // device would (fp32; tolerances as above).
 TEST(DeviceTrain, CheckpointsMoveBetweenCpuAndDevice) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   const std::vector<std::string> first = {"--steps", "10"}, second = {"--steps", "20"};
   for (const std::string from : {"cpu", "cuda"}) {
@@ -196,7 +176,7 @@ TEST(DeviceTrain, CheckpointsMoveBetweenCpuAndDevice) {
 
 // `mone eval --device cuda` (fp32) reports what the CPU's evaluation does.
 TEST(DeviceTrain, EvalOnTheDeviceMatchesTheCpu) {
-  SKIP_WITHOUT_A_DEVICE();
+  MONE_SKIP_WITHOUT_GPUS(1);
   testing::TrainerFixture fixture;
   ASSERT_EQ(run_mone(with(small_run(fixture, "run"), {"--steps", "10"})).exit_code, 0);
   std::map<std::string, std::vector<std::string>> reports;

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -18,6 +19,28 @@ namespace fs = std::filesystem;
 using testing::run_mone;
 using testing::small_run;
 using testing::with;
+
+// Sets an environment variable for the processes a test starts; restores
+// the old state when it goes out of scope.
+class ScopedVariable {
+ public:
+  ScopedVariable(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedVariable() {
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
+  }
+  ScopedVariable(const ScopedVariable&) = delete;
+  ScopedVariable& operator=(const ScopedVariable&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;  // unset before
+};
 
 void expect_usage_error(const std::vector<std::string>& args, const std::string& named) {
   const testing::ProcessResult result = run_mone(args);
@@ -47,16 +70,50 @@ TEST(MoneCli, ErrorsNameTheOption) {
   EXPECT_FALSE(fs::exists(fixture.root() / "run" / "checkpoints"));
 }
 
-// A build without the CUDA backend says so; with it, test_device_train
-// checks the message of a machine without a device.
-TEST(MoneCli, DeviceCudaInABuildWithoutCudaNamesTheOption) {
+// --device cuda where it cannot run fails naming the option, before any
+// checkpoint is written. A build without the CUDA backend says so; a CUDA build
+// is shown no device (CUDA_VISIBLE_DEVICES empty, so also on a GPU machine)
+// and says that. Both for train and eval.
+TEST(MoneCli, DeviceCudaWithoutCudaNamesTheOption) {
 #ifdef MONE_HAVE_CUDA
-  GTEST_SKIP() << "this build has the CUDA backend (test_device_train covers --device cuda)";
+  const std::string message = "--device cuda: no CUDA device visible";
+  const ScopedVariable no_devices("CUDA_VISIBLE_DEVICES", "");
+#else
+  const std::string message = "--device cuda: this build of mone has no CUDA backend";
 #endif
   testing::TrainerFixture fixture;
-  expect_usage_error(with(small_run(fixture, "run"), {"--device", "cuda"}),
-                     "--device cuda: this build of mone has no CUDA backend");
+  expect_usage_error(with(small_run(fixture, "run"), {"--device", "cuda"}), message);
   EXPECT_FALSE(fs::exists(fixture.root() / "run" / "checkpoints"));
+  ASSERT_EQ(run_mone(with(small_run(fixture, "cpu"), {"--steps", "1"})).exit_code, 0);
+  expect_usage_error({"eval", "--data", fixture.data().string(), "--checkpoint", (fixture.root() / "cpu").string(),
+                      "--device", "cuda"},
+                     message);
+}
+
+// --help, option errors and `mone data` end before MPI starts (each mone
+// process would otherwise pay the MPI start-up): with MPI unable to start
+// (Open MPI told to use a component that does not exist) they still answer,
+// while a command that needs MPI fails.
+TEST(MoneCli, HelpOptionErrorsAndDataNeedNoMpi) {
+  testing::TrainerFixture fixture;
+  const ScopedVariable broken_mpi("OMPI_MCA_pml", "no_such_component");
+  const std::vector<std::string> base = small_run(fixture, "run");
+  if (run_mone(with(base, {"--steps", "1"})).exit_code == 0)
+    GTEST_SKIP() << "this MPI library ignores OMPI_MCA_pml: no way to tell a started MPI apart";
+  expect_usage_error(with(base, {"--bogus", "1"}), "--bogus");
+  expect_usage_error(with(base, {"--dim", "30"}), "dim");
+  expect_usage_error({"eval", "--data", fixture.data().string()}, "--checkpoint");
+  expect_usage_error({"frobnicate"}, "unknown command 'frobnicate'");
+  for (const std::vector<std::string>& help : {std::vector<std::string>{"--help"}, {"train", "--help"},
+                                              {"eval", "--help"}, {"route", "--help"}, {"data", "--help"}}) {
+    const testing::ProcessResult result = run_mone(help);
+    EXPECT_EQ(result.exit_code, 0) << help.front() << ": " << result.err;
+    EXPECT_NE(result.out.find("Usage: mone"), std::string::npos) << result.out;
+  }
+  const testing::ProcessResult converted =
+      run_mone({"data", "--out", (fixture.root() / "converted").string(), "--source", "synthetic", "--height", "8",
+                "--width", "8", "--channels", "1", "--count", "20", "--test-count", "5", "--progress", "none"});
+  EXPECT_EQ(converted.exit_code, 0) << converted.err;
 }
 
 TEST(MoneCli, HelpComesFromTheOptionDefinitions) {
