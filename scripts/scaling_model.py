@@ -78,6 +78,15 @@ def bucket_sizes(total, first, rest):
     return sizes
 
 
+def predict_step(compute, nbytes, ranks, network, first_bucket, bucket):
+    """(allreduce, exposed, step) seconds of one step; compute in seconds, nbytes of gradients."""
+    times = [allreduce_seconds(size, ranks, network) for size in bucket_sizes(nbytes, first_bucket, bucket)]
+    total = sum(times)
+    hideable = compute * 2 / 3 - times[0]
+    exposed = max(total - max(hideable, 0.0), times[-1]) if ranks > 1 else 0.0
+    return total, exposed, compute + exposed
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mfu", type=float, default=0.35, help="model FLOP utilisation of the compute")
@@ -117,13 +126,9 @@ def main():
         else:
             compute = args.compute_ms / 1e3
         nbytes = vit_parameters(**shape) * args.grad_bytes
-        buckets = bucket_sizes(nbytes, args.first_bucket_mb * 2**20, args.bucket_mb * 2**20)
         for ranks in rank_counts:
-            times = [allreduce_seconds(size, ranks, network) for size in buckets]
-            total = sum(times)
-            hideable = compute * 2 / 3 - times[0]
-            exposed = max(total - max(hideable, 0.0), times[-1]) if ranks > 1 else 0.0
-            step = compute + exposed
+            total, exposed, step = predict_step(compute, nbytes, ranks, network, args.first_bucket_mb * 2**20,
+                                                args.bucket_mb * 2**20)
             print(f"{name:>5} {ranks:>5} {batch:>9} {nbytes / 1e6:>8.1f} {compute * 1e3:>10.1f} "
                   f"{total * 1e3:>12.2f} {exposed * 1e3:>10.2f} {step * 1e3:>8.1f} {compute / step:>10.1%}")
 
