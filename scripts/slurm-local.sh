@@ -182,11 +182,11 @@ start_munge() {
     die "munged did not start; see $cluster_dir/log/munged.log"
 }
 
-# The bridge on the host and, per node, a namespace with a veth into it. The
-# names are checked first: a bridge or an address of this subnet that is
-# already there belongs to someone else, and we leave it alone.
-create_network() {
-  local name namespace
+# A bridge, namespace or address of this subnet that is already there belongs
+# to someone else (another cluster): refuse before writing anything that our
+# stop would then act on.
+check_network_free() {
+  local count=$1 index
   if ip link show "$bridge" >/dev/null 2>&1; then
     die "link $bridge exists: another cluster on $subnet.0/24? stop it, or choose another MONE_SLURM_SUBNET"
   fi
@@ -194,9 +194,14 @@ create_network() {
     die "$subnet.0/24 is already on an interface of this host ($(ip -4 -o addr show | awk -v s="$subnet." 'index($4, s) == 1 { print $2 }'));" \
       "choose another MONE_SLURM_SUBNET"
   fi
-  for name in $(cluster_nodes); do
-    ! ip netns list | grep -q "^$(namespace_of "$name")\b" || die "network namespace $(namespace_of "$name") exists already"
+  for ((index = 1; index <= count; index++)); do
+    ! ip netns list | grep -q "^$(namespace_of "node$index")\b" || die "network namespace $(namespace_of "node$index") exists already"
   done
+}
+
+# The bridge on the host and, per node, a namespace with a veth into it.
+create_network() {
+  local name namespace
   ip link add "$bridge" type bridge
   # IPv4 only: no IPv6 router solicitations or duplicate-address probes.
   sysctl -qw "net.ipv6.conf.$bridge.disable_ipv6=1" 2>/dev/null || true
@@ -273,6 +278,7 @@ start() {
       # With the names of the subnet it was started on.
       (if [ -s "$cluster_dir/subnet" ]; then use_subnet "$(cat "$cluster_dir/subnet")"; fi; stop >/dev/null)
     fi
+    [ "$count" -eq 1 ] || check_network_free "$count"
     mkdir -p "$cluster_dir"/{state,spool,log}
     # Written first, so that stop finds everything a failed start left behind.
     echo "$subnet" >"$cluster_dir/subnet"
@@ -364,8 +370,8 @@ status() {
 
 # fail, cut and heal act on one node of a running multi-node cluster.
 known_node() {
-  [ -n "${1:-}" ] || die "name a node (one of: $(cluster_nodes | tr '\n' ' '))"
   multi_node || die "fail, cut and heal need a multi-node cluster (start --nodes N) in $cluster_dir"
+  [ -n "${1:-}" ] || die "name a node (one of: $(cluster_nodes | tr '\n' ' '))"
   cluster_nodes | grep -qx "$1" || die "no node '$1' in $cluster_dir (nodes: $(cluster_nodes | tr '\n' ' '))"
 }
 
