@@ -20,6 +20,14 @@ that the records have; runs that do not log one show "n/l" and their compute
 column includes the communication. Medians over the steps after --skip
 (warm-up: first-touch allocations, thread start-up).
 
+With --busbw (GB/s across nodes, as mone-bench-allreduce measured it), also
+the analytic model's prediction for the same setting (scripts/scaling_model.py):
+each run's compute time scaled from its mode's smallest run by the per-rank
+batch, plus the exposed gradient allreduce of --model's gradients at that
+busbw and --latency-us per ring step between nodes (and the model's NVLink
+figures inside a node). The table gains "model img/s" and "model eff.", the
+plot dashed model lines.
+
 Writes the plot (throughput against ranks with the ideal line, and the step
 time split per run) to --png (default STUDY_DIR/scaling.png), and the table to
 --markdown if given.
@@ -35,6 +43,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+import scaling_model  # noqa: E402  (beside this script)
 
 # Names a per-step exposed-communication time (ms) may have in metrics.jsonl.
 COMM_FIELDS = ("exposed_comm_ms", "comm_wait_ms", "comm_ms")
@@ -88,9 +98,32 @@ def add_efficiency(rows):
             row["efficiency"] = row["img_s_rank"] / base["img_s_rank"]
 
 
+def add_prediction(rows, model, busbw, latency_us):
+    """The model's img/s and efficiency for each measured run (see the module's doc)."""
+    nbytes = scaling_model.vit_parameters(**scaling_model.MODELS[model]) * 4
+    for mode in {row["mode"] for row in rows}:
+        measured = [row for row in rows if row["mode"] == mode and "img_s" in row]
+        if not measured:
+            continue
+        base = min(measured, key=lambda row: int(row["ranks"]))
+        base_per_rank = int(base["batch"]) / int(base["ranks"])
+        for row in measured:
+            ranks, nodes = int(row["ranks"]), int(row["nodes"])
+            network = (ranks // nodes, (scaling_model.NVLINK_BUSBW, scaling_model.NVLINK_LATENCY),
+                       (busbw * 1e9, latency_us * 1e-6))
+            compute = base["compute_ms"] / 1e3 * (int(row["batch"]) / ranks) / base_per_rank
+            _, _, step = scaling_model.predict_step(compute, nbytes, ranks, network, 2**20, 25 * 2**20)
+            row["model_img_s"] = int(row["batch"]) / step
+        for row in measured:
+            row["model_efficiency"] = (row["model_img_s"] / int(row["ranks"])) / (base["model_img_s"] / int(base["ranks"]))
+
+
 def table(rows):
     header = ("run", "mode", "ranks", "nodes", "batch", "img/s", "img/s/rank", "efficiency",
               "step ms", "data ms", "comm ms", "compute ms")
+    predicted = any("model_img_s" in row for row in rows)
+    if predicted:
+        header += ("model img/s", "model eff.")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         head = [row["run"], row["mode"], row["ranks"], row["nodes"], row["batch"]]
@@ -98,9 +131,10 @@ def table(rows):
             lines.append("| " + " | ".join(head) + f" | {row['note']} |" + " |" * (len(header) - 6))
             continue
         comm = "n/l" if row["comm_ms"] is None else f"{row['comm_ms']:.1f}"
+        model = [f"{row['model_img_s']:.0f}", f"{row['model_efficiency']:.0%}"] if predicted else []
         lines.append("| " + " | ".join(head + [
             f"{row['img_s']:.0f}", f"{row['img_s_rank']:.0f}", f"{row['efficiency']:.0%}",
-            f"{row['step_ms']:.1f}", f"{row['data_ms']:.2f}", comm, f"{row['compute_ms']:.1f}"]) + " |")
+            f"{row['step_ms']:.1f}", f"{row['data_ms']:.2f}", comm, f"{row['compute_ms']:.1f}"] + model) + " |")
     return "\n".join(lines)
 
 
@@ -116,6 +150,9 @@ def plot(rows, path, title):
         base = runs[0]
         ideal = [base["img_s"] * r / int(base["ranks"]) for r in ranks]
         throughput.plot(ranks, ideal, linestyle=":", color=line.get_color(), label=f"{mode}: ideal")
+        if "model_img_s" in base:
+            throughput.plot(ranks, [row["model_img_s"] for row in runs], linestyle="--", color=line.get_color(),
+                            label=f"{mode}: model")
     throughput.set_xscale("log", base=2)
     all_ranks = sorted({int(row["ranks"]) for row in measured})
     throughput.set_xticks(all_ranks, [str(r) for r in all_ranks])
@@ -152,10 +189,15 @@ def main():
     parser.add_argument("--png", type=Path, help="plot file (default STUDY_DIR/scaling.png)")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     parser.add_argument("--title", default="mone scaling study", help="the plot's title")
+    parser.add_argument("--busbw", type=float, help="measured allreduce busbw across nodes, GB/s: adds the model's prediction")
+    parser.add_argument("--latency-us", type=float, default=50.0, help="the model's latency per ring step between nodes")
+    parser.add_argument("--model", choices=sorted(scaling_model.MODELS), default="tiny", help="the studied preset")
     args = parser.parse_args()
 
     rows = [dict(entry, **measure(args.study_dir, entry, args.skip)) for entry in read_study(args.study_dir)]
     add_efficiency(rows)
+    if args.busbw:
+        add_prediction(rows, args.model, args.busbw, args.latency_us)
     text = table(rows)
     print(text)
     if not any(row.get("comm_ms") is not None for row in rows):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """scripts/scaling_report.py on a made-up study whose numbers are known:
 img/s, efficiency and the step time split, with and without a logged
-communication time, and an unfinished run reported as such.
+communication time, and an unfinished run reported as such; with --busbw,
+the analytic model's prediction beside each run.
 
     test_scaling_report.py SOURCE_DIR
 """
@@ -32,27 +33,30 @@ def main():
         (study / "study.tsv").write_text(
             "run\tmode\tranks\tnodes\tbatch\tjob\n"
             "strong-n1\tstrong\t1\t1\t128\t1\n"
-            "strong-n2\tstrong\t2\t1\t128\t2\n"
+            "strong-n2\tstrong\t2\t2\t128\t2\n"
             "weak-n1\tweak\t1\t1\t32\t3\n"
             "weak-n2\tweak\t2\t1\t64\t4\n")
         write_run(study, "strong-n1", step_ms=100.0, data_ms=1.0)
         write_run(study, "strong-n2", step_ms=64.0, data_ms=1.0, comm_ms=8.0)
         write_run(study, "weak-n1", step_ms=40.0, data_ms=2.0)
         # weak-n2 never ran.
-        result = subprocess.run([sys.executable, str(report), str(study), "--markdown", str(study / "table.md")],
-                                capture_output=True, text=True)
-        print(result.stdout, result.stderr)
-        rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[1:-1]]
-                for line in (study / "table.md").read_text().splitlines()[2:]}
         failures = []
 
+        def run_report(*options):
+            result = subprocess.run([sys.executable, str(report), str(study), "--markdown", str(study / "table.md"),
+                                     *options], capture_output=True, text=True)
+            print(result.stdout, result.stderr)
+            lines = (study / "table.md").read_text().splitlines()
+            header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
+            return result, header, {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[1:-1]]
+                                    for line in lines[2:]}
+
         def expect(run, column, want):
-            header = ["run", "mode", "ranks", "nodes", "batch", "img/s", "img/s/rank", "efficiency",
-                      "step ms", "data ms", "comm ms", "compute ms"]
             got = rows[run][header.index(column)]
             if got != want:
                 failures.append(f"{run} {column}: {got!r}, expected {want!r}")
 
+        result, header, rows = run_report()
         expect("strong-n1", "img/s", "1280")         # 128 images / 0.1 s
         expect("strong-n2", "img/s", "2000")         # 128 / 0.064 s
         expect("strong-n2", "img/s/rank", "1000")
@@ -67,6 +71,17 @@ def main():
             failures.append(f"exit code {result.returncode}, expected 1 (a run without measurements)")
         if not (study / "scaling.png").stat().st_size:
             failures.append("no plot")
+
+        # The model: strong-n2 (2 nodes, 1 rank each) computes 99 ms * 64/128 =
+        # 49.5 ms; tiny's 305172 gradients (1220688 bytes) go in a 1 MiB bucket,
+        # hidden behind the backward pass, and a last one of 172112 bytes that
+        # is not: 172112 / 0.5 GB/s + 2 * 50 us = 0.444 ms. 128 / 49.944 ms =
+        # 2563 img/s; strong-n1 (no allreduce) 128 / 99 ms = 1293.
+        result, header, rows = run_report("--busbw", "0.5", "--latency-us", "50")
+        expect("strong-n1", "model img/s", "1293")
+        expect("strong-n2", "model img/s", "2563")
+        expect("strong-n2", "model eff.", "99%")
+        expect("weak-n1", "model eff.", "100%")
         if failures:
             print("FAILED:\n  " + "\n  ".join(failures))
             return 1
