@@ -12,6 +12,7 @@
 #include <boost/program_options.hpp>
 
 #include "bench/options.h"
+#include "bench/timing.h"
 #include "model/model.h"
 #include "model/routing_plan.h"
 #include "model/random.h"
@@ -19,20 +20,6 @@
 namespace po = boost::program_options;
 
 namespace {
-// Median of `repeats` calls after one untimed call, in milliseconds.
-template <class F>
-double median_ms(F&& run, int repeats) {
-  run();
-  std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
 std::vector<float> random_buffer(int64_t n, uint64_t stream) {
   std::vector<float> v(n);
   for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>(0.1 * mone::random_normal(3, stream, i));
@@ -68,19 +55,19 @@ int main(int argc, char** argv) try {
               threads, repeats);
   std::printf("%-34s %10s\n", "op (one block)", "ms");
   auto row = [&](const std::string& name, double ms) { std::printf("%-34s %10.3f\n", name.c_str(), ms); };
-  row("attention forward", median_ms([&] { mone::attention_forward(qkv.data(), layout, H, D, out.data(), probs.data()); }, repeats));
-  row("attention backward", median_ms([&] { mone::attention_backward(dy.data(), qkv.data(), probs.data(), layout, H, D, dqkv.data()); }, repeats));
-  row("layernorm forward", median_ms([&] { mone::layernorm_forward(x.data(), M, D, gain.data(), gain.data(), out.data(), mean.data(), rstd.data()); }, repeats));
-  row("layernorm backward", median_ms([&] { mone::layernorm_backward(dy.data(), x.data(), mean.data(), rstd.data(), gain.data(), M, D, dx.data(), db.data(), db.data()); }, repeats));
-  row("gelu forward", median_ms([&] { mone::gelu_forward(h.data(), M * hidden, out.data()); }, repeats));
-  row("gelu backward", median_ms([&] { mone::gelu_backward(dh.data(), h.data(), M * hidden, dx.data()); }, repeats));
+  row("attention forward", mone::median_ms([&] { mone::attention_forward(qkv.data(), layout, H, D, out.data(), probs.data()); }, repeats));
+  row("attention backward", mone::median_ms([&] { mone::attention_backward(dy.data(), qkv.data(), probs.data(), layout, H, D, dqkv.data()); }, repeats));
+  row("layernorm forward", mone::median_ms([&] { mone::layernorm_forward(x.data(), M, D, gain.data(), gain.data(), out.data(), mean.data(), rstd.data()); }, repeats));
+  row("layernorm backward", mone::median_ms([&] { mone::layernorm_backward(dy.data(), x.data(), mean.data(), rstd.data(), gain.data(), M, D, dx.data(), db.data(), db.data()); }, repeats));
+  row("gelu forward", mone::median_ms([&] { mone::gelu_forward(h.data(), M * hidden, out.data()); }, repeats));
+  row("gelu backward", mone::median_ms([&] { mone::gelu_backward(dh.data(), h.data(), M * hidden, dx.data()); }, repeats));
   for (double capacity : capacities) {
     const auto groups = mone::expert_sorted_groups(c, mone::plan_routing(c, capacity), batch);
     const std::string at = " e_c " + std::to_string(capacity).substr(0, 4);
-    row("fc1 (nested in) forward" + at, median_ms([&] { mone::nested_in_forward(x.data(), D, groups, w_in.data(), bias.data(), hidden, out.data()); }, repeats));
-    row("fc1 (nested in) backward" + at, median_ms([&] { mone::nested_in_backward(dh.data(), x.data(), D, groups, w_in.data(), hidden, dx.data(), dw.data(), db.data()); }, repeats));
-    row("fc2 (nested out) forward" + at, median_ms([&] { mone::nested_out_forward(h.data(), hidden, groups, w_out.data(), bias.data(), D, out.data()); }, repeats));
-    row("fc2 (nested out) backward" + at, median_ms([&] { mone::nested_out_backward(dy.data(), h.data(), hidden, groups, w_out.data(), D, dx.data(), dw.data(), db.data()); }, repeats));
+    row("fc1 (nested in) forward" + at, mone::median_ms([&] { mone::nested_in_forward(x.data(), D, groups, w_in.data(), bias.data(), hidden, out.data()); }, repeats));
+    row("fc1 (nested in) backward" + at, mone::median_ms([&] { mone::nested_in_backward(dh.data(), x.data(), D, groups, w_in.data(), hidden, dx.data(), dw.data(), db.data()); }, repeats));
+    row("fc2 (nested out) forward" + at, mone::median_ms([&] { mone::nested_out_forward(h.data(), hidden, groups, w_out.data(), bias.data(), D, out.data()); }, repeats));
+    row("fc2 (nested out) backward" + at, mone::median_ms([&] { mone::nested_out_backward(dy.data(), h.data(), hidden, groups, w_out.data(), D, dx.data(), dw.data(), db.data()); }, repeats));
   }
   return 0;
 } catch (const std::exception& e) {

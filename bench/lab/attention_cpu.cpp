@@ -6,7 +6,6 @@
 //
 //   mone-lab-attention-cpu --preset tiny --batch 128 [--variant 2] [--repeats 20]
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -16,6 +15,7 @@
 #include <boost/program_options.hpp>
 
 #include "bench/options.h"
+#include "bench/timing.h"
 #include "model/config.h"
 #include "model/ops.h"
 #include "model/random.h"
@@ -65,16 +65,24 @@ void load_tiles(const Problem& p, const HeadView& view, int64_t b, int64_t h, Ti
   }
 }
 
-void tiled_forward(const Problem& p, float* out, float* probs) {
+// body(view, task, image, head, tiles) for every (image, head) with its tiles loaded, in parallel.
+template <class Body>
+void for_each_head(const Problem& p, Body body) {
   const HeadView view = HeadView::of(p.layout, p.heads, p.D);
-  const int64_t N = view.tokens, hd = view.head_dim;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 #pragma omp parallel for schedule(static)
   for (int64_t task = 0; task < view.images * p.heads; ++task) {
     thread_local Tiles t;
-    t.size(N, hd);
+    t.size(view.tokens, view.head_dim);
     const int64_t b = task / p.heads, h = task % p.heads;
     load_tiles(p, view, b, h, t);
+    body(view, task, b, h, t);
+  }
+}
+
+void tiled_forward(const Problem& p, float* out, float* probs) {
+  for_each_head(p, [&](const HeadView& view, int64_t task, int64_t b, int64_t h, Tiles& t) {
+    const int64_t N = view.tokens, hd = view.head_dim;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     float* s = probs + task * N * N;
     for (int64_t i = 0; i < N; ++i) {
       float* row = s + i * N;
@@ -97,19 +105,13 @@ void tiled_forward(const Problem& p, float* out, float* probs) {
         for (int64_t d = 0; d < hd; ++d) o[d] += pj * vj[d];
       }
     }
-  }
+  });
 }
 
 void tiled_backward(const Problem& p, const float* probs, float* dqkv) {
-  const HeadView view = HeadView::of(p.layout, p.heads, p.D);
-  const int64_t N = view.tokens, hd = view.head_dim, width = 3 * p.D;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-#pragma omp parallel for schedule(static)
-  for (int64_t task = 0; task < view.images * p.heads; ++task) {
-    thread_local Tiles t;
-    t.size(N, hd);
-    const int64_t b = task / p.heads, h = task % p.heads;
-    load_tiles(p, view, b, h, t);
+  for_each_head(p, [&](const HeadView& view, int64_t task, int64_t b, int64_t h, Tiles& t) {
+    const int64_t N = view.tokens, hd = view.head_dim, width = 3 * p.D;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     for (int64_t i = 0; i < N; ++i)
       std::copy_n(p.dout.data() + view.offset(b, i, h, p.D), hd, t.go.data() + i * hd);
     const float* pr = probs + task * N * N;
@@ -146,7 +148,7 @@ void tiled_backward(const Problem& p, const float* probs, float* dqkv) {
         }
       }
     }
-  }
+  });
 }
 
 struct Variant {
@@ -154,17 +156,6 @@ struct Variant {
   std::function<void(const Problem&, float*, float*)> forward;
   std::function<void(const Problem&, const float*, float*)> backward;
 };
-
-double median_ms(const std::function<void()>& run, int repeats) {
-  std::vector<double> times;
-  for (int r = 0; r < repeats; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
   double worst = 0;
@@ -224,8 +215,8 @@ int main(int argc, char** argv) {
     if (only != 0 && static_cast<size_t>(only) != v + 1 && v != 0) continue;
     std::vector<float> out(ref_out.size()), probs(ref_probs.size()), dqkv(ref_dqkv.size());
     const Variant& variant = variants[v];
-    const double fwd = median_ms([&] { variant.forward(p, out.data(), probs.data()); }, repeats);
-    const double bwd = median_ms([&] { variant.backward(p, probs.data(), dqkv.data()); }, repeats);
+    const double fwd = mone::median_ms([&] { variant.forward(p, out.data(), probs.data()); }, repeats);
+    const double bwd = mone::median_ms([&] { variant.backward(p, probs.data(), dqkv.data()); }, repeats);
     if (v == 0) reference_ms = fwd + bwd;
     const double out_error = max_abs_difference(out, ref_out), dqkv_error = max_abs_difference(dqkv, ref_dqkv);
     const bool valid = out_error <= tolerance && dqkv_error <= tolerance;
