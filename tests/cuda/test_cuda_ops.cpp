@@ -440,12 +440,12 @@ TEST(CudaRouting, EprAndExpertSortedOrderMatchTheCpu) {
     EXPECT_EQ(download_ints(expert_d, context), expert);
     EXPECT_EQ(download_ints(source_d, context), source);
 
-    // r of each stored row and its backward.
-    std::vector<double> chosen(B * N), dchosen = random.nonzero_vector(B * N), dprobs(B * N * E, 0.0);
-    for (int64_t row = 0; row < B * N; ++row) {
-      chosen[row] = probs[source[row] * E + expert[source[row]]];
-      dprobs[source[row] * E + expert[source[row]]] = static_cast<float>(dchosen[row]);
-    }
+    // r of each stored row and its backward, against the CPU reference.
+    const std::vector<double> probs_double(probs.begin(), probs.end());
+    std::vector<double> chosen(B * N), dchosen = random.nonzero_vector(B * N), dprobs(B * N * E);
+    for (double& d : dchosen) d = static_cast<float>(d);  // what the device receives
+    gather_chosen_probability(probs_double.data(), expert.data(), source.data(), B * N, E, chosen.data());
+    scatter_chosen_probability(dchosen.data(), expert.data(), source.data(), B * N, E, dprobs.data());
     auto chosen_d = poisoned<float>(B * N), dprobs_d = poisoned<float>(B * N * E);
     auto dchosen_d = upload<float>(dchosen);
     cuda::gather_chosen_probability(probs_d.get(), expert_d.get(), source_d.get(), B * N, E, chosen_d.get(), context);

@@ -197,6 +197,45 @@ TEST(OpGradients, NestedOutProjection) {
   EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
 }
 
+// fc2 on GELU(pre), the pair the step's gelu_nested_out_backward differentiates.
+TEST(OpGradients, GeluThenNestedOutProjection) {
+  const int64_t M = kMixedRows, in = 6, D_out = kMixedFullWidth;
+  TestRandom random(65);
+  std::vector<double> pre = random.nonzero_vector(M * in, 0.05, 3.0), W = random.nonzero_vector(in * D_out),
+                      b = random.nonzero_vector(D_out), dpre, dW, db;
+  std::vector<double> hidden(M * in);
+  OpGradientCheck check(66);
+  check.add_input("gelu_nested_out pre", &pre, &dpre, GradWrite::assign);
+  check.add_input("gelu_nested_out W", &W, &dW, GradWrite::accumulate);
+  check.add_input("gelu_nested_out b", &b, &db, GradWrite::accumulate);
+  auto reports = check.run(
+      [&](std::vector<double>& y) {
+        gelu_forward(pre.data(), M * in, hidden.data());
+        y.assign(M * D_out, 0.0);
+        nested_out_forward(hidden.data(), in, kMixedGroups, W.data(), b.data(), D_out, y.data());
+      },
+      [&](const std::vector<double>& dy) {
+        gelu_forward(pre.data(), M * in, hidden.data());
+        gelu_nested_out_backward(dy.data(), hidden.data(), pre.data(), in, kMixedGroups, W.data(), D_out,
+                                 dpre.data(), dW.data(), db.data());
+      });
+  EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
+}
+
+// fc1 with its GELU gives exactly the two ops one after the other.
+TEST(OpGradients, NestedInGeluIsNestedInThenGelu) {
+  const int64_t M = kMixedRows, D_in = kMixedFullWidth, out = 6;
+  TestRandom random(67);
+  const std::vector<double> x = random.nonzero_vector(M * D_in), W = random.nonzero_vector(D_in * out),
+                            b = random.nonzero_vector(out);
+  std::vector<double> pre(M * out), y(M * out), expected_pre(M * out), expected(M * out);
+  nested_in_gelu_forward(x.data(), D_in, kMixedGroups, W.data(), b.data(), out, pre.data(), y.data());
+  nested_in_forward(x.data(), D_in, kMixedGroups, W.data(), b.data(), out, expected_pre.data());
+  gelu_forward(expected_pre.data(), M * out, expected.data());
+  EXPECT_EQ(pre, expected_pre);
+  EXPECT_EQ(y, expected);
+}
+
 void check_attention(const TokenLayout& layout, uint64_t seed) {
   const int64_t heads = 2, D = 6;  // head_dim 3: the 1/sqrt(head_dim) scale is not 1/sqrt(2^k)
   const int64_t rows = layout.images * layout.tokens;
@@ -290,6 +329,44 @@ TEST(OpGradients, TokenPermutation) {
       [&](const std::vector<double>& ddst) {
         permute_tokens_backward(ddst.data(), source_of_row.data(), rows, D, dsrc.data());
       });
+  EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
+}
+
+// r of each stored row from the router probabilities (original order), and
+// its backward, the scatter.
+TEST(OpGradients, ChosenProbabilityGatherAndScatter) {
+  const int64_t rows = 6, E = 3;
+  const std::vector<int32_t> source_of_row = {3, 0, 5, 1, 4, 2};
+  const std::vector<int32_t> expert_of_token = {2, 0, 1, 2, 0, 1};
+  TestRandom random(105);
+  std::vector<double> probs = random.nonzero_vector(rows * E), dprobs;
+  OpGradientCheck check(106);
+  check.add_input("gather probs", &probs, &dprobs, GradWrite::assign);
+  auto reports = check.run(
+      [&](std::vector<double>& chosen) {
+        chosen.assign(rows, 0.0);
+        gather_chosen_probability(probs.data(), expert_of_token.data(), source_of_row.data(), rows, E,
+                                  chosen.data());
+      },
+      [&](const std::vector<double>& dchosen) {
+        scatter_chosen_probability(dchosen.data(), expert_of_token.data(), source_of_row.data(), rows, E,
+                                   dprobs.data());
+      });
+  EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
+}
+
+TEST(OpGradients, ResidualAdd) {
+  const int64_t n = 10;
+  TestRandom random(107);
+  std::vector<double> x = random.nonzero_vector(n), y = random.nonzero_vector(n), dy;
+  OpGradientCheck check(108);
+  check.add_input("add y", &y, &dy, GradWrite::assign);
+  auto reports = check.run(
+      [&](std::vector<double>& out) {
+        out = x;
+        add_inplace(out.data(), y.data(), n);
+      },
+      [&](const std::vector<double>& dout) { dy = dout; });  // d(x + y)/dy is the identity
   EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
 }
 
