@@ -94,7 +94,7 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   add_device_options(table, &o.device, &o.precision);
   table.add("cuda-graphs", &o.cuda_graphs,
             "with --device cuda on one rank without --accumulate: replay forward and backward as a CUDA graph "
-            "per e_c, captured at its second step (false: launch op by op)");
+            "per routing (the plan's tokens per expert), captured at its second step (false: launch op by op)");
   table.add("bucket-mb", &o.bucket_mb, "gradient allreduce bucket size in MiB");
   table.add("first-bucket-mb", &o.first_bucket_mb, "size of the first (earliest started) gradient bucket in MiB");
   table.add("allreduce-dtype", &o.allreduce_dtype,

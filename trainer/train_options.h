@@ -53,7 +53,7 @@ struct TrainOptions {
   std::string device = "cpu";
   std::string precision = "bf16";
   // On cuda, one rank, no accumulation: replay each step's forward and
-  // backward as a CUDA graph per (e_c, batch) (trainer/cuda_training_backend.cpp).
+  // backward as a CUDA graph per (tokens per expert, batch) (trainer/cuda_training_backend.cpp).
   bool cuda_graphs = true;
 
   // Data parallelism (docs/distributed.md).
