@@ -9,6 +9,7 @@ namespace mone {
 namespace {
 
 constexpr const char* kFormatName = "mone-data";
+constexpr const char* kEncodedStorage = "encoded";
 
 void check_manifest(const Manifest& manifest, const std::string& file) {
   const auto fail = [&](const std::string& what) { throw DataError(file + ": " + what); };
@@ -42,7 +43,9 @@ void write_manifest(const std::filesystem::path& dir, const Manifest& manifest) 
     const auto held = h5::lock();
     const h5::Handle file = h5::create_file(temporary);
     h5::set_attribute(file, "format", std::string(kFormatName), temporary);
-    h5::set_attribute(file, "version", data_format::kVersion, temporary);
+    const bool encoded = manifest.storage == Storage::encoded;
+    h5::set_attribute(file, "version", encoded ? data_format::kEncodedVersion : data_format::kVersion, temporary);
+    if (encoded) h5::set_attribute(file, "storage", std::string(kEncodedStorage), temporary);
     h5::set_attribute(file, "height", manifest.shape.height, temporary);
     h5::set_attribute(file, "width", manifest.shape.width, temporary);
     h5::set_attribute(file, "channels", manifest.shape.channels, temporary);
@@ -50,6 +53,10 @@ void write_manifest(const std::filesystem::path& dir, const Manifest& manifest) 
     h5::write_strings(file, "class_names", manifest.class_names, temporary);
     h5::write_vector(file, "mean", manifest.mean, temporary);
     h5::write_vector(file, "std", manifest.std, temporary);
+    if (manifest.records_skipped) {
+      h5::set_attribute(file, "skipped", static_cast<int64_t>(manifest.skipped_files.size()), temporary);
+      if (!manifest.skipped_files.empty()) h5::write_strings(file, "skipped_files", manifest.skipped_files, temporary);
+    }
     const h5::Handle splits(MONE_H5(H5Gcreate2(file, "splits", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                                     temporary, "creating group 'splits'"),
                             H5Gclose);
@@ -89,11 +96,19 @@ Manifest read_manifest(const std::filesystem::path& dir) {
                     std::string(kFormatName) + "')");
   }
   const int64_t version = h5::get_int_attribute(handle, "version", file);
-  if (version != data_format::kVersion) {
-    throw DataError(file + ": format version " + std::to_string(version) +
-                    ", this build reads version " + std::to_string(data_format::kVersion));
+  if (version != data_format::kVersion && version != data_format::kEncodedVersion) {
+    throw DataError(file + ": format version " + std::to_string(version) + ", this build reads versions " +
+                    std::to_string(data_format::kVersion) + " (raw images) and " +
+                    std::to_string(data_format::kEncodedVersion) + " (encoded images)");
   }
   Manifest manifest;
+  if (version == data_format::kEncodedVersion) {
+    const std::string storage = h5::get_string_attribute(handle, "storage", file);
+    if (storage != kEncodedStorage) {
+      throw DataError(file + ": version 2 with storage '" + storage + "', expected '" + kEncodedStorage + "'");
+    }
+    manifest.storage = Storage::encoded;
+  }
   manifest.shape.height = h5::get_int_attribute(handle, "height", file);
   manifest.shape.width = h5::get_int_attribute(handle, "width", file);
   manifest.shape.channels = h5::get_int_attribute(handle, "channels", file);
@@ -101,6 +116,12 @@ Manifest read_manifest(const std::filesystem::path& dir) {
   manifest.class_names = h5::read_strings(handle, "class_names", file);
   manifest.mean = h5::read_vector<double>(handle, "mean", file);
   manifest.std = h5::read_vector<double>(handle, "std", file);
+  if (H5Aexists(handle, "skipped") > 0) {
+    manifest.records_skipped = true;
+    if (h5::get_int_attribute(handle, "skipped", file) > 0) {
+      manifest.skipped_files = h5::read_strings(handle, "skipped_files", file);
+    }
+  }
 
   const h5::Handle splits(MONE_H5(H5Gopen2(handle, "splits", H5P_DEFAULT), file,
                                   "opening group 'splits'"),
@@ -139,6 +160,7 @@ Dataset Dataset::open(const std::filesystem::path& dir, const std::string& split
                     "' (available: " + available + ")");
   }
   Dataset dataset;
+  dataset.storage = manifest.storage;
   dataset.dir = dir;
   dataset.split = split;
   dataset.shape = manifest.shape;

@@ -19,8 +19,10 @@ namespace mone {
 class ShardWriter {
  public:
   // deflate_level 0 stores chunks uncompressed, 1-9 compresses them.
+  // timestamps = false leaves out HDF5's object times: byte-identical files
+  // for the same content (image folders); the other converters keep them.
   ShardWriter(std::filesystem::path path, std::string split, ImageShape shape, int64_t classes,
-              int64_t samples, int deflate_level);
+              int64_t samples, int deflate_level, bool timestamps = true);
   ~ShardWriter();  // an unfinished shard's temporary file is removed
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
@@ -35,6 +37,7 @@ class ShardWriter {
   ImageShape shape_;
   int64_t samples_;
   int64_t written_ = 0;
+  bool timestamps_;
   std::vector<int32_t> labels_;
   Crc32 images_crc_;
   h5::Handle file_;

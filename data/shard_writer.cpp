@@ -20,8 +20,9 @@ std::vector<int64_t> image_chunk_dims(const ImageShape& shape, int64_t samples) 
 }
 
 ShardWriter::ShardWriter(std::filesystem::path path, std::string split, ImageShape shape,
-                         int64_t classes, int64_t samples, int deflate_level)
-    : path_(std::move(path)), temporary_(path_.string() + ".tmp"), shape_(shape), samples_(samples) {
+                         int64_t classes, int64_t samples, int deflate_level, bool timestamps)
+    : path_(std::move(path)), temporary_(path_.string() + ".tmp"), shape_(shape), samples_(samples),
+      timestamps_(timestamps) {
   if (samples <= 0) throw DataError(path_.string() + ": a shard needs at least one sample");
   if (deflate_level < 0 || deflate_level > 9) {
     throw DataError(path_.string() + ": deflate level " + std::to_string(deflate_level) +
@@ -29,7 +30,7 @@ ShardWriter::ShardWriter(std::filesystem::path path, std::string split, ImageSha
   }
   labels_.reserve(static_cast<size_t>(samples));
   const auto held = h5::lock();
-  file_ = h5::create_file(temporary_);
+  file_ = h5::create_file(temporary_, timestamps);
   h5::set_attribute(file_, "version", data_format::kVersion, temporary_);
   h5::set_attribute(file_, "height", shape.height, temporary_);
   h5::set_attribute(file_, "width", shape.width, temporary_);
@@ -42,9 +43,7 @@ ShardWriter::ShardWriter(std::filesystem::path path, std::string split, ImageSha
   const h5::Handle space(MONE_H5(H5Screate_simple(4, dims, nullptr), temporary_,
                                  "creating the images dataspace"),
                          H5Sclose);
-  const h5::Handle properties(MONE_H5(H5Pcreate(H5P_DATASET_CREATE), temporary_,
-                                      "creating dataset properties"),
-                              H5Pclose);
+  const h5::Handle properties = h5::dataset_creation_properties(timestamps, temporary_);
   const std::vector<int64_t> chunk64 = image_chunk_dims(shape, samples);
   const std::vector<hsize_t> chunk(chunk64.begin(), chunk64.end());
   MONE_H5(H5Pset_chunk(properties, 4, chunk.data()), temporary_, "setting the image chunks");
@@ -96,7 +95,8 @@ uint32_t ShardWriter::finish() {
   }
   {
     const auto held = h5::lock();
-    h5::write_vector(file_, data_format::kLabels, labels_, temporary_);
+    h5::write_vector(file_, data_format::kLabels, labels_, temporary_,
+                     timestamps_ ? H5P_DEFAULT : h5::dataset_creation_properties(false, temporary_).get());
     images_.reset();
     MONE_H5(H5Fflush(file_, H5F_SCOPE_LOCAL), temporary_, "flushing the shard");
     file_.reset();
