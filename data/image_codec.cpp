@@ -62,7 +62,10 @@ DecodedImage decode_jpeg(const uint8_t* bytes, size_t size, int64_t at_least_hei
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
     throw DataError("CMYK JPEGs are not supported (convert the file to RGB)");
   }
-  // The smallest M/8 scale that keeps at least the rows and columns asked for.
+  // The smallest M/8 scale that keeps at least the rows and columns asked for
+  // (0: all of them).
+  if (at_least_height <= 0) at_least_height = height;
+  if (at_least_width <= 0) at_least_width = width;
   int factors = 0;
   const tjscalingfactor* factor = tjGetScalingFactors(&factors);
   tjscalingfactor chosen{1, 1};
