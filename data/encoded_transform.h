@@ -4,8 +4,8 @@
 // normalisation. Evaluation: resize the shorter side to S / crop_fraction,
 // centre crop S x S, normalise. The draws come from the stream keyed
 // (seed, "augm", epoch, sample), as for raw images, so they depend on nothing
-// else. With dct_downscale a JPEG is decoded at the smallest M/8 scale that
-// still gives the crop at least S x S pixels.
+// else. With dct_downscale a JPEG is decoded at the smallest of 1/2, 1/4, 1/8
+// that still gives the crop at least S x S pixels.
 #pragma once
 
 #include <cstdint>

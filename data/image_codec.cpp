@@ -62,8 +62,8 @@ DecodedImage decode_jpeg(const uint8_t* bytes, size_t size, int64_t at_least_hei
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
     throw DataError("CMYK JPEGs are not supported (convert the file to RGB)");
   }
-  // The smallest M/8 scale that keeps at least the rows and columns asked for
-  // (0: all of them).
+  // The smallest of 1, 1/2, 1/4, 1/8 that keeps at least the rows and columns
+  // asked for (0: all of them).
   if (at_least_height <= 0) at_least_height = height;
   if (at_least_width <= 0) at_least_width = width;
   int factors = 0;
@@ -71,7 +71,9 @@ DecodedImage decode_jpeg(const uint8_t* bytes, size_t size, int64_t at_least_hei
   tjscalingfactor chosen{1, 1};
   for (int i = 0; i < factors; ++i) {
     const tjscalingfactor f = factor[i];
-    if (f.num > f.denom) continue;
+    // 1/2, 1/4 and 1/8 have fast SIMD inverse DCTs; the other M/8 factors
+    // decode no faster than full size (measured: docs/performance.md).
+    if (f.num != 1 || (f.denom != 2 && f.denom != 4 && f.denom != 8)) continue;
     const int scaled_width = TJSCALED(width, f), scaled_height = TJSCALED(height, f);
     if (scaled_width >= at_least_width && scaled_height >= at_least_height &&
         scaled_width < TJSCALED(width, chosen)) {

@@ -29,8 +29,9 @@ struct DecodedImage {
 // (a truncated or damaged file) is an error.
 //
 // `at_least_height` / `at_least_width` (0: full size) let a JPEG decode at the
-// smallest DCT scale (libjpeg-turbo's M/8 factors) whose output still has at
-// least that many rows and columns; a PNG always decodes at full size.
+// smallest DCT scale of 1/2, 1/4, 1/8 (libjpeg-turbo's fast scaled IDCTs)
+// whose output still has at least that many rows and columns; a PNG always
+// decodes at full size.
 DecodedImage decode_image(const uint8_t* bytes, size_t size, int64_t channels, int64_t at_least_height = 0,
                           int64_t at_least_width = 0);
 
