@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "data/error.h"
+
 namespace mone {
 
 SplitReader::SplitReader(const Dataset& dataset, bool verify_checksums) {
@@ -25,6 +27,9 @@ std::pair<size_t, int64_t> SplitReader::locate(int64_t sample) const {
 }
 
 int32_t SplitReader::read(int64_t sample, uint8_t* image) const {
+  if (shards_.empty()) {
+    throw DataError(encoded_shards_.front()->file() + ": holds encoded images; this reads raw (version 1) datasets only");
+  }
   const auto [shard, offset] = locate(sample);
   shards_[shard]->read_images(offset, 1, image);
   return shards_[shard]->labels()[static_cast<size_t>(offset)];

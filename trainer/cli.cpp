@@ -67,6 +67,7 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("resume", &o.resume, "auto (newest valid checkpoint of --run-dir, if any) | none | PATH");
   table.add("augment", &o.augment, "random crops (padding 4) and horizontal flips; false: none");
   table.add_flag("no-flip", &o.no_flip, "no horizontal flips (e.g. for digits)");
+  define_image_transform_options(table, o.images);
   table.add("device", &o.device, "cpu | cuda: train on this rank's GPU (local rank modulo the visible GPUs)");
   table.add("precision", &o.precision,
             "with --device cuda: bf16 | fp32 compute (master weights, gradients, AdamW moments are fp32)");
@@ -115,8 +116,8 @@ int train_command(const std::vector<std::string>& args, const World& world) {
   if (!table.parse(args, std::cout)) return kExitSuccess;
   check_train_options(options);
   const Dataset train = Dataset::open(options.data, "train");
-  const ModelConfig model =
-      resolve_model(options, train.shape.height, train.shape.width, train.shape.channels, train.classes);
+  const ImageShape image = model_image_shape(options.images, train);
+  const ModelConfig model = resolve_model(options, image.height, image.width, image.channels, train.classes);
   return run_training(options, model, table, world);
 }
 

@@ -298,6 +298,7 @@ void Trainer::evaluate_now(MetricsLog* metrics, ProgressLine& line) {
   data.rank = options_.rank;
   data.world = options_.world;
   data.mode = LoaderMode::eval;
+  apply_image_transform_options(options_.images, data);
   const std::vector<CapacityResult> results = evaluate(backend_->forward_model(), data, eval_capacities_, &comm_);
   if (!metrics) return;
   line.break_line();
@@ -389,6 +390,7 @@ int Trainer::run() {
   data.mode = LoaderMode::train;
   data.crop_padding = options_.augment ? data.crop_padding : 0;
   data.flip = options_.augment && !options_.no_flip;
+  apply_image_transform_options(options_.images, data);
   Loader loader(data, progress_.consumed_samples);
   train_samples_ = loader.dataset().samples;
 
