@@ -1,7 +1,6 @@
 #include "data/encoded_shard.h"
 
 #include <algorithm>
-#include <system_error>
 
 #include "data/error.h"
 #include "data/format.h"
@@ -24,32 +23,20 @@ void update_int64(Crc32& crc, const std::vector<int64_t>& values) {
 
 EncodedShardWriter::EncodedShardWriter(std::filesystem::path path, std::string split, int64_t channels,
                                        int64_t classes)
-    : path_(std::move(path)), temporary_(path_.string() + ".tmp") {
+    // No HDF5 timestamps: converting the same folder twice gives the same bytes.
+    : file_(std::move(path), /*timestamps=*/false), temporary_(file_.temporary()) {
   const auto held = h5::lock();
-  // No HDF5 timestamps: converting the same folder twice gives the same bytes.
-  file_ = h5::create_file(temporary_, /*timestamps=*/false);
-  h5::set_attribute(file_, "version", data_format::kEncodedVersion, temporary_);
-  h5::set_attribute(file_, "storage", std::string(kEncodedStorage), temporary_);
-  h5::set_attribute(file_, "channels", channels, temporary_);
-  h5::set_attribute(file_, "classes", classes, temporary_);
-  h5::set_attribute(file_, "split", split, temporary_);
+  h5::set_attribute(file_.file(), "version", data_format::kEncodedVersion, temporary_);
+  h5::set_attribute(file_.file(), "storage", std::string(kEncodedStorage), temporary_);
+  h5::set_attribute(file_.file(), "channels", channels, temporary_);
+  h5::set_attribute(file_.file(), "classes", classes, temporary_);
+  h5::set_attribute(file_.file(), "split", split, temporary_);
   const hsize_t dims[1] = {0}, max_dims[1] = {H5S_UNLIMITED};
   const h5::Handle space(MONE_H5(H5Screate_simple(1, dims, max_dims), temporary_, "creating the images dataspace"),
                          H5Sclose);
   const h5::Handle properties = h5::dataset_creation_properties(false, temporary_);
   MONE_H5(H5Pset_chunk(properties, 1, &kChunkBytes), temporary_, "setting the image chunks");
-  images_ = h5::Handle(MONE_H5(H5Dcreate2(file_, data_format::kImages, H5T_STD_U8LE, space, H5P_DEFAULT, properties,
-                                          H5P_DEFAULT),
-                               temporary_, "creating dataset 'images'"),
-                       H5Dclose);
-}
-
-EncodedShardWriter::~EncodedShardWriter() {
-  const auto held = h5::lock();
-  images_.reset();
-  file_.reset();
-  std::error_code ignored;  // nothing to remove once finish() renamed it
-  std::filesystem::remove(temporary_, ignored);
+  file_.create_images(H5T_STD_U8LE, space, properties);
 }
 
 void EncodedShardWriter::append(const std::vector<uint8_t>& encoded, int64_t height, int64_t width, int32_t label) {
@@ -57,13 +44,13 @@ void EncodedShardWriter::append(const std::vector<uint8_t>& encoded, int64_t hei
   const hsize_t start[1] = {static_cast<hsize_t>(offsets_.back())};
   const hsize_t count[1] = {encoded.size()};
   const hsize_t extent[1] = {start[0] + count[0]};
-  MONE_H5(H5Dset_extent(images_, extent), temporary_, "extending 'images'");
-  const h5::Handle file_space = h5::dataset_space(images_, temporary_, data_format::kImages);
+  MONE_H5(H5Dset_extent(file_.images(), extent), temporary_, "extending 'images'");
+  const h5::Handle file_space = h5::dataset_space(file_.images(), temporary_, data_format::kImages);
   MONE_H5(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr), temporary_,
           "selecting image bytes to write");
   const h5::Handle memory_space(MONE_H5(H5Screate_simple(1, count, nullptr), temporary_, "creating a memory dataspace"),
                                 H5Sclose);
-  MONE_H5(H5Dwrite(images_, H5T_NATIVE_UINT8, memory_space, file_space, H5P_DEFAULT, encoded.data()), temporary_,
+  MONE_H5(H5Dwrite(file_.images(), H5T_NATIVE_UINT8, memory_space, file_space, H5P_DEFAULT, encoded.data()), temporary_,
           "writing image bytes");
   images_crc_.update(encoded.data(), encoded.size());
   offsets_.push_back(static_cast<int64_t>(extent[0]));
@@ -77,15 +64,12 @@ uint32_t EncodedShardWriter::finish() {
   {
     const auto held = h5::lock();
     const h5::Handle untimed = h5::dataset_creation_properties(false, temporary_);
-    h5::write_vector(file_, data_format::kLabels, labels_, temporary_, untimed);
-    h5::write_vector(file_, data_format::kOffsets, offsets_, temporary_, untimed);
-    h5::write_vector(file_, data_format::kHeights, heights_, temporary_, untimed);
-    h5::write_vector(file_, data_format::kWidths, widths_, temporary_, untimed);
-    images_.reset();
-    MONE_H5(H5Fflush(file_, H5F_SCOPE_LOCAL), temporary_, "flushing the shard");
-    file_.reset();
+    h5::write_vector(file_.file(), data_format::kLabels, labels_, temporary_, untimed);
+    h5::write_vector(file_.file(), data_format::kOffsets, offsets_, temporary_, untimed);
+    h5::write_vector(file_.file(), data_format::kHeights, heights_, temporary_, untimed);
+    h5::write_vector(file_.file(), data_format::kWidths, widths_, temporary_, untimed);
   }
-  std::filesystem::rename(temporary_, path_);
+  file_.commit();
   Crc32 crc = images_crc_;
   crc.update_labels(labels_.data(), labels_.size());
   update_int64(crc, offsets_);

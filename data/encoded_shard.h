@@ -13,13 +13,14 @@
 #include "data/checksum.h"
 #include "data/hdf5.h"
 #include "data/shard.h"
+#include "data/shard_file.h"
 
 namespace mone {
 
 class EncodedShardWriter {
  public:
   EncodedShardWriter(std::filesystem::path path, std::string split, int64_t channels, int64_t classes);
-  ~EncodedShardWriter();  // an unfinished shard's temporary file is removed
+  // An unfinished shard's temporary file is removed (ShardFile).
   EncodedShardWriter(const EncodedShardWriter&) = delete;
   EncodedShardWriter& operator=(const EncodedShardWriter&) = delete;
 
@@ -30,15 +31,13 @@ class EncodedShardWriter {
   uint32_t finish();
 
  private:
-  std::filesystem::path path_;
-  std::string temporary_;
+  ShardFile file_;
+  const std::string& temporary_;  // file_'s temporary name, for messages
   std::vector<int32_t> labels_;
   std::vector<int64_t> offsets_{0};
   std::vector<int64_t> heights_;
   std::vector<int64_t> widths_;
   Crc32 images_crc_;
-  h5::Handle file_;
-  h5::Handle images_;
 };
 
 class EncodedShardReader {
