@@ -16,8 +16,9 @@ class ChannelStatistics {
 
   // `values` = H*W*C bytes of one HWC image.
   void add(const uint8_t* image, int64_t values) {
-    const size_t channels = counts_.size();
-    for (int64_t i = 0; i < values; ++i) ++counts_[static_cast<size_t>(i) % channels][image[i]];
+    const auto channels = static_cast<int64_t>(counts_.size());
+    for (int64_t i = 0; i < values; i += channels)
+      for (int64_t c = 0; c < channels; ++c) ++counts_[static_cast<size_t>(c)][image[i + c]];
   }
 
   void merge(const ChannelStatistics& other) {
