@@ -124,7 +124,7 @@ int run(const std::string& program, const std::vector<std::string>& arguments) {
   po::notify(values);
   if (args.out.empty()) throw mone::DataError("--out DIR is required (see --help)");
   if (!args.from.empty()) {
-    if (values["source"].defaulted() == false) throw mone::DataError("give --source or --from, not both");
+    if (!values["source"].defaulted()) throw mone::DataError("give --source or --from, not both");
     args.source = args.from;
   }
 
