@@ -40,7 +40,9 @@ struct Manifest {
 };
 
 // Both write through a temporary name, so a manifest is either whole or absent.
-void write_manifest(const std::filesystem::path& dir, const Manifest& manifest);
+// timestamps = false: without HDF5's object times, so the same manifest
+// gives the same bytes (image folders; see h5::create_file).
+void write_manifest(const std::filesystem::path& dir, const Manifest& manifest, bool timestamps = true);
 // Throws DataError; a missing manifest gives the command that creates one.
 Manifest read_manifest(const std::filesystem::path& dir);
 

@@ -69,10 +69,22 @@ Handle create_file(const std::string& path, bool timestamps) {
                 H5Fclose);
 }
 
-Handle dataset_creation_properties(bool timestamps, const std::string& file) {
-  Handle properties(MONE_H5(H5Pcreate(H5P_DATASET_CREATE), file, "creating dataset properties"), H5Pclose);
-  MONE_H5(H5Pset_obj_track_times(properties, timestamps), file, "setting dataset timestamps");
+namespace {
+
+Handle creation_properties(hid_t kind, bool timestamps, const std::string& file) {
+  Handle properties(MONE_H5(H5Pcreate(kind), file, "creating object properties"), H5Pclose);
+  MONE_H5(H5Pset_obj_track_times(properties, timestamps), file, "setting object timestamps");
   return properties;
+}
+
+}  // namespace
+
+Handle dataset_creation_properties(bool timestamps, const std::string& file) {
+  return creation_properties(H5P_DATASET_CREATE, timestamps, file);
+}
+
+Handle group_creation_properties(bool timestamps, const std::string& file) {
+  return creation_properties(H5P_GROUP_CREATE, timestamps, file);
 }
 
 Handle open_file(const std::string& path) {

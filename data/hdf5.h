@@ -70,6 +70,8 @@ class Handle {
 Handle create_file(const std::string& path, bool timestamps = true);
 // Dataset creation properties with or without those timestamps.
 Handle dataset_creation_properties(bool timestamps, const std::string& file);
+// The same for groups.
+Handle group_creation_properties(bool timestamps, const std::string& file);
 // Opens read-only; a missing, truncated or non-HDF5 file gives a DataError
 // that says which of these it is.
 Handle open_file(const std::string& path);

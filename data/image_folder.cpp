@@ -279,7 +279,7 @@ Manifest convert_image_folder(const ImageFolderOptions& folders, const ConvertOp
   statistics.result(manifest.mean, manifest.std);
   manifest.records_skipped = true;
   manifest.skipped_files = converter.skipped();
-  write_manifest(options.out, manifest);
+  write_manifest(options.out, manifest, /*timestamps=*/false);
   return manifest;
 }
 

@@ -35,13 +35,18 @@ void check_manifest(const Manifest& manifest, const std::string& file) {
 
 }  // namespace
 
-void write_manifest(const std::filesystem::path& dir, const Manifest& manifest) {
+void write_manifest(const std::filesystem::path& dir, const Manifest& manifest, bool timestamps) {
   const std::filesystem::path final_path = dir / data_format::kManifestFile;
   const std::string temporary = final_path.string() + ".tmp";
   check_manifest(manifest, final_path.string());
   {
     const auto held = h5::lock();
-    const h5::Handle file = h5::create_file(temporary);
+    const h5::Handle file = h5::create_file(temporary, timestamps);
+    // HDF5's defaults (H5P_DEFAULT) when timestamps are kept.
+    const h5::Handle untimed_datasets = h5::dataset_creation_properties(false, temporary);
+    const h5::Handle untimed_groups = h5::group_creation_properties(false, temporary);
+    const hid_t datasets = timestamps ? H5P_DEFAULT : untimed_datasets.get();
+    const hid_t groups = timestamps ? H5P_DEFAULT : untimed_groups.get();
     h5::set_attribute(file, "format", std::string(kFormatName), temporary);
     const bool encoded = manifest.storage == Storage::encoded;
     h5::set_attribute(file, "version", encoded ? data_format::kEncodedVersion : data_format::kVersion, temporary);
@@ -50,19 +55,18 @@ void write_manifest(const std::filesystem::path& dir, const Manifest& manifest) 
     h5::set_attribute(file, "width", manifest.shape.width, temporary);
     h5::set_attribute(file, "channels", manifest.shape.channels, temporary);
     h5::set_attribute(file, "classes", manifest.classes, temporary);
-    h5::write_strings(file, "class_names", manifest.class_names, temporary);
-    h5::write_vector(file, "mean", manifest.mean, temporary);
-    h5::write_vector(file, "std", manifest.std, temporary);
+    h5::write_strings(file, "class_names", manifest.class_names, temporary, datasets);
+    h5::write_vector(file, "mean", manifest.mean, temporary, datasets);
+    h5::write_vector(file, "std", manifest.std, temporary, datasets);
     if (manifest.records_skipped) {
       h5::set_attribute(file, "skipped", static_cast<int64_t>(manifest.skipped_files.size()), temporary);
-      if (!manifest.skipped_files.empty()) h5::write_strings(file, "skipped_files", manifest.skipped_files, temporary);
+      if (!manifest.skipped_files.empty()) h5::write_strings(file, "skipped_files", manifest.skipped_files, temporary, datasets);
     }
-    const h5::Handle splits(MONE_H5(H5Gcreate2(file, "splits", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+    const h5::Handle splits(MONE_H5(H5Gcreate2(file, "splits", H5P_DEFAULT, groups, H5P_DEFAULT),
                                     temporary, "creating group 'splits'"),
                             H5Gclose);
     for (const auto& [name, shards] : manifest.splits) {
-      const h5::Handle group(MONE_H5(H5Gcreate2(splits, name.c_str(), H5P_DEFAULT, H5P_DEFAULT,
-                                                H5P_DEFAULT),
+      const h5::Handle group(MONE_H5(H5Gcreate2(splits, name.c_str(), H5P_DEFAULT, groups, H5P_DEFAULT),
                                      temporary, "creating group 'splits/" + name + "'"),
                              H5Gclose);
       std::vector<std::string> files;
@@ -73,9 +77,9 @@ void write_manifest(const std::filesystem::path& dir, const Manifest& manifest) 
         samples.push_back(shard.samples);
         checksums.push_back(shard.crc32);
       }
-      h5::write_strings(group, "shards", files, temporary);
-      h5::write_vector(group, "samples", samples, temporary);
-      h5::write_vector(group, "crc32", checksums, temporary);
+      h5::write_strings(group, "shards", files, temporary, datasets);
+      h5::write_vector(group, "samples", samples, temporary, datasets);
+      h5::write_vector(group, "crc32", checksums, temporary, datasets);
     }
   }
   std::filesystem::rename(temporary, final_path);

@@ -179,6 +179,8 @@ TEST_F(ImageFolder, SameFolderTwiceGivesIdenticalShards) {
       }
     }
     EXPECT_EQ(compared, 3 + 1 + 2);
+    EXPECT_EQ(file_bytes(dir_.path() / "first" / "manifest.h5"), file_bytes(dir_.path() / "second" / "manifest.h5"))
+        << "the manifests differ between two conversions";
     fs::remove_all(dir_.path() / "first");
     fs::remove_all(dir_.path() / "second");
   }
