@@ -41,22 +41,46 @@ void transform_rows(const uint8_t* image, int64_t H, int64_t W, int64_t shift_y,
   }
 }
 
+void shifted_rows(const uint8_t* image, int64_t H, int64_t W, int64_t C, int64_t shift_y, int64_t shift_x, bool flip,
+                  const float* table, float* out) {
+  switch (C) {  // a compile-time channel count lets the compiler unroll the pixel loop
+    case 1:
+      transform_rows<1>(image, H, W, shift_y, shift_x, flip, table, out);
+      break;
+    case 3:
+      transform_rows<3>(image, H, W, shift_y, shift_x, flip, table, out);
+      break;
+    default:
+      transform_rows<0>(image, H, W, shift_y, shift_x, flip, table, out, C);
+  }
+}
+
 }  // namespace
+
+std::vector<float> normalisation_table(const std::vector<double>& mean, const std::vector<double>& std,
+                                       int64_t channels) {
+  std::vector<float> table(static_cast<size_t>(256 * channels));
+  for (int64_t c = 0; c < channels; ++c) {
+    // A constant channel has std 0; leave it centred rather than divide by zero.
+    const double scale = std[static_cast<size_t>(c)] > 1e-12 ? std[static_cast<size_t>(c)] : 1.0;
+    for (int v = 0; v < 256; ++v) {
+      table[static_cast<size_t>(c * 256 + v)] = static_cast<float>((v / 255.0 - mean[static_cast<size_t>(c)]) / scale);
+    }
+  }
+  return table;
+}
+
+void normalise_image(const uint8_t* image, ImageShape shape, bool flip, const float* table, float* out) {
+  shifted_rows(image, shape.height, shape.width, shape.channels, 0, 0, flip, table, out);
+}
 
 ImageTransform::ImageTransform(ImageShape shape, const std::vector<double>& mean,
                                const std::vector<double>& std, AugmentOptions options,
                                uint64_t seed)
-    : shape_(shape), options_(options), seed_(seed), normalised_(static_cast<size_t>(256 * shape.channels)) {
+    : shape_(shape), options_(options), seed_(seed),
+      normalised_(normalisation_table(mean, std, shape.channels)) {
   if (options.crop_padding < 0) {
     throw DataError("crop padding " + std::to_string(options.crop_padding) + " is negative");
-  }
-  for (int64_t c = 0; c < shape.channels; ++c) {
-    // A constant channel has std 0; leave it centred rather than divide by zero.
-    const double scale = std[static_cast<size_t>(c)] > 1e-12 ? std[static_cast<size_t>(c)] : 1.0;
-    for (int v = 0; v < 256; ++v) {
-      normalised_[static_cast<size_t>(c * 256 + v)] =
-          static_cast<float>((v / 255.0 - mean[static_cast<size_t>(c)]) / scale);
-    }
   }
 }
 
@@ -73,16 +97,7 @@ void ImageTransform::apply(const uint8_t* image, int64_t epoch, int64_t sample, 
     shift_x = static_cast<int64_t>(draws.below(span)) - options_.crop_padding;
     flip = options_.flip && draws.below(2) == 1;
   }
-  switch (C) {  // a compile-time channel count lets the compiler unroll the pixel loop
-    case 1:
-      transform_rows<1>(image, H, W, shift_y, shift_x, flip, normalised_.data(), out);
-      break;
-    case 3:
-      transform_rows<3>(image, H, W, shift_y, shift_x, flip, normalised_.data(), out);
-      break;
-    default:
-      transform_rows<0>(image, H, W, shift_y, shift_x, flip, normalised_.data(), out, C);
-  }
+  shifted_rows(image, H, W, C, shift_y, shift_x, flip, normalised_.data(), out);
 }
 
 }  // namespace mone

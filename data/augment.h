@@ -18,6 +18,14 @@ struct AugmentOptions {
   bool flip = true;
 };
 
+// table[c * 256 + v] = (v / 255 - mean[c]) / std[c] (a channel with std 0
+// is divided by 1): normalisation as one lookup per value.
+std::vector<float> normalisation_table(const std::vector<double>& mean, const std::vector<double>& std,
+                                       int64_t channels);
+
+// out = the normalised image, mirrored left-right when `flip`.
+void normalise_image(const uint8_t* image, ImageShape shape, bool flip, const float* table, float* out);
+
 class ImageTransform {
  public:
   ImageTransform(ImageShape shape, const std::vector<double>& mean, const std::vector<double>& std,

@@ -1,10 +1,9 @@
 #include "data/convert.h"
 
 #include <algorithm>
-#include <array>
-#include <cmath>
 #include <iostream>
 
+#include "data/channel_statistics.h"
 #include "data/error.h"
 #include "data/random.h"
 #include "data/shard.h"
@@ -12,38 +11,6 @@
 namespace mone {
 
 namespace {
-
-// Per-channel histograms of pixel values: exact mean and std with integer sums.
-class ChannelStatistics {
- public:
-  explicit ChannelStatistics(int64_t channels) : counts_(static_cast<size_t>(channels)) {}
-
-  void add(const uint8_t* image, int64_t pixels) {
-    const size_t channels = counts_.size();
-    for (int64_t i = 0; i < pixels; ++i) ++counts_[static_cast<size_t>(i) % channels][image[i]];
-  }
-
-  // In units of pixel/255, like the normalisation that uses them.
-  void result(std::vector<double>& mean, std::vector<double>& std) const {
-    mean.clear();
-    std.clear();
-    for (const auto& histogram : counts_) {
-      unsigned __int128 n = 0, sum = 0, squares = 0;
-      for (uint64_t v = 0; v < 256; ++v) {
-        n += histogram[v];
-        sum += histogram[v] * v;
-        squares += histogram[v] * v * v;
-      }
-      const double count = static_cast<double>(n);
-      const double variance = static_cast<double>(n * squares - sum * sum) / (count * count);
-      mean.push_back(static_cast<double>(sum) / count / 255.0);
-      std.push_back(std::sqrt(variance) / 255.0);
-    }
-  }
-
- private:
-  std::vector<std::array<uint64_t, 256>> counts_;
-};
 
 std::vector<ShardEntry> write_split(const SourceDataset& source, const SampleSource& part,
                                     const std::vector<int64_t>& indices, const std::string& split,

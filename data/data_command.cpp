@@ -5,16 +5,22 @@
 #include <algorithm>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "data/convert.h"
 #include "data/error.h"
+#include "data/image_folder.h"
 
 namespace po = boost::program_options;
 
 namespace {
 
 struct Arguments {
-  std::string out, source = "fashion-mnist", input, class_names, progress = "auto";
+  std::string out, source = "fashion-mnist", from, input, class_names, progress = "auto";
+  std::string train, val, test, store = "encoded";
+  int64_t resize = 224;
+  bool skip_bad = false;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int64_t shard_size = 10000, val_count = 0, height = 224, width = 224, channels = 3, classes = 10,
           count = 1000, test_count = 200;
   uint64_t seed = 0;
@@ -32,7 +38,7 @@ mone::SourceDataset load_source(const Arguments& args) {
   const std::vector<std::string> known = {"fashion-mnist", "idx", "cifar10", "cifar100", "synthetic"};
   if (std::find(known.begin(), known.end(), args.source) == known.end()) {
     throw mone::DataError("--source '" + args.source +
-                          "' is not one of fashion-mnist, idx, cifar10, cifar100, synthetic");
+                          "' is not one of fashion-mnist, idx, cifar10, cifar100, synthetic, imagefolder");
   }
   if (args.source == "fashion-mnist") {
     return mone::load_fashion_mnist(args.input.empty() ? mone::kFashionMnistDir : args.input);
@@ -55,6 +61,23 @@ mone::ProgressStyle progress_style(const std::string& name) {
   throw mone::DataError("--progress '" + name + "' is not one of auto, bar, lines, none");
 }
 
+mone::Manifest convert_image_folder(const Arguments& args, const mone::ConvertOptions& convert) {
+  if (args.train.empty()) throw mone::DataError("--source imagefolder needs --train DIR");
+  if (args.store != "raw" && args.store != "encoded") {
+    throw mone::DataError("--store '" + args.store + "' is not one of raw, encoded");
+  }
+  mone::ImageFolderOptions folders;
+  folders.train = args.train;
+  folders.val = args.val;
+  folders.test = args.test;
+  folders.storage = args.store == "raw" ? mone::Storage::raw : mone::Storage::encoded;
+  folders.size = args.resize;
+  folders.channels = args.channels;
+  folders.skip_bad = args.skip_bad;
+  folders.threads = args.threads;
+  return mone::convert_image_folder(folders, convert);
+}
+
 int run(const std::string& program, const std::vector<std::string>& arguments) {
   Arguments args;
   po::options_description options(
@@ -65,7 +88,8 @@ int run(const std::string& program, const std::vector<std::string>& arguments) {
       ("help,h", "show this help")
       ("out,o", po::value(&args.out), "output directory (required)")
       ("source", po::value(&args.source)->default_value(args.source),
-       "fashion-mnist, idx, cifar10, cifar100 or synthetic")
+       "fashion-mnist, idx, cifar10, cifar100, synthetic or imagefolder")
+      ("from", po::value(&args.from), "the same as --source")
       ("input", po::value(&args.input), "input directory (fashion-mnist: the Debian package's)")
       ("class-names", po::value(&args.class_names), "idx: comma-separated class names")
       ("shard-size", po::value(&args.shard_size)->default_value(args.shard_size), "samples per shard")
@@ -76,7 +100,17 @@ int run(const std::string& program, const std::vector<std::string>& arguments) {
       ("deflate", po::value(&args.deflate)->default_value(args.deflate), "deflate level 0-9 (0: none)")
       ("height", po::value(&args.height)->default_value(args.height), "synthetic: image height")
       ("width", po::value(&args.width)->default_value(args.width), "synthetic: image width")
-      ("channels", po::value(&args.channels)->default_value(args.channels), "synthetic: channels")
+      ("channels", po::value(&args.channels)->default_value(args.channels),
+       "synthetic: channels; imagefolder: 1 (grey) or 3 (RGB) decoded channels")
+      ("train", po::value(&args.train), "imagefolder: DIR/<class>/<images> of the train split")
+      ("val", po::value(&args.val), "imagefolder: the val split's folder (same class names)")
+      ("test", po::value(&args.test), "imagefolder: the test split's folder (same class names)")
+      ("store", po::value(&args.store)->default_value(args.store),
+       "imagefolder: encoded (the JPEG/PNG files, format version 2) or raw (S x S arrays)")
+      ("resize", po::value(&args.resize)->default_value(args.resize),
+       "imagefolder: S; raw: shorter side to S, centre crop S x S; encoded: the default crop size")
+      ("skip-bad", po::bool_switch(&args.skip_bad), "imagefolder: skip undecodable files (listed in the manifest)")
+      ("threads", po::value(&args.threads)->default_value(args.threads), "imagefolder: decoding threads")
       ("classes", po::value(&args.classes)->default_value(args.classes), "synthetic: classes")
       ("count", po::value(&args.count)->default_value(args.count), "synthetic: training samples")
       ("test-count", po::value(&args.test_count)->default_value(args.test_count), "synthetic: test samples")
@@ -89,6 +123,10 @@ int run(const std::string& program, const std::vector<std::string>& arguments) {
   }
   po::notify(values);
   if (args.out.empty()) throw mone::DataError("--out DIR is required (see --help)");
+  if (!args.from.empty()) {
+    if (!values["source"].defaulted()) throw mone::DataError("give --source or --from, not both");
+    args.source = args.from;
+  }
 
   mone::ConvertOptions convert;
   convert.out = args.out;
@@ -97,13 +135,14 @@ int run(const std::string& program, const std::vector<std::string>& arguments) {
   convert.seed = args.seed;
   convert.deflate_level = args.deflate;
   convert.progress = progress_style(args.progress);
-  const mone::SourceDataset source = load_source(args);
-  const mone::Manifest manifest = mone::convert(source, convert);
+  const mone::Manifest manifest =
+      args.source == "imagefolder" ? convert_image_folder(args, convert) : mone::convert(load_source(args), convert);
   for (const auto& [split, shards] : manifest.splits) {
     int64_t samples = 0;
     for (const mone::ShardEntry& shard : shards) samples += shard.samples;
     std::cout << split << ": " << samples << " samples in " << shards.size() << " shards\n";
   }
+  if (manifest.records_skipped) std::cout << "skipped " << manifest.skipped_files.size() << " undecodable files\n";
   std::cout << "wrote " << args.out << "\n";
   return 0;
 }

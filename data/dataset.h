@@ -19,7 +19,13 @@ struct ShardEntry {
   uint32_t crc32 = 0;  // see data/checksum.h
 };
 
+// How a dataset's shards hold images (docs/data-format.md): raw uint8 arrays
+// of one shape (format version 1), or the encoded files (version 2), whose
+// manifest shape is the default image size the loader crops to.
+enum class Storage { raw, encoded };
+
 struct Manifest {
+  Storage storage = Storage::raw;
   ImageShape shape;
   int64_t classes = 0;
   std::vector<std::string> class_names;
@@ -27,18 +33,25 @@ struct Manifest {
   std::vector<double> mean;
   std::vector<double> std;
   std::map<std::string, std::vector<ShardEntry>> splits;
+  // Converted from image files: how many could not be decoded and were
+  // skipped (--skip-bad), recorded even when 0; their paths.
+  bool records_skipped = false;
+  std::vector<std::string> skipped_files;
 };
 
 // Both write through a temporary name, so a manifest is either whole or absent.
-void write_manifest(const std::filesystem::path& dir, const Manifest& manifest);
+// timestamps = false: without HDF5's object times, so the same manifest
+// gives the same bytes (image folders; see h5::create_file).
+void write_manifest(const std::filesystem::path& dir, const Manifest& manifest, bool timestamps = true);
 // Throws DataError; a missing manifest gives the command that creates one.
 Manifest read_manifest(const std::filesystem::path& dir);
 
 struct Dataset {
+  Storage storage = Storage::raw;
   std::filesystem::path dir;
   std::string split;
   int64_t samples = 0;
-  ImageShape shape;
+  ImageShape shape;  // encoded storage: the default size the loader crops to
   int64_t classes = 0;
   std::vector<std::string> class_names;
   std::vector<double> mean;

@@ -64,10 +64,33 @@ void Handle::reset() {
   id_ = -1;
 }
 
-Handle create_file(const std::string& path) {
-  return Handle(MONE_H5(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), path,
+Handle create_file(const std::string& path, bool timestamps) {
+  Handle creation;  // none: HDF5's defaults, timestamps included
+  if (!timestamps) {
+    creation = Handle(MONE_H5(H5Pcreate(H5P_FILE_CREATE), path, "creating file properties"), H5Pclose);
+    MONE_H5(H5Pset_obj_track_times(creation, false), path, "turning off the root group's timestamps");
+  }
+  return Handle(MONE_H5(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, timestamps ? H5P_DEFAULT : creation.get(), H5P_DEFAULT), path,
                         "creating the file"),
                 H5Fclose);
+}
+
+namespace {
+
+Handle creation_properties(hid_t kind, bool timestamps, const std::string& file) {
+  Handle properties(MONE_H5(H5Pcreate(kind), file, "creating object properties"), H5Pclose);
+  MONE_H5(H5Pset_obj_track_times(properties, timestamps), file, "setting object timestamps");
+  return properties;
+}
+
+}  // namespace
+
+Handle dataset_creation_properties(bool timestamps, const std::string& file) {
+  return creation_properties(H5P_DATASET_CREATE, timestamps, file);
+}
+
+Handle group_creation_properties(bool timestamps, const std::string& file) {
+  return creation_properties(H5P_GROUP_CREATE, timestamps, file);
 }
 
 Handle open_file(const std::string& path) {
@@ -201,10 +224,10 @@ hid_t native_type<double>() { return H5T_NATIVE_DOUBLE; }
 
 template <typename T>
 void write_vector(hid_t loc, const std::string& name, const std::vector<T>& values,
-                  const std::string& file) {
+                  const std::string& file, hid_t creation_properties) {
   const Handle space = vector_space(values.size(), file);
   const Handle dataset(MONE_H5(H5Dcreate2(loc, name.c_str(), native_type<T>(), space,
-                                          H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                          H5P_DEFAULT, creation_properties, H5P_DEFAULT),
                                file, "creating dataset '" + name + "'"),
                        H5Dclose);
   MONE_H5(H5Dwrite(dataset, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
@@ -233,20 +256,20 @@ std::vector<T> read_vector(hid_t loc, const std::string& name, const std::string
 }
 
 template void write_vector(hid_t, const std::string&, const std::vector<int32_t>&,
-                           const std::string&);
+                           const std::string&, hid_t);
 template void write_vector(hid_t, const std::string&, const std::vector<int64_t>&,
-                           const std::string&);
+                           const std::string&, hid_t);
 template void write_vector(hid_t, const std::string&, const std::vector<uint32_t>&,
-                           const std::string&);
+                           const std::string&, hid_t);
 template void write_vector(hid_t, const std::string&, const std::vector<double>&,
-                           const std::string&);
+                           const std::string&, hid_t);
 template std::vector<int32_t> read_vector(hid_t, const std::string&, const std::string&);
 template std::vector<int64_t> read_vector(hid_t, const std::string&, const std::string&);
 template std::vector<uint32_t> read_vector(hid_t, const std::string&, const std::string&);
 template std::vector<double> read_vector(hid_t, const std::string&, const std::string&);
 
 void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values,
-                   const std::string& file) {
+                   const std::string& file, hid_t creation_properties) {
   size_t width = 1;
   for (const std::string& value : values) width = std::max(width, value.size());
   std::string packed(width * values.size(), '\0');
@@ -254,7 +277,7 @@ void write_strings(hid_t loc, const std::string& name, const std::vector<std::st
   const Handle type = string_type(width, file);
   const Handle space = vector_space(values.size(), file);
   const Handle dataset(MONE_H5(H5Dcreate2(loc, name.c_str(), type, space, H5P_DEFAULT,
-                                          H5P_DEFAULT, H5P_DEFAULT),
+                                          creation_properties, H5P_DEFAULT),
                                file, "creating dataset '" + name + "'"),
                        H5Dclose);
   if (!values.empty()) {

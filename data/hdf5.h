@@ -71,7 +71,13 @@ class Handle {
   herr_t (*closer_)(hid_t) = nullptr;
 };
 
-Handle create_file(const std::string& path);
+// timestamps = false: no object creation/modification times (HDF5 records
+// them by default), so the same content gives the same file bytes.
+Handle create_file(const std::string& path, bool timestamps = true);
+// Dataset creation properties with or without those timestamps.
+Handle dataset_creation_properties(bool timestamps, const std::string& file);
+// The same for groups.
+Handle group_creation_properties(bool timestamps, const std::string& file);
 // Opens read-only; a missing, truncated or non-HDF5 file gives a DataError
 // that says which of these it is.
 Handle open_file(const std::string& path);
@@ -90,13 +96,13 @@ std::string get_string_attribute(hid_t object, const std::string& name,
 // One-dimensional numeric datasets (int32, int64, uint32, double).
 template <typename T>
 void write_vector(hid_t loc, const std::string& name, const std::vector<T>& values,
-                  const std::string& file);
+                  const std::string& file, hid_t creation_properties = H5P_DEFAULT);
 template <typename T>
 std::vector<T> read_vector(hid_t loc, const std::string& name, const std::string& file);
 
 // One-dimensional datasets of fixed-length, null-padded strings.
 void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values,
-                   const std::string& file);
+                   const std::string& file, hid_t creation_properties = H5P_DEFAULT);
 std::vector<std::string> read_strings(hid_t loc, const std::string& name,
                                       const std::string& file);
 

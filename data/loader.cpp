@@ -41,6 +41,14 @@ Loader::Loader(LoaderOptions options, int64_t start_position)
   require(start_position >= 0, "start position must be >= 0");
 
   dataset_ = Dataset::open(options_.dir, options_.split);
+  require(options_.image_size >= 0, "image_size must be >= 0");
+  if (dataset_.storage == Storage::encoded && options_.image_size > 0) {
+    dataset_.shape.height = dataset_.shape.width = options_.image_size;
+  }
+  require(dataset_.storage == Storage::encoded || options_.image_size == 0 ||
+              options_.image_size == dataset_.shape.height,
+          "image_size = " + std::to_string(options_.image_size) + ": " + options_.dir.string() +
+              " holds raw " + dataset_.shape.to_string() + " images; only encoded datasets are resized");
   if (dataset_.samples == 0) throw DataError(options_.dir.string() + ": split '" + options_.split + "' is empty");
   if (options_.mode == LoaderMode::eval) {
     require(start_position <= dataset_.samples,
@@ -86,11 +94,17 @@ void Loader::produce(int64_t start_position) {
     const SplitReader reader(dataset_, options_.verify_checksums);
     const bool train = options_.mode == LoaderMode::train;
     SampleOrder order(dataset_.samples, options_.seed, train);
+    const bool encoded = dataset_.storage == Storage::encoded;
     const ImageTransform transform(dataset_.shape, dataset_.mean, dataset_.std,
                                    {train, options_.crop_padding, options_.flip}, options_.seed);
+    const EncodedImageTransform encoded_transform(
+        dataset_.shape, dataset_.mean, dataset_.std,
+        {train, options_.flip, options_.random_resized_crop, options_.eval_crop_fraction, options_.dct_downscale},
+        options_.seed);
+    std::vector<SplitReader::EncodedSample> files(static_cast<size_t>(encoded ? batch_per_rank_ : 0));
     WorkerPool pool(options_.prefetch_workers);
     const int64_t pixels = dataset_.shape.pixels();
-    std::vector<uint8_t> raw(static_cast<size_t>(batch_per_rank_ * pixels));
+    std::vector<uint8_t> raw(static_cast<size_t>(encoded ? 0 : batch_per_rank_ * pixels));
     std::vector<int64_t> epochs(static_cast<size_t>(batch_per_rank_));
     std::vector<size_t> read_order(static_cast<size_t>(batch_per_rank_));
     size_t tail = 0;
@@ -132,12 +146,24 @@ void Loader::produce(int64_t start_position) {
         std::sort(read_order.begin(), read_order.end(),
                   [&](size_t a, size_t b) { return batch.samples[a] < batch.samples[b]; });
         for (const size_t j : read_order) {
-          batch.labels[j] = reader.read(batch.samples[j], raw.data() + j * static_cast<size_t>(pixels));
+          batch.labels[j] = encoded ? reader.read_encoded(batch.samples[j], files[j])
+                                    : reader.read(batch.samples[j], raw.data() + j * static_cast<size_t>(pixels));
         }
         pool.parallel_for(batch.count, [&](int64_t begin, int64_t end) {
           for (int64_t j = begin; j < end; ++j) {
-            transform.apply(raw.data() + j * pixels, epochs[static_cast<size_t>(j)],
-                            batch.samples[static_cast<size_t>(j)], batch.images.data() + j * pixels);
+            const auto at = static_cast<size_t>(j);
+            float* out = batch.images.data() + j * pixels;
+            if (!encoded) {
+              transform.apply(raw.data() + j * pixels, epochs[at], batch.samples[at], out);
+              continue;
+            }
+            try {  // decoding happens here, in the workers
+              encoded_transform.apply(files[at].bytes, files[at].height, files[at].width, epochs[at],
+                                      batch.samples[at], out);
+            } catch (const DataError& error) {
+              throw DataError(options_.dir.string() + ": " + options_.split + " sample " +
+                              std::to_string(batch.samples[at]) + ": " + error.what());
+            }
           }
         });
         std::fill(batch.images.data() + batch.count * pixels,

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/encoded_transform.h"
 #include "data/host_buffer.h"
 
 namespace mone {
@@ -34,8 +35,16 @@ struct LoaderOptions {
   int64_t world = 1;
   uint64_t seed = 0;
   LoaderMode mode = LoaderMode::train;
-  int64_t crop_padding = 4;  // training only
+  int64_t crop_padding = 4;  // training on raw images only
   bool flip = true;          // training only
+  // Encoded datasets (format version 2): the S of the S x S images (0: the
+  // manifest's size), RandomResizedCrop's ranges for training, the centre
+  // crop's fraction for evaluation, and decoding JPEGs at a reduced DCT scale
+  // where the crop allows.
+  int64_t image_size = 0;
+  RandomResizedCropOptions random_resized_crop;
+  double eval_crop_fraction = 0.875;
+  bool dct_downscale = true;
   int prefetch_workers = 1;  // threads preparing batches (1: the reader thread alone)
   int ring_size = 3;         // batches prepared ahead
   bool verify_checksums = true;
@@ -69,6 +78,7 @@ class Loader {
   // Samples consumed globally (by all ranks) up to the last batch returned.
   int64_t position() const { return position_; }
 
+  // Its shape is the batches' image shape (for encoded data: image_size).
   const Dataset& dataset() const { return dataset_; }
   int64_t batch_per_rank() const { return batch_per_rank_; }
   int64_t global_batch() const { return batch_per_rank_ * options_.world; }

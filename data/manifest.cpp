@@ -9,6 +9,7 @@ namespace mone {
 namespace {
 
 constexpr const char* kFormatName = "mone-data";
+constexpr const char* kEncodedStorage = "encoded";
 
 void check_manifest(const Manifest& manifest, const std::string& file) {
   const auto fail = [&](const std::string& what) { throw DataError(file + ": " + what); };
@@ -34,28 +35,38 @@ void check_manifest(const Manifest& manifest, const std::string& file) {
 
 }  // namespace
 
-void write_manifest(const std::filesystem::path& dir, const Manifest& manifest) {
+void write_manifest(const std::filesystem::path& dir, const Manifest& manifest, bool timestamps) {
   const std::filesystem::path final_path = dir / data_format::kManifestFile;
   const std::string temporary = final_path.string() + ".tmp";
   check_manifest(manifest, final_path.string());
   {
     const auto held = h5::lock();
-    const h5::Handle file = h5::create_file(temporary);
+    const h5::Handle file = h5::create_file(temporary, timestamps);
+    // HDF5's defaults (H5P_DEFAULT) when timestamps are kept.
+    const h5::Handle untimed_datasets = h5::dataset_creation_properties(false, temporary);
+    const h5::Handle untimed_groups = h5::group_creation_properties(false, temporary);
+    const hid_t datasets = timestamps ? H5P_DEFAULT : untimed_datasets.get();
+    const hid_t groups = timestamps ? H5P_DEFAULT : untimed_groups.get();
     h5::set_attribute(file, "format", std::string(kFormatName), temporary);
-    h5::set_attribute(file, "version", data_format::kVersion, temporary);
+    const bool encoded = manifest.storage == Storage::encoded;
+    h5::set_attribute(file, "version", encoded ? data_format::kEncodedVersion : data_format::kVersion, temporary);
+    if (encoded) h5::set_attribute(file, "storage", std::string(kEncodedStorage), temporary);
     h5::set_attribute(file, "height", manifest.shape.height, temporary);
     h5::set_attribute(file, "width", manifest.shape.width, temporary);
     h5::set_attribute(file, "channels", manifest.shape.channels, temporary);
     h5::set_attribute(file, "classes", manifest.classes, temporary);
-    h5::write_strings(file, "class_names", manifest.class_names, temporary);
-    h5::write_vector(file, "mean", manifest.mean, temporary);
-    h5::write_vector(file, "std", manifest.std, temporary);
-    const h5::Handle splits(MONE_H5(H5Gcreate2(file, "splits", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+    h5::write_strings(file, "class_names", manifest.class_names, temporary, datasets);
+    h5::write_vector(file, "mean", manifest.mean, temporary, datasets);
+    h5::write_vector(file, "std", manifest.std, temporary, datasets);
+    if (manifest.records_skipped) {
+      h5::set_attribute(file, "skipped", static_cast<int64_t>(manifest.skipped_files.size()), temporary);
+      if (!manifest.skipped_files.empty()) h5::write_strings(file, "skipped_files", manifest.skipped_files, temporary, datasets);
+    }
+    const h5::Handle splits(MONE_H5(H5Gcreate2(file, "splits", H5P_DEFAULT, groups, H5P_DEFAULT),
                                     temporary, "creating group 'splits'"),
                             H5Gclose);
     for (const auto& [name, shards] : manifest.splits) {
-      const h5::Handle group(MONE_H5(H5Gcreate2(splits, name.c_str(), H5P_DEFAULT, H5P_DEFAULT,
-                                                H5P_DEFAULT),
+      const h5::Handle group(MONE_H5(H5Gcreate2(splits, name.c_str(), H5P_DEFAULT, groups, H5P_DEFAULT),
                                      temporary, "creating group 'splits/" + name + "'"),
                              H5Gclose);
       std::vector<std::string> files;
@@ -66,9 +77,9 @@ void write_manifest(const std::filesystem::path& dir, const Manifest& manifest) 
         samples.push_back(shard.samples);
         checksums.push_back(shard.crc32);
       }
-      h5::write_strings(group, "shards", files, temporary);
-      h5::write_vector(group, "samples", samples, temporary);
-      h5::write_vector(group, "crc32", checksums, temporary);
+      h5::write_strings(group, "shards", files, temporary, datasets);
+      h5::write_vector(group, "samples", samples, temporary, datasets);
+      h5::write_vector(group, "crc32", checksums, temporary, datasets);
     }
   }
   std::filesystem::rename(temporary, final_path);
@@ -89,11 +100,19 @@ Manifest read_manifest(const std::filesystem::path& dir) {
                     std::string(kFormatName) + "')");
   }
   const int64_t version = h5::get_int_attribute(handle, "version", file);
-  if (version != data_format::kVersion) {
-    throw DataError(file + ": format version " + std::to_string(version) +
-                    ", this build reads version " + std::to_string(data_format::kVersion));
+  if (version != data_format::kVersion && version != data_format::kEncodedVersion) {
+    throw DataError(file + ": format version " + std::to_string(version) + ", this build reads versions " +
+                    std::to_string(data_format::kVersion) + " (raw images) and " +
+                    std::to_string(data_format::kEncodedVersion) + " (encoded images)");
   }
   Manifest manifest;
+  if (version == data_format::kEncodedVersion) {
+    const std::string storage = h5::get_string_attribute(handle, "storage", file);
+    if (storage != kEncodedStorage) {
+      throw DataError(file + ": version 2 with storage '" + storage + "', expected '" + kEncodedStorage + "'");
+    }
+    manifest.storage = Storage::encoded;
+  }
   manifest.shape.height = h5::get_int_attribute(handle, "height", file);
   manifest.shape.width = h5::get_int_attribute(handle, "width", file);
   manifest.shape.channels = h5::get_int_attribute(handle, "channels", file);
@@ -101,6 +120,12 @@ Manifest read_manifest(const std::filesystem::path& dir) {
   manifest.class_names = h5::read_strings(handle, "class_names", file);
   manifest.mean = h5::read_vector<double>(handle, "mean", file);
   manifest.std = h5::read_vector<double>(handle, "std", file);
+  if (H5Aexists(handle, "skipped") > 0) {
+    manifest.records_skipped = true;
+    if (h5::get_int_attribute(handle, "skipped", file) > 0) {
+      manifest.skipped_files = h5::read_strings(handle, "skipped_files", file);
+    }
+  }
 
   const h5::Handle splits(MONE_H5(H5Gopen2(handle, "splits", H5P_DEFAULT), file,
                                   "opening group 'splits'"),
@@ -139,6 +164,7 @@ Dataset Dataset::open(const std::filesystem::path& dir, const std::string& split
                     "' (available: " + available + ")");
   }
   Dataset dataset;
+  dataset.storage = manifest.storage;
   dataset.dir = dir;
   dataset.split = split;
   dataset.shape = manifest.shape;

@@ -28,6 +28,8 @@ class Stream {
   uint64_t next() { return mix(key_ + 0x9e3779b97f4a7c15ull * counter_++); }
   // Uniform in [0, bound), bound >= 1, without modulo bias (Lemire's method).
   uint64_t below(uint64_t bound);
+  // Uniform in [0, 1): the top 53 bits of a draw.
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 
  private:
   uint64_t key_;
@@ -42,5 +44,6 @@ constexpr uint64_t kEpochOrder = 0x6f72646572ull;      // "order"
 constexpr uint64_t kAugment = 0x6175676dull;           // "augm"
 constexpr uint64_t kValidationSplit = 0x76616c6964ull;  // "valid"
 constexpr uint64_t kSynthetic = 0x73796e7468ull;       // "synth"
+constexpr uint64_t kFileOrder = 0x66696c6573ull;       // "files": an image folder's shard order
 
 }  // namespace mone::data_random

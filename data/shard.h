@@ -13,15 +13,18 @@
 #include "data/dataset.h"
 #include "data/format.h"
 #include "data/hdf5.h"
+#include "data/shard_file.h"
 
 namespace mone {
 
 class ShardWriter {
  public:
   // deflate_level 0 stores chunks uncompressed, 1-9 compresses them.
+  // timestamps = false leaves out HDF5's object times: byte-identical files
+  // for the same content (image folders); the other converters keep them.
   ShardWriter(std::filesystem::path path, std::string split, ImageShape shape, int64_t classes,
-              int64_t samples, int deflate_level);
-  ~ShardWriter();  // an unfinished shard's temporary file is removed
+              int64_t samples, int deflate_level, bool timestamps = true);
+  // An unfinished shard's temporary file is removed (ShardFile).
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
@@ -30,15 +33,14 @@ class ShardWriter {
   uint32_t finish();
 
  private:
-  std::filesystem::path path_;
-  std::string temporary_;
+  ShardFile file_;
+  const std::string& temporary_;  // file_'s temporary name, for messages
   ImageShape shape_;
   int64_t samples_;
   int64_t written_ = 0;
+  bool timestamps_;
   std::vector<int32_t> labels_;
   Crc32 images_crc_;
-  h5::Handle file_;
-  h5::Handle images_;
 };
 
 // Images per chunk (and rows, for images over the 1 MiB chunk limit): chosen

@@ -2,20 +2,14 @@
 
 #include "data/error.h"
 #include "data/shard.h"
+#include "data/shard_checks.h"
 
 namespace mone {
 
 namespace {
 
-h5::Handle dataset_type(hid_t dataset, const std::string& file, const std::string& name) {
-  return h5::Handle(MONE_H5(H5Dget_type(dataset), file, "getting the type of '" + name + "'"),
-                    H5Tclose);
-}
-
-bool is_integer(hid_t type, size_t bytes, H5T_sign_t sign) {
-  return H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == bytes &&
-         H5Tget_sign(type) == sign;
-}
+using shard_checks::dataset_type;
+using shard_checks::is_integer;
 
 // A chunk cache pays off when later reads hit cached chunks: compressed
 // chunks (else each image decompresses its whole chunk) and chunks of
@@ -56,27 +50,13 @@ ShardReader::~ShardReader() {
 }
 
 void ShardReader::check_attributes(const ShardExpectation& expected) const {
-  const int64_t version = h5::get_int_attribute(handle_, "version", file_);
-  if (version != data_format::kVersion) {
-    throw DataError(file_ + ": format version " + std::to_string(version) + ", expected " +
-                    std::to_string(data_format::kVersion));
-  }
+  shard_checks::check_common_attributes(handle_, file_, data_format::kVersion, expected.classes, expected.split);
   const ImageShape stored{h5::get_int_attribute(handle_, "height", file_),
                           h5::get_int_attribute(handle_, "width", file_),
                           h5::get_int_attribute(handle_, "channels", file_)};
   if (stored != expected.shape) {
     throw DataError(file_ + ": images are " + stored.to_string() + " but the manifest says " +
                     expected.shape.to_string());
-  }
-  const int64_t classes = h5::get_int_attribute(handle_, "classes", file_);
-  if (classes != expected.classes) {
-    throw DataError(file_ + ": has " + std::to_string(classes) + " classes but the manifest says " +
-                    std::to_string(expected.classes));
-  }
-  const std::string split = h5::get_string_attribute(handle_, "split", file_);
-  if (split != expected.split) {
-    throw DataError(file_ + ": belongs to split '" + split + "', listed under '" + expected.split +
-                    "'");
   }
 }
 
@@ -103,28 +83,7 @@ void ShardReader::check_images(const ShardExpectation& expected) {
 }
 
 void ShardReader::check_labels(const ShardExpectation& expected) {
-  const std::string name = data_format::kLabels;
-  const h5::Handle labels = h5::open_dataset(handle_, name, file_);
-  const h5::Handle type = dataset_type(labels, file_, name);
-  if (!is_integer(type, 4, H5T_SGN_2)) {
-    throw DataError(file_ + ": 'labels' has type " + h5::describe_type(type) + ", expected int32");
-  }
-  const std::vector<int64_t> dims = h5::dataset_shape(labels, file_, name);
-  if (dims != std::vector<int64_t>{samples_}) {
-    throw DataError(file_ + ": 'labels' has shape " + h5::shape_text(dims) + ", expected [" +
-                    std::to_string(samples_) + "]");
-  }
-  labels_.resize(static_cast<size_t>(samples_));
-  MONE_H5(H5Dread(labels, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels_.data()), file_,
-          "reading 'labels'");
-  for (int64_t i = 0; i < samples_; ++i) {
-    const int32_t label = labels_[static_cast<size_t>(i)];
-    if (label < 0 || label >= expected.classes) {
-      throw DataError(file_ + ": label " + std::to_string(label) + " of sample " +
-                      std::to_string(i) + " is outside [0, " + std::to_string(expected.classes) +
-                      ")");
-    }
-  }
+  labels_ = shard_checks::read_labels(handle_, file_, samples_, expected.classes);
 }
 
 void ShardReader::check_checksum(const ShardExpectation& expected) const {

@@ -92,6 +92,7 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("augment", &o.augment, "random crops (padding 4) and horizontal flips; false: none");
   table.add_flag("no-flip", &o.no_flip, "no horizontal flips (e.g. for digits)");
   add_device_options(table, &o.device, &o.precision);
+  define_image_transform_options(table, o.images);
   table.add("cuda-graphs", &o.cuda_graphs,
             "with --device cuda on one rank without --accumulate: replay forward and backward as a CUDA graph "
             "per routing (the plan's tokens per expert), captured at its second step (false: launch op by op)");
@@ -139,8 +140,8 @@ int train_command(const std::vector<std::string>& args, LazyWorld& world) {
   if (!table.parse(args, std::cout)) return kExitSuccess;
   check_train_options(options);
   const Dataset train = Dataset::open(options.data, "train");
-  const ModelConfig model =
-      resolve_model(options, train.shape.height, train.shape.width, train.shape.channels, train.classes);
+  const ImageShape image = model_image_shape(options.images, train);
+  const ModelConfig model = resolve_model(options, image.height, image.width, image.channels, train.classes);
   const World& job = world.get();
   options.rank = job.rank();
   options.world = job.size();

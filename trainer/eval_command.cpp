@@ -23,7 +23,9 @@ int run_evaluation(const EvalOptions& options, const World& world) {
   const ModelConfig& config = checkpoint.model;
 
   const std::string split = evaluation_split(options.data, options.split);
-  const Dataset data = Dataset::open(options.data, split);
+  Dataset data = Dataset::open(options.data, split);
+  // An encoded dataset is cropped to the size the model was trained for.
+  if (data.storage == Storage::encoded) data.shape.height = data.shape.width = config.image_height;
   check_dataset_fits_model(data, config);
   std::vector<double> capacities;
   try {
@@ -40,6 +42,7 @@ int run_evaluation(const EvalOptions& options, const World& world) {
   loader.split = split;
   loader.global_batch = options.batch;
   loader.mode = LoaderMode::eval;
+  if (data.storage == Storage::encoded) loader.image_size = config.image_height;
   const std::vector<CapacityResult> results = evaluate(*model, loader, capacities);
 
   std::cout << "checkpoint at step " << checkpoint.progress.step << ", split '" << split << "':\n";

@@ -208,6 +208,7 @@ int Trainer::run() {
   data.crop_padding = options_.augment ? data.crop_padding : 0;
   data.flip = options_.augment && !options_.no_flip;
   data.allocator = &backend_->forward_model().batch_allocator();
+  apply_image_transform_options(options_.images, data);
   Loader loader(data, progress_.consumed_samples);
   train_samples_ = loader.dataset().samples;
 

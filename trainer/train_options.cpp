@@ -53,6 +53,7 @@ ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t i
 void check_train_options(const TrainOptions& o) {
   require(!o.data.empty(), "data", "is required");
   require(!o.run_dir.empty(), "run-dir", "is required");
+  check_image_transform_options(o.images);
   require(o.steps > 0, "steps", "must be positive");
   require(o.batch > 0, "batch", "must be positive");
   require(o.accumulate > 0, "accumulate", "must be positive");

@@ -8,6 +8,7 @@
 
 #include "model/config.h"
 #include "model/parameters.h"
+#include "trainer/image_transform_options.h"
 
 namespace mone {
 
@@ -47,6 +48,7 @@ struct TrainOptions {
   std::string resume = "auto";   // auto | none | PATH
   bool augment = true;
   bool no_flip = false;
+  ImageTransformOptions images;  // encoded (image folder) datasets
 
   // Where it trains (trainer/training_backend.h): cpu | cuda, and on cuda the
   // compute type (bf16 | fp32; master weights, gradients and moments are fp32).

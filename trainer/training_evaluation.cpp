@@ -24,6 +24,7 @@ void TrainingEvaluation::run(TrainingBackend& backend, Communicator& comm, Train
   data.rank = options_.rank;
   data.world = options_.world;
   data.mode = LoaderMode::eval;
+  apply_image_transform_options(options_.images, data);
   const std::vector<CapacityResult> results = evaluate(backend.forward_model(), data, capacities_, &comm);
   if (!metrics) return;
   line.break_line();

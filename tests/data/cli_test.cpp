@@ -8,19 +8,9 @@
 namespace mone {
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string output;  // stdout and stderr together
-};
+using Result = testing::CommandResult;
 
-Result run_tool(const std::string& arguments) {
-  Result result;
-  FILE* pipe = popen((std::string(MONE_DATA_TOOL) + " " + arguments + " 2>&1").c_str(), "r");
-  char buffer[4096];
-  for (size_t got; (got = fread(buffer, 1, sizeof buffer, pipe)) > 0;) result.output.append(buffer, got);
-  result.status = pclose(pipe);
-  return result;
-}
+Result run_tool(const std::string& arguments) { return testing::run_command(std::string(MONE_DATA_TOOL) + " " + arguments); }
 
 TEST(Cli, SyntheticConversion) {
   testing::TempDir dir;

@@ -34,6 +34,13 @@ class TempDir {
 Manifest write_synthetic(const std::filesystem::path& dir, const SyntheticOptions& options,
                          int64_t shard_size, int64_t validation_count = 0);
 
+struct CommandResult {
+  int status = -1;     // as pclose returns it: 0 on success
+  std::string output;  // stdout and stderr together
+};
+// Runs a shell command line.
+CommandResult run_command(const std::string& command);
+
 // Runs an evaluation loader over the split to the end; returns the DataError
 // message, or "" when every shard opened and read cleanly.
 std::string loader_error(const std::filesystem::path& dir, const std::string& split);
