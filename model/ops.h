@@ -24,6 +24,13 @@ struct ExpertGroup {
   int64_t width = 0;
 };
 
+// The rows a set of groups covers (the groups of a layout tile [0, M)).
+inline int64_t group_rows(const std::vector<ExpertGroup>& groups) {
+  int64_t rows = 0;
+  for (const ExpertGroup& g : groups) rows += g.rows;
+  return rows;
+}
+
 // Where token p of image b sits: row = p * token_stride + b * image_stride.
 // The expert-sorted layout [N, B, D] has token_stride B, image_stride 1; the
 // original layout [B, N, D] has token_stride 1, image_stride N.

@@ -108,9 +108,7 @@ template <class T>
 void nested_in_gelu_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W,
                             const T* b, int64_t out, T* pre, T* y) {
   nested_in_forward(x, ldx, groups, W, b, out, pre);
-  int64_t rows = 0;
-  for (const ExpertGroup& g : groups) rows = std::max(rows, g.row_begin + g.rows);
-  gelu_forward(pre, rows * out, y);
+  gelu_forward(pre, group_rows(groups) * out, y);
 }
 
 template <class T>
@@ -118,9 +116,7 @@ void gelu_nested_out_backward(const T* dy, const T* x, const T* pre, int64_t in,
                               const std::vector<ExpertGroup>& groups, const T* W, int64_t out, T* dpre, T* dW,
                               T* db) {
   nested_out_backward(dy, x, in, groups, W, out, dpre, dW, db);
-  int64_t rows = 0;
-  for (const ExpertGroup& g : groups) rows = std::max(rows, g.row_begin + g.rows);
-  gelu_backward(dpre, pre, rows * in, dpre);
+  gelu_backward(dpre, pre, group_rows(groups) * in, dpre);
 }
 
 #define MONE_INSTANTIATE(T)                                                                                    \

@@ -98,7 +98,7 @@ class CudaStepOps {
       cuda::nested_in_gelu_forward(x, ldx, groups, W, b, out, pre, y, context_);
     } else {
       cuda::nested_in_forward(x, ldx, groups, W, b, out, pre, context_);
-      cuda::gelu_forward(pre, rows(groups) * out, y, context_);
+      cuda::gelu_forward(pre, group_rows(groups) * out, y, context_);
     }
   }
   void gelu_nested_out_backward(const T* dy, const T* x, const T* pre, int64_t in,
@@ -108,7 +108,7 @@ class CudaStepOps {
       cuda::gelu_nested_out_backward(dy, x, pre, in, groups, W, out, dpre, dW, db, context_);
     } else {
       cuda::nested_out_backward(dy, x, in, groups, W, out, dpre, dW, db, context_);
-      cuda::gelu_backward(dpre, pre, rows(groups) * in, dpre, context_);
+      cuda::gelu_backward(dpre, pre, group_rows(groups) * in, dpre, context_);
     }
   }
 
@@ -153,12 +153,6 @@ class CudaStepOps {
   }
 
  private:
-  static int64_t rows(const std::vector<ExpertGroup>& groups) {
-    int64_t n = 0;
-    for (const ExpertGroup& g : groups) n += g.rows;
-    return n;
-  }
-
   DeviceParameters<T> params_;
   const ModelConfig& config_;
   float label_smoothing_;
