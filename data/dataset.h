@@ -46,6 +46,12 @@ void write_manifest(const std::filesystem::path& dir, const Manifest& manifest, 
 // Throws DataError; a missing manifest gives the command that creates one.
 Manifest read_manifest(const std::filesystem::path& dir);
 
+// What a run records of the data it trains on (checkpoints): the splits'
+// sample counts and a CRC-32 over every shard's name, size and checksum, as
+// "train 55000, val 5000, test 10000; crc32 0x1234abcd". Two conversions of
+// the same images give the same identity; any other data gives another.
+std::string dataset_identity(const Manifest& manifest);
+
 struct Dataset {
   Storage storage = Storage::raw;
   std::filesystem::path dir;

@@ -33,6 +33,16 @@ Hdf5Writer::Hdf5Writer(const std::string& path) : path_(path) {
       H5Fclose);
 }
 
+Hdf5Writer::Hdf5Writer(InMemory, const std::string& name) : path_(name) {
+  const auto held = h5::lock();
+  h5::Handle access(MONE_H5_IN(H5Pcreate(H5P_FILE_ACCESS), "making the in-memory file's properties"), H5Pclose);
+  // Grows in 1 MiB steps; backing_store 0: nothing is ever written to `name`.
+  MONE_H5_IN(H5Pset_fapl_core(access.get(), size_t{1} << 20, 0), "making the in-memory file's properties");
+  file_ = h5::Handle(MONE_H5_IN(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()),
+                                "creating the in-memory file"),
+                     H5Fclose);
+}
+
 void Hdf5Writer::write_scalar_attribute(const std::string& name, hid_t type, const void* value) {
   const auto held = h5::lock();
   const std::string what = "writing attribute '" + name + "'";
@@ -89,6 +99,16 @@ void Hdf5Writer::close() {
   const auto held = h5::lock();
   MONE_H5_IN(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "flushing");
   MONE_H5_IN(H5Fclose(file_.release()), "closing");
+}
+
+std::vector<unsigned char> Hdf5Writer::close_to_image() {
+  const auto held = h5::lock();
+  MONE_H5_IN(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "flushing");
+  const ssize_t size = MONE_H5_IN(H5Fget_file_image(file_.get(), nullptr, 0), "sizing the file image");
+  std::vector<unsigned char> image(static_cast<size_t>(size));
+  MONE_H5_IN(H5Fget_file_image(file_.get(), image.data(), image.size()), "copying the file image");
+  MONE_H5_IN(H5Fclose(file_.release()), "closing");
+  return image;
 }
 
 template void Hdf5Writer::write_dataset<float>(const std::string&, const std::vector<int64_t>&, const float*);

@@ -21,6 +21,11 @@ class Hdf5Writer {
  public:
   // Creates (truncates) the file.
   explicit Hdf5Writer(const std::string& path);
+  // Builds the file in memory (HDF5's core driver), for close_to_image():
+  // `name` only names it in error messages. The caller writes the bytes, so
+  // a full disk is an ordinary write error, never a failed HDF5 flush.
+  struct InMemory {};
+  Hdf5Writer(InMemory, const std::string& name);
 
   // Attributes of the root group.
   void write_attribute(const std::string& name, int64_t value);
@@ -38,6 +43,8 @@ class Hdf5Writer {
 
   // Flushes and closes; the destructor closes too but cannot report errors.
   void close();
+  // An in-memory file's bytes, then closes it.
+  std::vector<unsigned char> close_to_image();
   const std::string& path() const { return path_; }
 
  private:

@@ -1,6 +1,8 @@
+#include <cstdio>
 #include <filesystem>
 
 #include "data/dataset.h"
+#include "data/checksum.h"
 #include "data/error.h"
 #include "data/hdf5.h"
 
@@ -152,6 +154,24 @@ Manifest read_manifest(const std::filesystem::path& dir) {
   }
   check_manifest(manifest, file);
   return manifest;
+}
+
+std::string dataset_identity(const Manifest& manifest) {
+  Crc32 crc;
+  std::string counts;
+  for (const auto& [split, shards] : manifest.splits) {
+    int64_t samples = 0;
+    for (const ShardEntry& shard : shards) {
+      const std::string record = split + "/" + shard.file + ":" + std::to_string(shard.samples) + ":" +
+                                 std::to_string(shard.crc32) + "\n";
+      crc.update(record.data(), record.size());
+      samples += shard.samples;
+    }
+    counts += (counts.empty() ? "" : ", ") + split + " " + std::to_string(samples);
+  }
+  char hex[16];
+  std::snprintf(hex, sizeof(hex), "0x%08x", crc.value());
+  return counts + "; crc32 " + hex;
 }
 
 Dataset Dataset::open(const std::filesystem::path& dir, const std::string& split) {

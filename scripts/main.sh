@@ -6,14 +6,18 @@
 # data-parallel on 2 MPI ranks (one thread each by the default rule: cores /
 # ranks on the machine); evaluation runs in one process.
 #
-# Environment: MONE_STEPS (default: scripts/main.ini's), MONE_RUN_DIR (default runs/main).
+# Environment: MONE_STEPS (default: scripts/main.ini's), MONE_RUN_DIR (default runs/main),
+# MONE_BUILD_DIR (an existing build: setup and build are skipped), MONE_DATA_DIR
+# (a dataset converted by `mone data`, used instead of Fashion-MNIST).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/setup.sh"
-"$root/scripts/build.sh"
+if [ -z "${MONE_BUILD_DIR:-}" ]; then
+  "$root/scripts/setup.sh"
+  "$root/scripts/build.sh"
+fi
 source "$root/scripts/blas-env.sh"
-build="$root/build"
-data="$root/datasets/fashion-mnist"
+build="${MONE_BUILD_DIR:-$root/build}"
+data="${MONE_DATA_DIR:-$root/datasets/fashion-mnist}"
 run="${MONE_RUN_DIR:-$root/runs/main}"
 
 echo "== Fashion-MNIST -> $data"
@@ -29,8 +33,13 @@ echo "== train tiny, random capacity -> $run"
 # As root (containers, CI) Open MPI needs both OMPI_ALLOW_RUN_AS_ROOT*, as in
 # the distributed tests; --oversubscribe lets 2 ranks start on fewer cores.
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-mpirun -np 2 --oversubscribe "$build/trainer/mone" train --config "$root/scripts/main.ini" --data "$data" \
-  --run-dir "$run" ${MONE_STEPS:+--steps "$MONE_STEPS"}
+# scripts/mpirun.sh: a SIGTERM to this script still ends in a checkpoint and
+# exit code 75. --progress: a bar on a terminal, lines in a log file (mpirun
+# gives rank 0 a terminal even when this script's output is a file).
+progress=lines
+[ ! -t 1 ] || progress=bar
+"$root/scripts/mpirun.sh" -np 2 --oversubscribe "$build/trainer/mone" train --config "$root/scripts/main.ini" \
+  --data "$data" --run-dir "$run" --progress "$progress" ${MONE_STEPS:+--steps "$MONE_STEPS"}
 
 echo "== evaluate the one model at several budgets on the test split"
 "$build/trainer/mone" eval --data "$data" --checkpoint "$run" --split test \

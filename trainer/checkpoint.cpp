@@ -1,17 +1,16 @@
 #include "trainer/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <ostream>
 #include <regex>
+#include <variant>
 
 #include "data/checksum.h"
 #include "data/hdf5.h"
 #include "data/hdf5_reader.h"
 #include "data/hdf5_writer.h"
+#include "trainer/atomic_file.h"
 
 namespace mone {
 
@@ -21,9 +20,54 @@ namespace {
 
 constexpr const char* kFormat = "mone-checkpoint";
 
-// CRC-32 over the parameters, then both moments, as stored (little-endian float32).
-uint32_t state_checksum(const float* values, const float* m, const float* v, int64_t n) {
+// The header: every attribute but the checksum, in one list that writing,
+// reading and the checksum all walk, so no field resume reads can escape
+// the checksum.
+using HeaderValue = std::variant<int64_t, double, std::string>;
+using Header = std::vector<std::pair<std::string, HeaderValue>>;
+
+Header header_of(const Checkpoint& c) {
+  Header header{{"format", std::string(kFormat)}, {"version", kCheckpointVersion}};
+  for (const auto& [field, value] : c.model.fields()) header.emplace_back("model." + field, value);
+  const TrainingProgress& p = c.progress;
+  header.insert(header.end(), {{"step", p.step},
+                               {"epoch", p.epoch},
+                               {"consumed_samples", p.consumed_samples},
+                               {"world_size", p.world_size},
+                               {"seed", static_cast<int64_t>(p.seed)},  // bits kept; read back as uint64
+                               {"best_top1", p.best_top1},
+                               {"best_step", p.best_step},
+                               {"optimizer_step", c.optimizer_step},
+                               {"config", c.config},
+                               {"run_id", p.run_id},
+                               {"dataset", p.dataset}});
+  return header;
+}
+
+// "name=value\n" per field, doubles in hexadecimal (exact).
+std::string header_text(const Header& header) {
+  std::string text;
+  for (const auto& [name, value] : header) {
+    text += name + "=";
+    if (const auto* i = std::get_if<int64_t>(&value)) {
+      text += std::to_string(*i);
+    } else if (const auto* d = std::get_if<double>(&value)) {
+      char hex[40];
+      std::snprintf(hex, sizeof(hex), "%a", *d);
+      text += hex;
+    } else {
+      text += std::get<std::string>(value);
+    }
+    text += "\n";
+  }
+  return text;
+}
+
+// CRC-32 over the header text (version 2 on), then the parameters and both
+// moments as stored (little-endian float32).
+uint32_t checksum(const std::string& header, const float* values, const float* m, const float* v, int64_t n) {
   Crc32 crc;
+  crc.update(header.data(), header.size());
   const size_t bytes = static_cast<size_t>(n) * sizeof(float);
   crc.update(values, bytes);
   crc.update(m, bytes);
@@ -31,52 +75,49 @@ uint32_t state_checksum(const float* values, const float* m, const float* v, int
   return crc.value();
 }
 
-void fsync_path(const fs::path& path, int flags) {
-  const int fd = ::open(path.c_str(), flags);
-  if (fd < 0) throw CheckpointError("cannot open '" + path.string() + "' to sync it: " + std::strerror(errno));
-  const int result = ::fsync(fd);
-  ::close(fd);
-  if (result != 0) throw CheckpointError("fsync of '" + path.string() + "' failed: " + std::strerror(errno));
+std::vector<unsigned char> checkpoint_image(const std::string& name, const Checkpoint& header_fields,
+                                            const ParameterSet<float>& params, const AdamW& optimizer) {
+  // The loaders' prefetch threads read HDF5 too; the data layer's lock
+  // serialises every HDF5 call in the process.
+  const auto hdf5 = h5::lock();
+  Hdf5Writer writer(Hdf5Writer::InMemory{}, name);
+  const Header header = header_of(header_fields);
+  for (const auto& [field, value] : header) std::visit([&](const auto& v) { writer.write_attribute(field, v); }, value);
+  const float* m = optimizer.first_moment().data();
+  const float* v = optimizer.second_moment().data();
+  writer.write_attribute("checksum",
+                         static_cast<int64_t>(checksum(header_text(header), params.values(), m, v, params.numel())));
+  for (const ParamInfo& info : params.infos()) {
+    writer.write_dataset("/params/" + info.name, info.shape, params.values() + info.offset);
+    writer.write_dataset("/optimizer/m/" + info.name, info.shape, m + info.offset);
+    writer.write_dataset("/optimizer/v/" + info.name, info.shape, v + info.offset);
+  }
+  return writer.close_to_image();
+}
+
+Checkpoint header_fields(const ModelConfig& model, const TrainingProgress& progress, int64_t optimizer_step,
+                         const std::string& config) {
+  Checkpoint c;
+  c.model = model;
+  c.progress = progress;
+  c.optimizer_step = optimizer_step;
+  c.config = config;
+  return c;
 }
 
 }  // namespace
 
 void write_checkpoint(const fs::path& path, const ModelConfig& model, const ParameterSet<float>& params,
                       const AdamW& optimizer, const TrainingProgress& progress, const std::string& config) {
-  const fs::path temporary = path.parent_path() / ("." + path.filename().string() + ".tmp");
-  {
-    // The loaders' prefetch threads read HDF5 too; the data layer's lock
-    // serialises every HDF5 call in the process.
-    const auto hdf5 = h5::lock();
-    Hdf5Writer writer(temporary.string());
-    writer.write_attribute("format", std::string(kFormat));
-    writer.write_attribute("version", kCheckpointVersion);
-    for (const auto& [field, value] : model.fields()) writer.write_attribute("model." + field, value);
-    writer.write_attribute("step", progress.step);
-    writer.write_attribute("epoch", progress.epoch);
-    writer.write_attribute("consumed_samples", progress.consumed_samples);
-    writer.write_attribute("world_size", progress.world_size);
-    writer.write_attribute("seed", static_cast<int64_t>(progress.seed));  // bits kept; read back as uint64
-    writer.write_attribute("best_top1", progress.best_top1);
-    writer.write_attribute("best_step", progress.best_step);
-    writer.write_attribute("optimizer_step", optimizer.step_count());
-    writer.write_attribute("config", config);
-    const float* m = optimizer.first_moment().data();
-    const float* v = optimizer.second_moment().data();
-    writer.write_attribute("checksum", static_cast<int64_t>(state_checksum(params.values(), m, v, params.numel())));
-    for (const ParamInfo& info : params.infos()) {
-      writer.write_dataset("/params/" + info.name, info.shape, params.values() + info.offset);
-      writer.write_dataset("/optimizer/m/" + info.name, info.shape, m + info.offset);
-      writer.write_dataset("/optimizer/v/" + info.name, info.shape, v + info.offset);
-    }
-    writer.close();
-  }
-  fsync_path(temporary, O_RDONLY);
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    throw CheckpointError("cannot rename '" + temporary.string() + "' to '" + path.string() +
-                          "': " + std::strerror(errno));
-  }
-  fsync_path(path.parent_path().empty() ? fs::path(".") : path.parent_path(), O_RDONLY | O_DIRECTORY);
+  const std::vector<unsigned char> image = checkpoint_image(
+      path.string(), header_fields(model, progress, optimizer.step_count(), config), params, optimizer);
+  write_file_atomically(path, image.data(), image.size());
+}
+
+uint64_t checkpoint_bytes(const ParameterSet<float>& params, const std::string& config) {
+  // The state, plus HDF5's object headers (~1 kB per dataset) and the attributes.
+  return 3 * static_cast<uint64_t>(params.numel()) * sizeof(float) + 3 * params.infos().size() * 1024 +
+         config.size() + 16384;
 }
 
 Checkpoint read_checkpoint(const fs::path& path) {
@@ -88,9 +129,9 @@ Checkpoint read_checkpoint(const fs::path& path) {
       throw CheckpointError("'" + name + "' is not a mone checkpoint (no format = " + kFormat + ")");
     }
     const int64_t version = reader.read_int_attribute("version");
-    if (version != kCheckpointVersion) {
+    if (version != 1 && version != kCheckpointVersion) {
       throw CheckpointError("'" + name + "' has checkpoint version " + std::to_string(version) +
-                            "; this build reads version " + std::to_string(kCheckpointVersion));
+                            "; this build reads versions 1 and " + std::to_string(kCheckpointVersion));
     }
     Checkpoint checkpoint;
     for (const auto& [field, value] : checkpoint.model.fields()) {
@@ -108,6 +149,10 @@ Checkpoint read_checkpoint(const fs::path& path) {
     }
     checkpoint.optimizer_step = reader.read_int_attribute("optimizer_step");
     checkpoint.config = reader.read_string_attribute("config");
+    if (version >= 2) {
+      checkpoint.progress.run_id = reader.read_string_attribute("run_id");
+      checkpoint.progress.dataset = reader.read_string_attribute("dataset");
+    }
 
     const ParameterSet<float> layout(checkpoint.model);
     const size_t n = static_cast<size_t>(layout.numel());
@@ -119,11 +164,14 @@ Checkpoint read_checkpoint(const fs::path& path) {
       reader.read_dataset("/optimizer/m/" + info.name, info.shape, checkpoint.first_moment.data() + info.offset);
       reader.read_dataset("/optimizer/v/" + info.name, info.shape, checkpoint.second_moment.data() + info.offset);
     }
+    // Version 1 covered the state only; from version 2 on, the header too.
+    const std::string header = version >= 2 ? header_text(header_of(checkpoint)) : std::string();
     const uint32_t expected = static_cast<uint32_t>(reader.read_int_attribute("checksum"));
-    const uint32_t actual = state_checksum(checkpoint.values.data(), checkpoint.first_moment.data(),
-                                           checkpoint.second_moment.data(), layout.numel());
+    const uint32_t actual = checksum(header, checkpoint.values.data(), checkpoint.first_moment.data(),
+                                     checkpoint.second_moment.data(), layout.numel());
     if (actual != expected) {
-      throw CheckpointError("'" + name + "' is corrupt: its checksum does not match its contents");
+      throw CheckpointError("'" + name + "' is corrupt: its checksum does not match its " +
+                            (version >= 2 ? "header and contents" : "contents"));
     }
     return checkpoint;
   } catch (const CheckpointError&) {
@@ -202,7 +250,7 @@ std::optional<Checkpoint> CheckpointDirectory::newest_valid(std::ostream& warnin
   }
   if (!files.empty()) {
     throw CheckpointError("none of the " + std::to_string(files.size()) + " checkpoints in '" + dir_.string() +
-                          "' is usable (see the warnings); pass --resume none to start over");
+                          "' is usable (see the warnings); pass --resume none --overwrite to start over (the broken files are moved aside)");
   }
   return std::nullopt;
 }

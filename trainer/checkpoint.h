@@ -17,7 +17,9 @@
 
 namespace mone {
 
-constexpr int64_t kCheckpointVersion = 1;
+// 2: the checksum covers the header (every attribute) as well as the state,
+// and the run and dataset identities are recorded. Version 1 is still read.
+constexpr int64_t kCheckpointVersion = 2;
 
 // A checkpoint that is missing, unreadable, fails verification, or does not
 // fit the run; the message names the file and the reason.
@@ -37,6 +39,12 @@ struct TrainingProgress {
   // its step; best_step 0: no evaluation yet.
   double best_top1 = 0;
   int64_t best_step = 0;
+  // Which run this is (made at its first step; a resumed run keeps it), so a
+  // run never continues from another run's files; and the dataset it trains
+  // on (dataset_identity), so a resume on other data is noticed. Empty in
+  // version-1 checkpoints.
+  std::string run_id;
+  std::string dataset;
 };
 
 struct Checkpoint {
@@ -50,14 +58,21 @@ struct Checkpoint {
   std::vector<float> second_moment;
 };
 
-// Writes `path` atomically: a temporary file in the same directory, flushed
-// and fsync'ed, renamed over `path`, then the directory fsync'ed.
+// Writes `path` atomically (trainer/atomic_file.h): the file is built in
+// memory, then written through a temporary name. Throws SaveError (a full
+// disk: the temporary file removed, `path` as it was).
 void write_checkpoint(const std::filesystem::path& path, const ModelConfig& model,
                       const ParameterSet<float>& params, const AdamW& optimizer,
                       const TrainingProgress& progress, const std::string& config);
 
-// Reads and verifies (format, version, every tensor's shape, checksum).
+// Reads and verifies (format, version, every tensor's shape, and the
+// checksum over every header attribute and the whole state).
 Checkpoint read_checkpoint(const std::filesystem::path& path);
+
+// An upper bound of the bytes of a checkpoint of `params`' model with
+// `config` (about 20% above for `tiny`, less for larger models): what must
+// be free to save one.
+uint64_t checkpoint_bytes(const ParameterSet<float>& params, const std::string& config);
 
 // "dim: checkpoint 32, this run 64" for each differing model field.
 std::vector<std::string> model_differences(const ModelConfig& checkpoint, const ModelConfig& run);

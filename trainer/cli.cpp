@@ -10,11 +10,14 @@
 #include "model/model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/eval_command.h"
+#include "trainer/evaluate.h"
 #include "trainer/exit_codes.h"
 #include "trainer/option_table.h"
 #include "trainer/route_command.h"
+#include "trainer/signals.h"
 #include "trainer/train_loop.h"
 #include "trainer/train_options.h"
+#include "trainer/verify_command.h"
 
 namespace mone {
 
@@ -26,6 +29,7 @@ constexpr const char* kUsage =
     "  train   train a MoNE ViT (mone train --help)\n"
     "  eval    evaluate a checkpoint at several capacities (mone eval --help)\n"
     "  route   draw which expert each patch is routed to (mone route --help)\n"
+    "  verify  load and verify checkpoints as a resume would (mone verify --help)\n"
     "  data    convert a dataset into mone's HDF5 shards (mone data --help; also the tool mone-data)\n";
 
 // The options several commands share, each declared once.
@@ -88,7 +92,14 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("keep", &o.keep, "checkpoints kept (the newest K)");
   table.add("resume", &o.resume,
             "auto (the newest valid checkpoint of --run-dir, if any; broken ones are skipped with a warning) | "
-            "none | PATH");
+            "none (a new run; refused where --run-dir holds an earlier run's checkpoints, unless --overwrite) | "
+            "PATH");
+  table.add_flag("overwrite", &o.overwrite,
+                 "with --resume none: move an earlier run in --run-dir aside (one rename, to "
+                 "<run-dir>.replaced-<UTC time>) and start a new one");
+  table.add_flag("allow-other-data", &o.allow_other_data,
+                 "resume on a dataset other than the checkpoint's (fine-tuning); best.h5 then restarts from the "
+                 "next evaluation");
   table.add("augment", &o.augment, "random crops (padding 4) and horizontal flips; false: none");
   table.add_flag("no-flip", &o.no_flip, "no horizontal flips (e.g. for digits)");
   add_device_options(table, &o.device, &o.precision);
@@ -131,9 +142,26 @@ void define_route_options(OptionTable& table, RouteOptions& o) {
   add_threads_option(table, &o.threads);
 }
 
+// Every run ends with an evaluation: a split that is missing or does not
+// fit the model must stop the start, not the end, of a run.
+void check_evaluation_split(const TrainOptions& options, const ModelConfig& model) {
+  const std::string split = evaluation_split(options.data, options.eval_split);
+  Dataset data;
+  try {
+    data = Dataset::open(options.data, split);
+  } catch (const DataError& error) {
+    throw UsageError("--eval-split: " + std::string(error.what()));
+  }
+  if (data.storage == Storage::encoded) data.shape.height = data.shape.width = model.image_height;
+  check_dataset_fits_model(data, model);
+}
+
 // Each command parses and checks its options before it starts MPI, so that
 // --help and an option error end at once.
 int train_command(const std::vector<std::string>& args, LazyWorld& world) {
+  // First: a stop signal during the start (MPI, the dataset, the model) is
+  // then honoured after the first step instead of killing the process.
+  install_stop_handlers();
   TrainOptions options;
   OptionTable table("Usage: mone train --data DIR --run-dir DIR [options]\nTrains a MoNE ViT; see docs/trainer.md.");
   define_train_options(table, options);
@@ -142,6 +170,7 @@ int train_command(const std::vector<std::string>& args, LazyWorld& world) {
   const Dataset train = Dataset::open(options.data, "train");
   const ImageShape image = model_image_shape(options.images, train);
   const ModelConfig model = resolve_model(options, image.height, image.width, image.channels, train.classes);
+  check_evaluation_split(options, model);
   const World& job = world.get();
   options.rank = job.rank();
   options.world = job.size();
@@ -184,6 +213,18 @@ int route_command(const std::vector<std::string>& args, LazyWorld& world) {
   return run_routing_pictures(options);
 }
 
+int verify_command(const std::vector<std::string>& args, LazyWorld& world) {
+  std::string checkpoint;
+  OptionTable table("Usage: mone verify --checkpoint FILE|RUN_DIR\n"
+                    "Loads and verifies a checkpoint, or every checkpoint of a run directory, as a resume would;\n"
+                    "exit code 0 when it (or at least one) is valid. See docs/trainer.md.");
+  table.add("checkpoint", &checkpoint, "checkpoint file, or a run directory (all its checkpoints; required)");
+  if (!table.parse(args, std::cout)) return kExitSuccess;
+  if (checkpoint.empty()) throw UsageError("--checkpoint: is required");
+  require_no_launcher_or_one_process(world);
+  return run_verify(checkpoint);
+}
+
 }  // namespace
 
 int run_command_line(int argc, char** argv, LazyWorld& world) {
@@ -193,6 +234,7 @@ int run_command_line(int argc, char** argv, LazyWorld& world) {
     if (command == "train") return train_command(args, world);
     if (command == "eval") return eval_command(args, world);
     if (command == "route") return route_command(args, world);
+    if (command == "verify") return verify_command(args, world);
     if (command == "data") {
       require_no_launcher_or_one_process(world);
       return run_data_command("mone data", args);
@@ -208,6 +250,9 @@ int run_command_line(int argc, char** argv, LazyWorld& world) {
   } catch (const UsageError& error) {
     std::cerr << "mone " << command << ": error: " << error.what() << "\n";
     return kExitUsage;
+  } catch (const SaveError& error) {
+    std::cerr << "mone " << command << ": error: " << error.what() << "\n";
+    return kExitSaveFailed;
   } catch (const DivergedError& error) {
     std::cerr << "\nmone " << command << ": error: " << error.what() << "\n";
     return kExitDiverged;

@@ -43,7 +43,7 @@ int run_evaluation(const EvalOptions& options, const World& world) {
   loader.global_batch = options.batch;
   loader.mode = LoaderMode::eval;
   if (data.storage == Storage::encoded) loader.image_size = config.image_height;
-  const std::vector<CapacityResult> results = evaluate(*model, loader, capacities);
+  const std::vector<CapacityResult> results = *evaluate(*model, loader, capacities);
 
   std::cout << "checkpoint at step " << checkpoint.progress.step << ", split '" << split << "':\n";
   print_evaluation(std::cout, results);
@@ -51,7 +51,8 @@ int run_evaluation(const EvalOptions& options, const World& world) {
   const fs::path out = !options.out.empty()        ? fs::path(options.out)
                        : fs::is_directory(where) ? where
                                                  : where.parent_path().parent_path();
-  const fs::path stem = write_evaluation(out, split, checkpoint.progress.step, results);
+  // Never over another command's report (the training's of the same step).
+  const fs::path stem = write_evaluation(out, split, checkpoint.progress.step, results, /*replace=*/false);
   std::cout << "wrote " << stem.string() << ".csv and .json\n";
   return kExitSuccess;
 }

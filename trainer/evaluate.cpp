@@ -25,14 +25,15 @@ void check_dataset_fits_model(const Dataset& data, const ModelConfig& config) {
   if (data.shape.height != config.image_height || data.shape.width != config.image_width ||
       data.shape.channels != config.channels || data.classes != config.classes) {
     throw UsageError("--data: the dataset has " + data.shape.to_string() + " images and " +
-                     std::to_string(data.classes) + " classes; the checkpoint's model takes " +
+                     std::to_string(data.classes) + " classes; the model takes " +
                      std::to_string(config.image_height) + "x" + std::to_string(config.image_width) + "x" +
                      std::to_string(config.channels) + " and " + std::to_string(config.classes));
   }
 }
 
-std::vector<CapacityResult> evaluate(ForwardModel& model, const LoaderOptions& options,
-                                     const std::vector<double>& capacities, Communicator* ranks) {
+std::optional<std::vector<CapacityResult>> evaluate(ForwardModel& model, const LoaderOptions& options,
+                                                    const std::vector<double>& capacities, Communicator* ranks,
+                                                    const std::function<bool()>& stop) {
   std::vector<CapacityResult> results(capacities.size());
   std::vector<double> loss_sums(capacities.size(), 0.0);
   std::vector<int64_t> correct(capacities.size(), 0);
@@ -52,7 +53,10 @@ std::vector<CapacityResult> evaluate(ForwardModel& model, const LoaderOptions& o
   Batch batch;
   int64_t samples = 0;
   while (loader.next(batch)) {
-    if (batch.count == 0) continue;  // a rank past the end of the split in the last global batch
+    if (batch.count == 0) {  // a rank past the end of the split in the last global batch
+      if (stop && stop()) return std::nullopt;
+      continue;
+    }
     probs.resize(static_cast<size_t>(batch.count * classes));
     for (size_t i = 0; i < capacities.size(); ++i) {
       const float* logits = model.logits(batch, plans[i]);
@@ -65,6 +69,7 @@ std::vector<CapacityResult> evaluate(ForwardModel& model, const LoaderOptions& o
       }
     }
     samples += batch.count;
+    if (stop && stop()) return std::nullopt;
   }
   if (ranks) {
     // Counts are integers below 2^53, exact in double; loss sums are added in
@@ -115,12 +120,21 @@ std::string evaluation_json(const std::vector<CapacityResult>& results) {
   return json + "]";
 }
 
-std::filesystem::path write_evaluation(const std::filesystem::path& dir, const std::string& split, int64_t step,
-                                       const std::vector<CapacityResult>& results) {
+std::filesystem::path report_stem(const std::filesystem::path& dir, const std::string& split, int64_t step) {
   char name[64];
   std::snprintf(name, sizeof(name), "-step-%08lld", static_cast<long long>(step));
+  return dir / "eval" / (split + name);
+}
+
+std::filesystem::path write_evaluation(const std::filesystem::path& dir, const std::string& split, int64_t step,
+                                       const std::vector<CapacityResult>& results, bool replace) {
   std::filesystem::create_directories(dir / "eval");
-  const std::filesystem::path stem = dir / "eval" / (split + name);
+  const std::filesystem::path first = report_stem(dir, split, step);
+  std::filesystem::path stem = first;
+  const auto taken = [](std::filesystem::path s) {
+    return std::filesystem::exists(s += ".csv") || std::filesystem::exists(s.replace_extension(".json"));
+  };
+  for (int n = 2; !replace && taken(stem); ++n) stem = first.string() + "." + std::to_string(n);
   std::filesystem::path csv_path = stem, json_path = stem;
   csv_path += ".csv";
   json_path += ".json";

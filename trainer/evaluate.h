@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,16 +42,26 @@ void check_dataset_fits_model(const Dataset& data, const ModelConfig& config);
 // rank returns the exact totals of the whole split.
 // The realised e_c and GFLOPs follow from e_c and the model alone (every
 // image gets k_j tokens at expert j), so any ForwardModel reports them alike.
-std::vector<CapacityResult> evaluate(ForwardModel& model, const LoaderOptions& options,
-                                     const std::vector<double>& capacities, Communicator* ranks = nullptr);
+// `stop` (if given) is asked after every batch, on every rank alike; when
+// it says true the pass ends at once and the result is empty.
+std::optional<std::vector<CapacityResult>> evaluate(ForwardModel& model, const LoaderOptions& options,
+                                                    const std::vector<double>& capacities,
+                                                    Communicator* ranks = nullptr,
+                                                    const std::function<bool()>& stop = nullptr);
 
 void print_evaluation(std::ostream& out, const std::vector<CapacityResult>& results);
 // A JSON array of one object per capacity (for reports and metrics.jsonl).
 std::string evaluation_json(const std::vector<CapacityResult>& results);
-// Writes <dir>/eval/<split>-step-<8 digits>.csv and .json; returns the path
-// without the extension. The split is in the name so a test-split evaluation
-// never replaces the training's validation one of the same step.
+// <dir>/eval/<split>-step-<8 digits>: a report's path without its extension.
+// The split is in the name so a test-split evaluation never replaces the
+// training's validation one of the same step.
+std::filesystem::path report_stem(const std::filesystem::path& dir, const std::string& split, int64_t step);
+
+// Writes the report's .csv and .json; returns the path without the
+// extension. A training rewrites its own report of a step; `mone eval`
+// passes replace = false and never overwrites a report: it takes the first
+// free name of <stem>, <stem>.2, <stem>.3, ...
 std::filesystem::path write_evaluation(const std::filesystem::path& dir, const std::string& split, int64_t step,
-                                       const std::vector<CapacityResult>& results);
+                                       const std::vector<CapacityResult>& results, bool replace);
 
 }  // namespace mone

@@ -1,13 +1,17 @@
 #include "trainer/metrics.h"
 
-
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
+
+#include "trainer/atomic_file.h"
+#include "trainer/exit_codes.h"
 
 namespace mone {
 
@@ -79,17 +83,19 @@ int64_t step_of(const std::string& line) {
 }  // namespace
 
 MetricsLog::MetricsLog(const std::filesystem::path& path, int64_t keep_through_step) : path_(path) {
-  std::vector<std::string> kept;
+  std::string kept;
   {
     std::ifstream in(path);
     for (std::string line; std::getline(in, line);) {
-      if (!line.empty() && step_of(line) <= keep_through_step) kept.push_back(line);
+      if (!line.empty() && step_of(line) <= keep_through_step) kept += line + "\n";
     }
   }
-  file_ = std::fopen(path.c_str(), "w");
-  if (file_ == nullptr) throw std::runtime_error("cannot write the metrics file '" + path.string() + "'");
-  for (const std::string& line : kept) std::fprintf(file_, "%s\n", line.c_str());
-  std::fflush(file_);
+  // Rewritten whole or not at all: a full disk here must not cost the
+  // records of the steps the checkpoint holds.
+  write_file_atomically(path, kept);
+  file_ = std::fopen(path.c_str(), "a");
+  if (file_ == nullptr)
+    throw SaveError("cannot write the metrics file '" + path.string() + "': " + std::strerror(errno));
 }
 
 MetricsLog::~MetricsLog() {
@@ -98,7 +104,8 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::write(const JsonRecord& record) {
   if (std::fprintf(file_, "%s\n", record.str().c_str()) < 0 || std::fflush(file_) != 0) {
-    throw std::runtime_error("cannot write the metrics file '" + path_.string() + "'");
+    throw SaveError("cannot write the metrics file '" + path_.string() + "': " + std::strerror(errno) + " (" +
+                    byte_text(free_bytes(path_)) + " free)");
   }
 }
 

@@ -1,11 +1,13 @@
 #include "trainer/resume.h"
 
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "comm/host_values.h"
+#include "data/dataset.h"
 #include "trainer/exit_codes.h"
 
 namespace mone {
@@ -18,6 +20,58 @@ std::optional<Checkpoint> checkpoint_to_resume(const TrainOptions& options, cons
   if (options.resume == "none") return std::nullopt;
   if (options.resume == "auto") return checkpoints.newest_valid(std::cerr);
   return read_checkpoint(options.resume);
+}
+
+// A run continues only its own files: the checkpoint must carry the run id
+// of the directory it continues in (version-1 checkpoints carry none).
+void require_same_run(const Checkpoint& checkpoint, const TrainOptions& options, const RunDirectory& run_dir) {
+  const std::string ours = run_dir.run_id();
+  const std::string& theirs = checkpoint.progress.run_id;
+  if (theirs.empty() || ours.empty() || theirs == ours) return;
+  if (options.resume == "auto") {
+    throw UsageError("--resume auto: the newest checkpoint in '" + run_dir.path().string() + "' (step " +
+                     std::to_string(checkpoint.progress.step) + ") belongs to run " + theirs +
+                     ", but the directory's run is " + ours +
+                     " (run-id); move that file away, or start over with --resume none --overwrite");
+  }
+  if (run_dir.holds_checkpoints()) {
+    throw UsageError("--resume: '" + options.resume + "' belongs to run " + theirs + ", but --run-dir '" +
+                     run_dir.path().string() + "' holds the checkpoints of run " + ours +
+                     "; continue it in a new --run-dir");
+  }
+}
+
+// The data must be the data the checkpoint was trained on, unless the user
+// says otherwise; then the best score so far (on the other data) no longer
+// counts.
+void require_same_data(TrainingProgress& progress, const TrainOptions& options, const std::string& ours) {
+  const std::string theirs = progress.dataset;
+  progress.dataset = ours;
+  if (theirs.empty() || theirs == ours) return;
+  if (!options.allow_other_data) {
+    throw UsageError("--data: '" + options.data + "' (" + ours + ") is not the dataset the checkpoint was trained on (" +
+                     theirs + "); pass --allow-other-data if that is intended (fine-tuning)");
+  }
+  std::cerr << "warning: --allow-other-data: resuming on other data (" << ours << "; the checkpoint's: " << theirs
+            << "); the next evaluation starts a new best.h5\n";
+  progress.best_top1 = 0;
+  progress.best_step = 0;
+}
+
+// After a fall back past a broken checkpoint, best.h5 may hold a better
+// score than the checkpoint resumed: it is kept unless beaten.
+void adopt_best_of_this_run(TrainingProgress& progress, const CheckpointDirectory& checkpoints) {
+  if (!std::filesystem::exists(checkpoints.best_path())) return;
+  try {
+    const Checkpoint best = read_checkpoint(checkpoints.best_path());
+    if (best.progress.run_id == progress.run_id && best.progress.dataset == progress.dataset &&
+        best.progress.best_top1 > progress.best_top1) {
+      progress.best_top1 = best.progress.best_top1;
+      progress.best_step = best.progress.best_step;
+    }
+  } catch (const CheckpointError& error) {
+    std::cerr << "warning: " << error.what() << "; the next evaluation replaces it\n";
+  }
 }
 
 void require_same_model(const Checkpoint& checkpoint, const ModelConfig& model) {
@@ -41,8 +95,9 @@ struct ResumeHeader {
 // Rank 0: the checkpoint's parameters and progress (the AdamW state follows
 // in start_identical_on_all_ranks, on every rank).
 TrainingProgress load_on_root(const Checkpoint& checkpoint, const TrainOptions& options, const ModelConfig& model,
-                              TrainingBackend& backend) {
+                              const RunDirectory& run_dir, const std::string& dataset, TrainingBackend& backend) {
   require_same_model(checkpoint, model);
+  require_same_run(checkpoint, options, run_dir);
   ParameterSet<float>& params = backend.parameters();
   std::copy(checkpoint.values.begin(), checkpoint.values.end(), params.values());
   if (checkpoint.progress.seed != options.seed) {
@@ -51,6 +106,9 @@ TrainingProgress load_on_root(const Checkpoint& checkpoint, const TrainOptions& 
   }
   TrainingProgress progress = checkpoint.progress;
   progress.world_size = options.world;
+  if (progress.run_id.empty()) progress.run_id = run_dir.run_id().empty() ? new_run_id() : run_dir.run_id();
+  require_same_data(progress, options, dataset);
+  adopt_best_of_this_run(progress, CheckpointDirectory(run_dir.path()));
   std::cout << "resuming at step " << progress.step << " (" << progress.consumed_samples << " samples consumed)\n";
   return progress;
 }
@@ -58,17 +116,19 @@ TrainingProgress load_on_root(const Checkpoint& checkpoint, const TrainOptions& 
 }  // namespace
 
 TrainingProgress start_identical_on_all_ranks(const TrainOptions& options, const ModelConfig& model,
-                                              const CheckpointDirectory& checkpoints, TrainingBackend& backend,
-                                              Communicator& comm, bool root) {
+                                              const RunDirectory* run_dir, TrainingBackend& backend,
+                                              Communicator& comm) {
   TrainingProgress progress;
   progress.world_size = options.world;
   progress.seed = options.seed;
   std::optional<Checkpoint> checkpoint;
   ResumeHeader header;
-  if (root) {
-    checkpoint = checkpoint_to_resume(options, checkpoints);
+  if (run_dir) {
+    progress.run_id = new_run_id();
+    progress.dataset = dataset_identity(read_manifest(options.data));
+    checkpoint = checkpoint_to_resume(options, CheckpointDirectory(run_dir->path()));
     if (checkpoint) {
-      progress = load_on_root(*checkpoint, options, model, backend);
+      progress = load_on_root(*checkpoint, options, model, *run_dir, progress.dataset, backend);
       header = {1, progress.step, progress.epoch, progress.consumed_samples, checkpoint->progress.world_size,
                 checkpoint->optimizer_step, progress.seed};
     }
@@ -86,7 +146,7 @@ TrainingProgress start_identical_on_all_ranks(const TrainOptions& options, const
   progress.consumed_samples = header.consumed_samples;
   progress.seed = header.seed;
   std::vector<float> first_moment(numel), second_moment(numel);
-  if (root) {
+  if (run_dir) {
     first_moment = checkpoint->first_moment;
     second_moment = checkpoint->second_moment;
   }

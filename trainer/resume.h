@@ -11,17 +11,23 @@
 #include "comm/communicator.h"
 #include "model/config.h"
 #include "trainer/checkpoint.h"
+#include "trainer/run_directory.h"
 #include "trainer/train_options.h"
 #include "trainer/training_backend.h"
 
 namespace mone {
 
 // Returns the progress to continue from: the checkpoint's (world_size set to
-// this run's), or step 0 with options.seed. Throws UsageError when the
-// checkpoint's model differs from `model`, and CheckpointError for an
-// unusable checkpoint (rank 0; mone's main then ends the job).
+// this run's), or step 0 with options.seed and a new run id. `run_dir` is
+// rank 0's locked run directory (null on the other ranks). Rank 0 throws
+// (and mone's main then ends the job) UsageError when the checkpoint's model
+// differs from `model`, when it belongs to another run than the directory's
+// (run-id), or when it was trained on other data (unless
+// --allow-other-data); CheckpointError for an unusable checkpoint. A
+// resumed run's best score is the better of the checkpoint's and best.h5's
+// (after a fall back to an older checkpoint, best.h5 may be newer).
 TrainingProgress start_identical_on_all_ranks(const TrainOptions& options, const ModelConfig& model,
-                                              const CheckpointDirectory& checkpoints, TrainingBackend& backend,
-                                              Communicator& comm, bool root);
+                                              const RunDirectory* run_dir, TrainingBackend& backend,
+                                              Communicator& comm);
 
 }  // namespace mone

@@ -7,21 +7,24 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <vector>
 
 #include "comm/host_values.h"
 #include "comm/mpi_communicator.h"
 #include "data/checksum.h"
 #include "data/loader.h"
+#include "trainer/atomic_file.h"
 #include "trainer/capacity_schedule.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
 #include "trainer/exit_codes.h"
 #include "trainer/metrics.h"
 #include "trainer/resume.h"
+#include "trainer/run_directory.h"
 #include "trainer/signals.h"
 #include "trainer/train_step.h"
 #include "trainer/training_backend.h"
@@ -83,13 +86,18 @@ class Trainer {
   void initialise_routing(double router_std, double alpha);
   void check_parameters_identical(ProgressLine& line);
   void log_step(MetricsLog* metrics, ProgressLine& line, const StepResult& result, double step_ms);
+  void prepare_run_directory();
   void save(ProgressLine& line);
+  std::string the_last_good_checkpoint() const;
+  bool evaluation_due() const;
+  bool evaluate_or_stop(MetricsLog* metrics, ProgressLine& line);
 
   const TrainOptions& options_;
   bool root_;  // rank 0: the only rank that writes files and prints progress
   MpiCommunicator comm_;
   const std::string& config_ini_;
   fs::path run_dir_;
+  std::optional<RunDirectory> run_directory_;  // rank 0: locked for the whole run
   CheckpointDirectory checkpoints_;
   ModelConfig model_config_;
   CapacitySchedule capacity_;
@@ -149,12 +157,51 @@ void Trainer::log_step(MetricsLog* metrics, ProgressLine& line, const StepResult
 void Trainer::save(ProgressLine& line) {
   if (root_) {
     backend_->pull_state();
-    const fs::path path = checkpoints_.save(model_config_, backend_->parameters(), backend_->optimizer(), progress_,
-                                            config_ini_, options_.keep);
     line.break_line();
-    std::cout << "saved checkpoint " << path.string() << "\n";
+    try {
+      const fs::path path = checkpoints_.save(model_config_, backend_->parameters(), backend_->optimizer(),
+                                              progress_, config_ini_, options_.keep);
+      std::cout << "saved checkpoint " << path.string() << "\n";
+    } catch (const SaveError& error) {
+      throw SaveError(error.what() + ("\n" + the_last_good_checkpoint()));
+    }
   }
   comm_.barrier("checkpoint of step " + std::to_string(progress_.step));
+}
+
+// After a failed write: the state a restart would take, loaded and verified.
+std::string Trainer::the_last_good_checkpoint() const {
+  std::ostringstream skipped;
+  try {
+    const std::optional<Checkpoint> last = checkpoints_.newest_valid(skipped);
+    if (!last) return "no earlier checkpoint of this run exists";
+    return "the last good checkpoint, " + checkpoints_.path_for(last->progress.step).string() +
+           ", is intact (loaded and verified)";
+  } catch (const CheckpointError& error) {
+    return std::string("no earlier checkpoint is usable: ") + error.what();
+  }
+}
+
+// Rank 0 owns the run directory: locked first, so nothing below can race a
+// second training; then an earlier run is continued, refused or moved
+// aside; then there must be room for a checkpoint before any step runs.
+void Trainer::prepare_run_directory() {
+  run_directory_.emplace(run_dir_);
+  if (options_.overwrite && run_directory_->holds_checkpoints()) {
+    const fs::path aside = run_directory_->move_earlier_run_aside();
+    std::cout << "--overwrite: moved the earlier run to " << aside.string() << "\n";
+  } else if (options_.resume == "none" && run_directory_->holds_checkpoints()) {
+    const std::vector<fs::path> files = checkpoints_.list();
+    throw UsageError("--resume none: '" + run_dir_.string() + "' holds an earlier run's checkpoints (" +
+                     (files.empty() ? std::string("best.h5") : files.back().filename().string()) +
+                     "); continue it with --resume auto, or start over with --overwrite (moves it aside)");
+  }
+  const uint64_t needed = checkpoint_bytes(backend_->parameters(), config_ini_);
+  const uint64_t free = free_bytes(run_dir_);
+  if (free < needed) {
+    throw UsageError("--run-dir: '" + run_dir_.string() + "' has " + byte_text(free) +
+                     " free; one checkpoint of this model needs " + byte_text(needed));
+  }
 }
 
 // --check-params-every: a CRC-32 of the parameter bytes from every rank.
@@ -184,13 +231,48 @@ void Trainer::check_parameters_identical(ProgressLine& line) {
             << " ranks (crc32 " << text << ")\n";
 }
 
+bool Trainer::evaluation_due() const {
+  return progress_.step == options_.steps || (options_.eval_every > 0 && progress_.step % options_.eval_every == 0);
+}
+
+// Evaluates now; false when a stop signal (on any rank) cut it short. If it
+// fails, rank 0 first saves the training state, so no step is lost to it.
+bool Trainer::evaluate_or_stop(MetricsLog* metrics, ProgressLine& line) {
+  try {
+    return evaluation_.run(*backend_, comm_, progress_, metrics, line);
+  } catch (const std::exception& error) {
+    if (root_) {
+      line.break_line();
+      std::cerr << "mone train: the evaluation after step " << progress_.step << " failed; saving the training state\n";
+      backend_->pull_state();
+      const fs::path path = checkpoints_.save(model_config_, backend_->parameters(), backend_->optimizer(), progress_,
+                                              config_ini_, options_.keep);
+      std::cerr << "saved checkpoint " << path.string() << "\n";
+    }
+    throw;
+  }
+}
+
 int Trainer::run() {
-  if (root_) fs::create_directories(run_dir_);
-  progress_ = start_identical_on_all_ranks(options_, model_config_, checkpoints_, *backend_, comm_, root_);
+  if (root_) prepare_run_directory();
+  progress_ = start_identical_on_all_ranks(options_, model_config_, root_ ? &*run_directory_ : nullptr, *backend_,
+                                           comm_);
   if (root_) {
-    std::ofstream config(run_dir_ / "config.ini");
-    config << "# The effective configuration of this run; mone train --config reads it.\n" << config_ini_;
-    if (!config) throw std::runtime_error("cannot write '" + (run_dir_ / "config.ini").string() + "'");
+    run_directory_->write_run_id(progress_.run_id);
+    write_file_atomically(run_dir_ / "config.ini",
+                          "# The effective configuration of this run; mone train --config reads it.\n" + config_ini_);
+  }
+  std::optional<MetricsLog> metrics;
+  if (root_) metrics.emplace(run_dir_ / "metrics.jsonl", progress_.step);
+  MetricsLog* metrics_log = metrics ? &*metrics : nullptr;
+  // mpirun hands rank 0 a pseudo-terminal even when its own output goes to a
+  // file, so "auto" alone cannot keep '\r' lines out of such logs: --progress lines.
+  const bool redraw = options_.progress == "bar" || (options_.progress == "auto" && isatty(STDOUT_FILENO) != 0);
+  ProgressLine line(progress_.step, options_.steps, redraw);
+  // A stop during the evaluation of the step resumed left it to do now.
+  if (progress_.step > 0 && evaluation_due() && !evaluation_.reported(progress_.step)) {
+    std::cout << "the evaluation of step " << progress_.step << " was interrupted; evaluating now\n";
+    if (!evaluate_or_stop(metrics_log, line)) return kExitStopped;
   }
   if (progress_.step >= options_.steps) {
     std::cout << "already at step " << progress_.step << " of " << options_.steps << "; nothing to do\n";
@@ -212,14 +294,6 @@ int Trainer::run() {
   Loader loader(data, progress_.consumed_samples);
   train_samples_ = loader.dataset().samples;
 
-  std::optional<MetricsLog> metrics;
-  if (root_) metrics.emplace(run_dir_ / "metrics.jsonl", progress_.step);
-  MetricsLog* metrics_log = metrics ? &*metrics : nullptr;
-  // mpirun hands rank 0 a pseudo-terminal even when its own output goes to a
-  // file, so "auto" alone cannot keep '\r' lines out of such logs: --progress lines.
-  const bool redraw = options_.progress == "bar" || (options_.progress == "auto" && isatty(STDOUT_FILENO) != 0);
-  ProgressLine line(progress_.step, options_.steps, redraw);
-  install_stop_handlers();
   while (progress_.step < options_.steps) {
     const Clock::time_point start = Clock::now();
     const StepResult result = step_.run(loader, progress_.step, progress_.seed);
@@ -231,11 +305,11 @@ int Trainer::run() {
     if (options_.check_params_every > 0 && progress_.step % options_.check_params_every == 0)
       check_parameters_identical(line);
 
-    const bool stopping = result.stop;
+    bool stopping = result.stop;
     const bool last = progress_.step == options_.steps;
-    const bool evaluate_now_due =
-        last || (options_.eval_every > 0 && progress_.step % options_.eval_every == 0);
-    if (evaluate_now_due && !stopping) evaluation_.run(*backend_, comm_, progress_, metrics_log, line);
+    // A stop during the evaluation skips the rest of it: the checkpoint below
+    // is the step's, and the resumed run evaluates it first.
+    if (evaluation_due() && !stopping) stopping = !evaluate_or_stop(metrics_log, line);
     if (last || stopping || (options_.checkpoint_every > 0 && progress_.step % options_.checkpoint_every == 0)) {
       save(line);
     }

@@ -1,5 +1,6 @@
 #include "trainer/train_options.h"
 
+#include <filesystem>
 #include <tuple>
 #include <vector>
 
@@ -76,6 +77,10 @@ void check_train_options(const TrainOptions& o) {
   require(o.checkpoint_every >= 0, "checkpoint-every", "must be >= 0");
   require(o.keep > 0, "keep", "must be positive");
   require(!o.resume.empty(), "resume", "must be auto, none or a checkpoint path");
+  require(!o.overwrite || o.resume == "none", "overwrite",
+          "starts a new run, so it goes with --resume none (got --resume " + o.resume + ")");
+  require(o.resume == "auto" || o.resume == "none" || std::filesystem::is_regular_file(o.resume), "resume",
+          "'" + o.resume + "' is not a checkpoint file (nor auto or none)");
   // At least one float32; at most 2^31 elements, MPI's int count.
   const auto bucket_size_ok = [](double mb) { return mb * 1048576.0 >= 4.0 && mb <= 8192.0; };
   require(bucket_size_ok(o.bucket_mb), "bucket-mb", "must be in [4 bytes, 8192] MiB");

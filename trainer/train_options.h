@@ -46,6 +46,8 @@ struct TrainOptions {
   int64_t checkpoint_every = 0;  // steps; 0: only at the end (and when stopped)
   int64_t keep = 3;
   std::string resume = "auto";   // auto | none | PATH
+  bool overwrite = false;        // with --resume none: move an earlier run in run_dir aside
+  bool allow_other_data = false; // resume on a dataset other than the checkpoint's (fine-tuning)
   bool augment = true;
   bool no_flip = false;
   ImageTransformOptions images;  // encoded (image folder) datasets

@@ -2,7 +2,9 @@
 
 #include <iostream>
 
+#include "comm/host_values.h"
 #include "trainer/evaluate.h"
+#include "trainer/signals.h"
 
 namespace mone {
 
@@ -13,24 +15,39 @@ TrainingEvaluation::TrainingEvaluation(const TrainOptions& options, const ModelC
       model_(model),
       capacities_(std::move(capacities)),
       checkpoints_(checkpoints),
-      config_ini_(config_ini) {}
+      config_ini_(config_ini),
+      split_(evaluation_split(options.data, options.eval_split)) {}
 
-void TrainingEvaluation::run(TrainingBackend& backend, Communicator& comm, TrainingProgress& progress,
+bool TrainingEvaluation::reported(int64_t step) const {
+  std::filesystem::path csv = report_stem(options_.run_dir, split_, step);
+  csv += ".csv";
+  return std::filesystem::exists(csv);
+}
+
+bool TrainingEvaluation::run(TrainingBackend& backend, Communicator& comm, TrainingProgress& progress,
                              MetricsLog* metrics, ProgressLine& line) {
   LoaderOptions data;
   data.dir = options_.data;
-  data.split = evaluation_split(options_.data, options_.eval_split);
+  data.split = split_;
   data.global_batch = options_.eval_batch;
   data.rank = options_.rank;
   data.world = options_.world;
   data.mode = LoaderMode::eval;
   apply_image_transform_options(options_.images, data);
-  const std::vector<CapacityResult> results = evaluate(backend.forward_model(), data, capacities_, &comm);
-  if (!metrics) return;
+  const auto stop_on_any_rank = [&comm] {
+    std::vector<double> stop{stop_requested() ? 1.0 : 0.0};
+    sum_over_ranks(comm, stop, "stop flag during evaluation");
+    return stop[0] > 0;
+  };
+  const std::optional<std::vector<CapacityResult>> evaluated =
+      evaluate(backend.forward_model(), data, capacities_, &comm, stop_on_any_rank);
+  if (!evaluated) return false;
+  const std::vector<CapacityResult>& results = *evaluated;
+  if (!metrics) return true;
   line.break_line();
   std::cout << "evaluation at step " << progress.step << " on '" << data.split << "':\n";
   print_evaluation(std::cout, results);
-  write_evaluation(options_.run_dir, data.split, progress.step, results);
+  write_evaluation(options_.run_dir, data.split, progress.step, results, /*replace=*/true);
   JsonRecord record;
   record.add("type", std::string("eval"))
       .add("step", progress.step)
@@ -49,6 +66,7 @@ void TrainingEvaluation::run(TrainingBackend& backend, Communicator& comm, Train
         checkpoints_.save_best(model_, backend.parameters(), backend.optimizer(), progress, config_ini_);
     std::cout << "best so far (mean top-1 " << format_double(100 * top1) << "%): " << path.string() << "\n";
   }
+  return true;
 }
 
 }  // namespace mone

@@ -24,9 +24,13 @@ class TrainingEvaluation {
 
   // Evaluates the backend's model now, at progress.step. `metrics` is rank
   // 0's log (null elsewhere: those ranks only take part in the sums).
-  // progress.best_top1 and best_step follow a new best.
-  void run(TrainingBackend& backend, Communicator& comm, TrainingProgress& progress, MetricsLog* metrics,
+  // progress.best_top1 and best_step follow a new best. Returns false, with
+  // nothing written, when a stop signal reached any rank during it (the
+  // ranks agree on that after every batch).
+  bool run(TrainingBackend& backend, Communicator& comm, TrainingProgress& progress, MetricsLog* metrics,
            ProgressLine& line);
+  // Whether the report of `step` is in the run directory (rank 0).
+  bool reported(int64_t step) const;
 
  private:
   const TrainOptions& options_;
@@ -34,6 +38,7 @@ class TrainingEvaluation {
   std::vector<double> capacities_;
   const CheckpointDirectory& checkpoints_;
   const std::string& config_ini_;
+  std::string split_;
 };
 
 }  // namespace mone

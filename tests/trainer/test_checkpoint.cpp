@@ -1,8 +1,9 @@
-// Checkpoint files: a bitwise round trip, detection of a corrupted tensor,
-// pruning to the newest K, and --resume auto's choice of the newest valid one.
+// Checkpoint files: a bitwise round trip, detection of an edited header
+// attribute and of a corrupted tensor, pruning to the newest K, and --resume auto's choice of the newest valid one.
 #include <hdf5.h>
 
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -24,6 +25,12 @@ ModelConfig small_model() {
   return config;
 }
 
+TrainingProgress progress_at(int64_t step) {
+  TrainingProgress progress;
+  progress.step = step;
+  return progress;
+}
+
 struct SavedState {
   Model<float> model{small_model(), 5};
   AdamW optimizer{model.params().infos(), model.params().numel(), AdamWSettings{}};
@@ -37,7 +44,13 @@ struct SavedState {
 TEST(Checkpoint, RoundTripIsBitwise) {
   testing::TrainerFixture dir;
   SavedState state;
-  TrainingProgress progress{12, 1, 384, 1, 99};
+  TrainingProgress progress;
+  progress.step = 12;
+  progress.epoch = 1;
+  progress.consumed_samples = 384;
+  progress.seed = 99;
+  progress.run_id = "0123456789abcdef";
+  progress.dataset = "train 256; crc32 0x01234567";
   const fs::path path = dir.root() / "one.h5";
   write_checkpoint(path, state.model.config(), state.model.params(), state.optimizer, progress, "steps = 12\n");
   EXPECT_FALSE(fs::exists(dir.root() / ".one.h5.tmp"));
@@ -47,6 +60,8 @@ TEST(Checkpoint, RoundTripIsBitwise) {
   EXPECT_EQ(loaded.progress.step, 12);
   EXPECT_EQ(loaded.progress.consumed_samples, 384);
   EXPECT_EQ(loaded.progress.seed, 99u);
+  EXPECT_EQ(loaded.progress.run_id, "0123456789abcdef");
+  EXPECT_EQ(loaded.progress.dataset, "train 256; crc32 0x01234567");
   EXPECT_EQ(loaded.optimizer_step, 1);
   EXPECT_EQ(loaded.config, "steps = 12\n");
   const ParameterSet<float>& params = state.model.params();
@@ -55,11 +70,63 @@ TEST(Checkpoint, RoundTripIsBitwise) {
   EXPECT_EQ(loaded.second_moment, state.optimizer.second_moment());
 }
 
+// Every header attribute resume reads is covered by the checksum (version
+// 2): an edit of any one, as `h5py` or `h5edit` would make it, is refused.
+TEST(Checkpoint, EditedHeaderAttributeFailsTheChecksum) {
+  testing::TrainerFixture dir;
+  SavedState state;
+  TrainingProgress progress = progress_at(12);
+  progress.consumed_samples = 1280;
+  progress.run_id = "0123456789abcdef";
+  const auto write_int = [](hid_t attribute, int64_t value) {
+    H5Awrite(attribute, H5T_NATIVE_INT64, &value);
+  };
+  const auto write_double = [](hid_t attribute, double value) { H5Awrite(attribute, H5T_NATIVE_DOUBLE, &value); };
+  const auto write_text = [](hid_t attribute, const char* value) {
+    const hid_t type = H5Aget_type(attribute);
+    H5Awrite(attribute, type, &value);
+    H5Tclose(type);
+  };
+  const std::vector<std::pair<std::string, std::function<void(hid_t)>>> edits = {
+      {"consumed_samples", [&](hid_t a) { write_int(a, 1000000000); }},
+      {"step", [&](hid_t a) { write_int(a, 13); }},
+      {"epoch", [&](hid_t a) { write_int(a, 7); }},
+      {"seed", [&](hid_t a) { write_int(a, 5); }},
+      {"optimizer_step", [&](hid_t a) { write_int(a, 2); }},
+      {"best_step", [&](hid_t a) { write_int(a, 12); }},
+      {"best_top1", [&](hid_t a) { write_double(a, 0.99); }},
+      {"config", [&](hid_t a) { write_text(a, "steps = 99\n"); }},
+      {"run_id", [&](hid_t a) { write_text(a, "fedcba9876543210"); }},
+      {"dataset", [&](hid_t a) { write_text(a, "other"); }},
+  };
+  for (const auto& [name, edit] : edits) {
+    SCOPED_TRACE(name);
+    const fs::path path = dir.root() / ("edited-" + name + ".h5");
+    write_checkpoint(path, state.model.config(), state.model.params(), state.optimizer, progress, "steps = 12\n");
+    ASSERT_NO_THROW(read_checkpoint(path));
+    {
+      const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+      const hid_t attribute = H5Aopen(file, name.c_str(), H5P_DEFAULT);
+      ASSERT_GE(attribute, 0);
+      edit(attribute);
+      H5Aclose(attribute);
+      H5Fclose(file);
+    }
+    try {
+      read_checkpoint(path);
+      ADD_FAILURE() << "an edited '" << name << "' was accepted";
+    } catch (const CheckpointError& error) {
+      EXPECT_NE(std::string(error.what()).find("checksum does not match its header"), std::string::npos)
+          << error.what();
+    }
+  }
+}
+
 TEST(Checkpoint, ChangedTensorFailsTheChecksum) {
   testing::TrainerFixture dir;
   SavedState state;
   const fs::path path = dir.root() / "one.h5";
-  write_checkpoint(path, state.model.config(), state.model.params(), state.optimizer, TrainingProgress{}, "");
+  write_checkpoint(path, state.model.config(), state.model.params(), state.optimizer, TrainingProgress(), "");
   {
     const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
     const hid_t dataset = H5Dopen2(file, "/params/router.bias", H5P_DEFAULT);
@@ -81,7 +148,7 @@ TEST(Checkpoint, DirectoryKeepsTheNewestAndSkipsBrokenOnes) {
   SavedState state;
   const CheckpointDirectory checkpoints(dir.root());
   for (int64_t step : {2, 4, 6, 8}) {
-    checkpoints.save(state.model.config(), state.model.params(), state.optimizer, TrainingProgress{step}, "", 3);
+    checkpoints.save(state.model.config(), state.model.params(), state.optimizer, progress_at(step), "", 3);
   }
   const std::vector<fs::path> files = checkpoints.list();
   ASSERT_EQ(files.size(), 3u);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -104,8 +105,17 @@ ProcessResult run_process(std::vector<std::string> argv_text, const std::functio
 }
 }  // namespace
 
+std::string mone_tool() {
+  const char* other = std::getenv("MONE_TEST_TOOL");
+  return other != nullptr && *other != '\0' ? other : MONE_TOOL;
+}
+
+ProcessResult run_command(const std::vector<std::string>& argv, const std::function<void(pid_t)>& while_running) {
+  return run_process(argv, while_running);
+}
+
 ProcessResult run_mone(const std::vector<std::string>& args, const std::function<void(pid_t)>& while_running) {
-  std::vector<std::string> argv_text = {MONE_TOOL};
+  std::vector<std::string> argv_text = {mone_tool()};
   argv_text.insert(argv_text.end(), args.begin(), args.end());
   return run_process(argv_text, while_running);
 }
@@ -116,7 +126,7 @@ ProcessResult run_mone_ranks(int ranks, const std::vector<std::string>& args,
   // distributed tests run under mpirun with the same two set by CTest.
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
-  std::vector<std::string> argv_text = {MONE_MPIEXEC, "-np", std::to_string(ranks), "--oversubscribe", MONE_TOOL};
+  std::vector<std::string> argv_text = {MONE_MPIEXEC, "-np", std::to_string(ranks), "--oversubscribe", mone_tool()};
   argv_text.insert(argv_text.end(), args.begin(), args.end());
   return run_process(argv_text, while_running);
 }

@@ -43,6 +43,14 @@ std::vector<std::string> small_run(const TrainerFixture& fixture, const std::str
 // has the option already, appended otherwise.
 std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& options);
 
+// The `mone` the tests run: this build's, or the one MONE_TEST_TOOL names
+// (to show that a test fails on an older build).
+std::string mone_tool();
+
+// Runs argv[0] (a path) with its arguments, as run_mone does.
+ProcessResult run_command(const std::vector<std::string>& argv,
+                          const std::function<void(pid_t)>& while_running = nullptr);
+
 // Runs `mone args...`; `while_running(pid)` (if given) is called once the
 // child has started and before waiting for it.
 ProcessResult run_mone(const std::vector<std::string>& args,
