@@ -250,7 +250,8 @@ std::optional<Checkpoint> CheckpointDirectory::newest_valid(std::ostream& warnin
   }
   if (!files.empty()) {
     throw CheckpointError("none of the " + std::to_string(files.size()) + " checkpoints in '" + dir_.string() +
-                          "' is usable (see the warnings); pass --resume none --overwrite to start over (the broken files are moved aside)");
+                          "' is usable (see the warnings); pass --resume none --overwrite to start over (moves them "
+                          "aside)");
   }
   return std::nullopt;
 }

@@ -49,8 +49,9 @@ void require_same_data(TrainingProgress& progress, const TrainOptions& options, 
   progress.dataset = ours;
   if (theirs.empty() || theirs == ours) return;
   if (!options.allow_other_data) {
-    throw UsageError("--data: '" + options.data + "' (" + ours + ") is not the dataset the checkpoint was trained on (" +
-                     theirs + "); pass --allow-other-data if that is intended (fine-tuning)");
+    throw UsageError("--data: '" + options.data + "' (" + ours +
+                     ") is not the dataset the checkpoint was trained on (" + theirs +
+                     "); pass --allow-other-data if that is intended (fine-tuning)");
   }
   std::cerr << "warning: --allow-other-data: resuming on other data (" << ours << "; the checkpoint's: " << theirs
             << "); the next evaluation starts a new best.h5\n";

@@ -269,8 +269,12 @@ int Trainer::run() {
   // file, so "auto" alone cannot keep '\r' lines out of such logs: --progress lines.
   const bool redraw = options_.progress == "bar" || (options_.progress == "auto" && isatty(STDOUT_FILENO) != 0);
   ProgressLine line(progress_.step, options_.steps, redraw);
-  // A stop during the evaluation of the step resumed left it to do now.
-  if (progress_.step > 0 && evaluation_due() && !evaluation_.reported(progress_.step)) {
+  // A stop during the evaluation of the step resumed left it to do now
+  // (rank 0 sees the reports; all ranks must take part).
+  int64_t evaluation_pending =
+      root_ && progress_.step > 0 && evaluation_due() && !evaluation_.reported(progress_.step) ? 1 : 0;
+  broadcast_bytes(comm_, &evaluation_pending, sizeof(evaluation_pending), 0, "pending evaluation");
+  if (evaluation_pending) {
     std::cout << "the evaluation of step " << progress_.step << " was interrupted; evaluating now\n";
     if (!evaluate_or_stop(metrics_log, line)) return kExitStopped;
   }

@@ -13,6 +13,9 @@
 #     and within a bounded time (no hang in a collective).
 #  3. the restart guard: with MAX_RESTARTS=0 a pre-empted job stops for good
 #     (FAILED, exit code 75) instead of requeueing.
+#  4. SIGTERM to the batch shell (what scancel and a time limit send) with
+#     either launcher, srun and mpirun: the ranks checkpoint and the job ends
+#     with the requeue code 75 (Open MPI's mpirun alone would exit 1).
 #
 #   test_preemption.sh SOURCE_DIR BUILD_DIR [RANKS]     (RANKS: MPI ranks per job, default 2)
 #
@@ -83,4 +86,19 @@ expect "$guarded" Restarts 0
 expect "$guarded" ExitCode 75:0
 ls "$work/runs/guarded/checkpoints/"step-*.h5 >/dev/null || fail "job $guarded stopped without a checkpoint"
 note "job $guarded stopped with exit code 75 and a checkpoint, not requeued (MAX_RESTARTS=0); $((SECONDS - started))s"
+
+# --- 4. SIGTERM through either launcher ends in 75 --------------------------
+started=$SECONDS
+by_srun=$(submit term-srun --ntasks="$ranks" STEPS=1000000 LAUNCHER=srun)
+by_mpirun=$(submit term-mpirun --ntasks="$ranks" STEPS=1000000 LAUNCHER=mpirun OMPI_ALLOW_RUN_AS_ROOT=1 \
+  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)
+at_step "$by_srun" term-srun 3 scancel --signal=TERM --batch "$by_srun"
+at_step "$by_mpirun" term-mpirun 3 scancel --signal=TERM --batch "$by_mpirun"
+for job in "$by_srun:term-srun" "$by_mpirun:term-mpirun"; do
+  id=${job%%:*} name=${job#*:}
+  wait_final "$id" > /dev/null
+  expect "$id" ExitCode 75:0
+  ls "$work/runs/$name/checkpoints/"step-*.h5 >/dev/null || fail "job $id ($name) stopped without a checkpoint"
+done
+note "SIGTERM: jobs $by_srun (srun) and $by_mpirun (mpirun) ended with exit code 75 and a checkpoint; $((SECONDS - started))s"
 echo "PASSED"

@@ -72,6 +72,21 @@ class SmallFileSystem {
   std::string reason_;
 };
 
+// A synthetic dataset like the fixture's (28x28x1, 10 classes) with
+// `train` training and `val` validation samples.
+fs::path synthetic_data(const fs::path& out, int64_t train, int64_t val, uint64_t seed) {
+  SyntheticOptions synthetic;
+  synthetic.train_count = train + val;
+  synthetic.test_count = 16;
+  synthetic.seed = seed;
+  ConvertOptions convert_options;
+  convert_options.out = out;
+  convert_options.shard_size = 2048;
+  convert_options.validation_count = val;
+  convert(make_synthetic(synthetic), convert_options);
+  return out;
+}
+
 #define SKIP_WITHOUT(file_system) \
   if (!(file_system).mounted()) GTEST_SKIP() << (file_system).reason()
 
@@ -157,7 +172,8 @@ TEST(FailureModes, ResumeNoneRefusesAnEarlierRunUnlessOverwriteMovesItAside) {
   const std::string metrics = slurp(run_dir / "metrics.jsonl");
   const std::string id = slurp(run_dir / "run-id");
 
-  const std::vector<std::string> fresh = with(small_run(fixture, "run"), {"--steps", "4", "--resume", "none", "--seed", "9"});
+  const std::vector<std::string> fresh =
+      with(small_run(fixture, "run"), {"--steps", "4", "--resume", "none", "--seed", "9"});
   const ProcessResult refused = run_mone(fresh);
   EXPECT_EQ(refused.exit_code, 2) << refused.err;
   EXPECT_TRUE(contains(refused.err, "--resume none: '" + run_dir.string() + "' holds an earlier run's checkpoints"))
@@ -220,19 +236,12 @@ TEST(FailureModes, EditedCheckpointHeaderIsRefused) {
 
 TEST(FailureModes, OtherDatasetIsRefusedUnlessAllowed) {
   testing::TrainerFixture fixture;
-  SyntheticOptions synthetic;  // the fixture's shape and classes, other images
-  synthetic.train_count = 256;
-  synthetic.test_count = 64;
-  synthetic.seed = 11;
-  ConvertOptions convert_options;
-  convert_options.out = fixture.root() / "other-data";
-  convert_options.shard_size = 128;
-  convert_options.validation_count = 64;
-  convert(make_synthetic(synthetic), convert_options);
+  // The fixture's shape, classes and sizes, other images.
+  const fs::path other_data = synthetic_data(fixture.root() / "other-data", 192, 64, 11);
 
   ASSERT_EQ(run_mone(with(small_run(fixture, "run"), {"--steps", "4"})).exit_code, 0);
   const std::vector<std::string> other =
-      with(small_run(fixture, "run"), {"--steps", "6", "--data", (fixture.root() / "other-data").string()});
+      with(small_run(fixture, "run"), {"--steps", "6", "--data", other_data.string()});
   const ProcessResult refused = run_mone(other);
   EXPECT_EQ(refused.exit_code, 2) << refused.err;
   EXPECT_TRUE(contains(refused.err, "is not the dataset the checkpoint was trained on")) << refused.err;
@@ -299,16 +308,7 @@ TEST(FailureModes, EvalCommandNeverOverwritesTheTrainingsReport) {
 // A dataset whose validation split takes a while to evaluate (a few seconds
 // at D 64), so a signal can arrive in the middle of it.
 fs::path long_evaluation_data(const testing::TrainerFixture& fixture) {
-  SyntheticOptions synthetic;
-  synthetic.train_count = 6256;
-  synthetic.test_count = 16;
-  synthetic.seed = 3;
-  ConvertOptions convert_options;
-  convert_options.out = fixture.root() / "long-eval";
-  convert_options.shard_size = 2048;
-  convert_options.validation_count = 6000;
-  convert(make_synthetic(synthetic), convert_options);
-  return convert_options.out;
+  return synthetic_data(fixture.root() / "long-eval", 256, 6000, 3);
 }
 
 TEST(FailureModes, StopSignalDuringEvaluationStopsItAndTheResumedRunEvaluates) {
