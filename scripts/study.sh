@@ -34,8 +34,9 @@ train fixed-0.5 --capacity fixed:0.5 & first=$!
 train dense-d32 --capacity fixed:1 --dim 32 & second=$!
 wait $first && wait $second
 
-# The newest test-split report of a run directory.
-test_report() { ls "$1"/eval/test-step-*.csv | sort | tail -n 1; }
+# The newest test-split report of a run directory (mone eval never
+# overwrites one: a repeated evaluation is test-step-N.2.csv, ...).
+test_report() { ls -t "$1"/eval/test-step-*.csv | head -n 1; }
 "$mone" eval --data "$data" --checkpoint "$main_run" --split test --capacities "$capacities" > /dev/null
 "$mone" eval --data "$data" --checkpoint "$study/fixed-0.5" --split test --capacities "$capacities" > /dev/null
 for name in dense dense-d48 dense-d32; do
