@@ -51,6 +51,7 @@ void write_checkpoint(const fs::path& path, const ModelConfig& model, const Para
     Hdf5Writer writer(temporary.string());
     writer.write_attribute("format", std::string(kFormat));
     writer.write_attribute("version", kCheckpointVersion);
+    writer.write_attribute("model.arch", arch_name(model.arch));
     for (const auto& [field, value] : model.fields()) writer.write_attribute("model." + field, value);
     writer.write_attribute("step", progress.step);
     writer.write_attribute("epoch", progress.epoch);
@@ -93,6 +94,10 @@ Checkpoint read_checkpoint(const fs::path& path) {
                             "; this build reads version " + std::to_string(kCheckpointVersion));
     }
     Checkpoint checkpoint;
+    // Checkpoints from before V-MoE have no arch: they are MoNE's. The arch
+    // says which fields follow.
+    if (reader.has_attribute("model.arch"))
+      checkpoint.model.arch = parse_arch(reader.read_string_attribute("model.arch"));
     for (const auto& [field, value] : checkpoint.model.fields()) {
       checkpoint.model.set(field, reader.read_int_attribute("model." + field));
     }
@@ -134,6 +139,10 @@ Checkpoint read_checkpoint(const fs::path& path) {
 }
 
 std::vector<std::string> model_differences(const ModelConfig& checkpoint, const ModelConfig& run) {
+  // Another architecture: its fields are not comparable, and that is the whole story.
+  if (checkpoint.arch != run.arch)
+    return {"arch: checkpoint " + arch_name(checkpoint.arch) + ", this run " + arch_name(run.arch) +
+            " (a checkpoint trains on only in its own architecture)"};
   std::vector<std::string> differences;
   const auto theirs = checkpoint.fields();
   const auto ours = run.fields();

@@ -13,6 +13,7 @@
 #include "trainer/exit_codes.h"
 #include "trainer/option_table.h"
 #include "trainer/route_command.h"
+#include "trainer/superclasses_command.h"
 #include "trainer/train_loop.h"
 #include "trainer/train_options.h"
 
@@ -26,6 +27,7 @@ constexpr const char* kUsage =
     "  train   train a MoNE ViT (mone train --help)\n"
     "  eval    evaluate a checkpoint at several capacities (mone eval --help)\n"
     "  route   draw which expert each patch is routed to (mone route --help)\n"
+    "  superclasses  cluster a trained model's confusion into super-classes for V-MoE (mone superclasses --help)\n"
     "  data    convert a dataset into mone's HDF5 shards (mone data --help; also the tool mone-data)\n";
 
 // The options several commands share, each declared once.
@@ -49,13 +51,23 @@ void add_device_options(OptionTable& table, std::string* device, std::string* pr
 void define_train_options(OptionTable& table, TrainOptions& o) {
   add_data_option(table, &o.data);
   table.add("run-dir", &o.run_dir, "run directory: config.ini, metrics.jsonl, checkpoints/, eval/ (required)");
+  table.add("arch", &o.arch,
+            "mone (nested experts, token routing) | vmoe (Mobile V-MoE: MLP experts in the last blocks, per-image "
+            "routing; needs --capacity fixed:1)");
   table.add("preset", &o.preset, "model preset: tiny, s16, b16 (the image shape and classes come from the dataset)");
   table.add("dim", &o.dim, "width D (0: the preset's)");
   table.add("depth", &o.depth, "encoder blocks (0: the preset's)");
   table.add("heads", &o.heads, "attention heads (0: the preset's)");
-  table.add("experts", &o.experts, "nested experts E (0: the preset's)");
+  table.add("experts", &o.experts,
+            "experts E: nested (mone) or MLP experts (vmoe) (0: the preset's; vmoe with --superclasses: one per "
+            "super-class)");
   table.add("patch", &o.patch, "patch size P (0: the preset's)");
   table.add("mlp-ratio", &o.mlp_ratio, "MLP hidden width / D (0: the preset's)");
+  table.add("moe-blocks", &o.moe_blocks, "vmoe: the last K blocks have E MLP experts (0: 2)");
+  table.add("top-k", &o.top_k, "vmoe: experts per image, combined with their renormalised router weights (0: 1)");
+  table.add("superclasses", &o.superclasses,
+            "vmoe: super-class file of mone superclasses; the router gets a super-class cross-entropy (empty: none)");
+  table.add("router-loss-weight", &o.router_loss_weight, "vmoe: weight of the router's super-class loss");
   table.add("steps", &o.steps, "optimizer steps of the whole run");
   table.add("batch", &o.batch, "global batch per optimizer step");
   table.add("accumulate", &o.accumulate, "micro-steps per optimizer step (must divide --batch)");
@@ -131,6 +143,16 @@ void define_route_options(OptionTable& table, RouteOptions& o) {
   add_threads_option(table, &o.threads);
 }
 
+void define_superclass_options(OptionTable& table, SuperclassOptions& o) {
+  add_data_option(table, &o.data);
+  add_checkpoint_option(table, &o.checkpoint);
+  table.add("groups", &o.groups, "super-classes to find (required; V-MoE's --experts)");
+  table.add("out", &o.out, "the super-class file to write (required; mone train --superclasses reads it)");
+  table.add("split", &o.split, "split of the confusion matrix (auto: val if present, else test)");
+  table.add("batch", &o.batch, "evaluation batch");
+  add_threads_option(table, &o.threads);
+}
+
 // Each command parses and checks its options before it starts MPI, so that
 // --help and an option error end at once.
 int train_command(const std::vector<std::string>& args, LazyWorld& world) {
@@ -184,6 +206,18 @@ int route_command(const std::vector<std::string>& args, LazyWorld& world) {
   return run_routing_pictures(options);
 }
 
+int superclasses_command(const std::vector<std::string>& args, LazyWorld& world) {
+  SuperclassOptions options;
+  OptionTable table("Usage: mone superclasses --data DIR --checkpoint FILE|RUN_DIR --groups E --out FILE [options]\n"
+                    "Clusters a trained model's confusion matrix into E super-classes for --arch vmoe's router;\n"
+                    "see docs/method.md, section 6.");
+  define_superclass_options(table, options);
+  if (!table.parse(args, std::cout)) return kExitSuccess;
+  check_superclass_options(options);
+  require_no_launcher_or_one_process(world);
+  return run_superclasses(options);
+}
+
 }  // namespace
 
 int run_command_line(int argc, char** argv, LazyWorld& world) {
@@ -193,6 +227,7 @@ int run_command_line(int argc, char** argv, LazyWorld& world) {
     if (command == "train") return train_command(args, world);
     if (command == "eval") return eval_command(args, world);
     if (command == "route") return route_command(args, world);
+    if (command == "superclasses") return superclasses_command(args, world);
     if (command == "data") {
       require_no_launcher_or_one_process(world);
       return run_data_command("mone data", args);

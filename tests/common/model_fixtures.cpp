@@ -39,7 +39,9 @@ void randomise_parameters(ParameterSet<T>& params, uint64_t seed) {
   TestRandom random(seed);
   for (const ParamInfo& info : params.infos()) {
     T* values = params.value(info.name);
-    const double fan_in = info.shape.empty() ? 1.0 : static_cast<double>(info.shape[0]);
+    // A stacked V-MoE expert weight [E, in, out] has fan-in `in`.
+    const size_t in_axis = info.shape.size() == 3 ? 1 : 0;
+    const double fan_in = info.shape.empty() ? 1.0 : static_cast<double>(info.shape[in_axis]);
     for (int64_t i = 0; i < info.numel; ++i) {
       double v = 0;
       switch (info.kind) {
