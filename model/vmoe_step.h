@@ -2,8 +2,8 @@
 // over an ops policy like MoNE's step (model/step.h, which says what a
 // policy provides; this step also needs route_images and the ops of
 // model/ops_moe.h). A dense pre-LN ViT whose last moe_blocks blocks have E
-// full MLP experts; one router at the first MoE block's input sends every
-// image, all its tokens, to its top-k experts.
+// full MLP experts; one router at the first MoE block (on the mean of its
+// LN1 output) sends every image, all its tokens, to its top-k experts.
 //
 // Tokens stay in the original [B, N] order; only the MLP of an MoE block
 // reads the image-sorted copy of its input (ops_moe.h), so each expert is one
@@ -46,7 +46,7 @@ struct VmoeActivations {
   std::vector<ExpertGroup> dense;     // one group: every row at full width
   ImageDispatch dispatch;             // set by route_images
   V* patches;
-  V* router_in;                       // mean over tokens at the first MoE block's input [B, D]
+  V* router_in;                       // mean of the first MoE block's LN1 output over tokens [B, D]
   X* router_probs;                    // [B, E]
   int32_t* expert_of_slot;            // [B*k]
   X* weight_of_slot;                  // [B*k], renormalised over the image's k
@@ -153,15 +153,17 @@ void vmoe_step_forward(Ops& ops, const ModelConfig& c, const typename Ops::Value
     const std::string p = block_prefix(l);
     auto& b = a.blocks[l];
     auto* next = l + 1 < c.depth ? a.blocks[l + 1].input : a.final_in;
+    ops.layernorm_forward(b.input, M, D, ops.weight(p + "norm1.weight"), ops.weight(p + "norm1.bias"), b.ln1,
+                          b.ln1_mean, b.ln1_rstd);
     if (l == c.first_moe_block()) {
-      // One routing decision per image for all MoE blocks, from the mean token.
-      ops.mean_pool_forward(b.input, a.layout, D, a.router_in);
+      // One routing decision per image for all MoE blocks, from the mean of
+      // the block's normalised tokens (LN1's output: its scale stays that of
+      // LN's gain while the residual stream grows).
+      ops.mean_pool_forward(b.ln1, a.layout, D, a.router_in);
       ops.router_forward(a.router_in, batch, D, ops.weight("router.weight"), ops.exact("router.bias"), E,
                          a.router_probs);
       ops.route_images(a.router_probs, a);
     }
-    ops.layernorm_forward(b.input, M, D, ops.weight(p + "norm1.weight"), ops.weight(p + "norm1.bias"), b.ln1,
-                          b.ln1_mean, b.ln1_rstd);
     ops.nested_in_forward(b.ln1, D, a.dense, ops.weight(p + "attn.qkv.weight"), ops.weight(p + "attn.qkv.bias"),
                           3 * D, b.qkv);
     ops.attend(b.qkv, a.layout, b.attn, b.attention_saved);
@@ -264,20 +266,22 @@ void vmoe_step_backward(Ops& ops, const ModelConfig& c, const int32_t* labels, c
     ops.attend_backward(a.d_attn, b.qkv, b.attn, b.attention_saved, a.layout, a.d_qkv);
     ops.nested_in_backward(a.d_qkv, b.ln1, D, a.dense, ops.weight(p + "attn.qkv.weight"), 3 * D, a.d_norm,
                            ops.grad(p + "attn.qkv.weight"), ops.grad(p + "attn.qkv.bias"));
+    if (l == c.first_moe_block()) {
+      // The router: the combine weights of every MoE block and the super-class
+      // loss, back to LN1's output (d_attn is free again: the scratch).
+      ops.image_top_k_backward(a.d_weight_of_slot, a.router_probs, a.expert_of_slot, batch, E, k, a.d_router_probs);
+      if (superclass)
+        ops.superclass_loss_backward(a.router_probs, superclass, batch, E, router_loss_weight, a.d_router_probs);
+      ops.zero(a.d_router_in, batch * D);
+      ops.router_backward(a.d_router_probs, a.router_probs, a.router_in, batch, D, ops.weight("router.weight"), E,
+                          a.d_router_in, ops.grad("router.weight"), ops.grad("router.bias"));
+      ops.mean_pool_backward(a.d_router_in, a.layout, D, a.d_attn);
+      ops.add_inplace(a.d_norm, a.d_attn, M * D);
+    }
     ops.layernorm_backward(a.d_norm, b.input, b.ln1_mean, b.ln1_rstd, ops.weight(p + "norm1.weight"), M, D, a.d_resid,
                            ops.grad(p + "norm1.weight"), ops.grad(p + "norm1.bias"));
-    gradients_final_from(ops.offset(p + "norm1.weight"));
-    if (l != c.first_moe_block()) continue;
-    // The router: the combine weights of every MoE block, and the super-class loss.
-    ops.image_top_k_backward(a.d_weight_of_slot, a.router_probs, a.expert_of_slot, batch, E, k, a.d_router_probs);
-    if (superclass)
-      ops.superclass_loss_backward(a.router_probs, superclass, batch, E, router_loss_weight, a.d_router_probs);
-    ops.zero(a.d_router_in, batch * D);
-    ops.router_backward(a.d_router_probs, a.router_probs, a.router_in, batch, D, ops.weight("router.weight"), E,
-                        a.d_router_in, ops.grad("router.weight"), ops.grad("router.bias"));
-    ops.mean_pool_backward(a.d_router_in, a.layout, D, a.d_norm);
-    ops.add_inplace(a.d_resid, a.d_norm, M * D);
-    gradients_final_from(ops.offset("router.weight"));
+    // The router's parameters sit just before the first MoE block's.
+    gradients_final_from(ops.offset(l == c.first_moe_block() ? "router.weight" : p + "norm1.weight"));
   }
 
   ops.position_embed_backward(a.d_resid, batch, N, D, ops.grad("pos_embed"));

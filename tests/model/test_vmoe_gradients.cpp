@@ -10,7 +10,7 @@
 //
 // Top-k is discrete: a perturbation could swap two experts of an image. The
 // loss counts passes whose choice differs from the unperturbed one and the
-// count is asserted zero (seeds: model 3, parameters 9, batch 5, sampling 6;
+// count is asserted zero (seeds: model 3, parameters 6, batch 5, sampling 6;
 // parameters 4 sends every image to one expert at top-1, which checks less).
 #include <algorithm>
 #include <cmath>
@@ -36,7 +36,7 @@ constexpr double kTolerance = 1e-6;
 constexpr int64_t kAllElementsUpTo = 64;
 constexpr int64_t kSampledElements = 20;
 constexpr double kRouterLossWeight = 0.3;
-constexpr uint64_t kParameterSeed = 9;
+constexpr uint64_t kParameterSeed = 6;
 
 ModelConfig vmoe_config(int64_t top_k) {
   ModelConfig config = testing::small_config(3);
