@@ -44,21 +44,59 @@ CheckStep run_check_step(const CheckSettings& settings) {
   CheckStep step;
   step.settings = settings;
   step.model = std::make_unique<Model<float>>(settings.config, settings.seed);
-  set_block_alphas(*step.model, settings.alpha);
+  if (!settings.config.is_vmoe()) set_block_alphas(*step.model, settings.alpha);
   step.batch = synthetic_batch(settings.config, settings.seed, settings.batch);
 
   Model<float>& model = *step.model;
+  const ModelConfig& config = settings.config;
+  if (config.is_vmoe() && settings.superclass_groups > 0) {
+    std::vector<int32_t> superclass_of_class;
+    for (int64_t c = 0; c < config.classes; ++c)
+      superclass_of_class.push_back(static_cast<int32_t>(c % settings.superclass_groups));
+    model.set_superclasses(superclass_of_class, settings.router_loss_weight);
+  }
   model.params().zero_grads();
   step.loss = model.forward_backward(step.batch.images.data(), step.batch.labels.data(), settings.batch,
                                      plan_routing(settings.config, settings.effective_capacity));
   step.logits.assign(model.logits(), model.logits() + settings.batch * settings.config.classes);
   const float* probs = model.router_probs();
-  step.router_probs.assign(probs, probs + settings.batch * settings.config.tokens() * settings.config.experts);
+  const int64_t rows = settings.config.is_vmoe() ? settings.batch : settings.batch * settings.config.tokens();
+  step.router_probs.assign(probs, probs + rows * settings.config.experts);
   return step;
+}
+
+// V-MoE's file: the same layout with its own routing entries (docs/check-file.md).
+void write_vmoe_check_file(const std::string& path, const CheckStep& step) {
+  const ModelConfig& config = step.settings.config;
+  const Model<float>& model = *step.model;
+  const int64_t batch = step.batch.size;
+  Hdf5Writer file(path);
+  file.write_attribute("format", std::string("mone-check"));
+  file.write_attribute("version", int64_t{1});
+  file.write_attribute("arch", arch_name(config.arch));
+  for (const auto& [name, value] : config.fields()) file.write_attribute(name, value);
+  file.write_attribute("seed", static_cast<int64_t>(step.settings.seed));
+  file.write_attribute("batch", batch);
+  file.write_attribute("superclass_groups", step.settings.superclass_groups);
+  file.write_attribute("router_loss_weight", step.settings.router_loss_weight);
+  const ParameterSet<float>& params = model.params();
+  for (const ParamInfo& info : params.infos()) {
+    file.write_dataset("/params/" + info.name, info.shape, params.values() + info.offset);
+    file.write_dataset("/grads/" + info.name, info.shape, params.grads() + info.offset);
+  }
+  file.write_dataset("/batch/images", {batch, config.image_height, config.image_width, config.channels},
+                     step.batch.images.data());
+  file.write_dataset("/batch/labels", step.batch.labels);
+  file.write_dataset("/routing/expert_of_slot", {batch, config.top_k}, model.routing().expert_of_slot.data());
+  file.write_dataset("/routing/router_probs", {batch, config.experts}, step.router_probs.data());
+  file.write_dataset("/output/logits", {batch, config.classes}, step.logits.data());
+  file.write_dataset("/output/loss", {1}, &step.loss);
+  file.close();
 }
 
 void write_check_file(const std::string& path, const CheckStep& step) {
   const ModelConfig& config = step.settings.config;
+  if (config.is_vmoe()) return write_vmoe_check_file(path, step);
   const Model<float>& model = *step.model;
   const Routing& routing = model.routing();
   const int64_t batch = step.batch.size;
