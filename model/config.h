@@ -16,7 +16,7 @@ struct ConfigError : std::runtime_error {
 
 // What the blocks' MLPs are (method page): MoNE's nested experts with token
 // routing (section 1), or Mobile V-MoE's full MLP experts with per-image
-// routing in the last blocks (section 6).
+// routing in the last blocks (section 5).
 enum class Arch { mone, vmoe };
 std::string arch_name(Arch arch);
 // "mone" | "vmoe"; throws ConfigError for anything else.

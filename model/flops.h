@@ -12,7 +12,7 @@ namespace mone {
 double forward_flops_per_image(const ModelConfig& config, const std::vector<int64_t>& tokens_per_expert);
 
 // Mobile V-MoE's forward FLOPs for one image: the dense ViT's, each MoE block's
-// MLP top_k times, and the router on the mean token (method page, section 6).
+// MLP top_k times, and the router on the mean token (method page, section 5).
 double vmoe_forward_flops_per_image(const ModelConfig& config);
 
 // A training step is counted as three forward passes (the ViT convention).

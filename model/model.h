@@ -1,5 +1,5 @@
 // The MoNE Vision Transformer (method page, section 1), or Mobile V-MoE
-// (section 6) when the config's arch says so, on the CPU: forward, backward,
+// (section 5) when the config's arch says so, on the CPU: forward, backward,
 // and the routing decision of the last pass.
 #pragma once
 
@@ -43,7 +43,7 @@ class Model {
   // Label smoothing e of the training loss (cross_entropy_forward); 0 by default.
   void set_label_smoothing(double epsilon) { label_smoothing_ = static_cast<T>(epsilon); }
   // V-MoE: the super-class of each class and the weight of the router's
-  // super-class loss in forward_backward (method page, section 6). Empty:
+  // super-class loss in forward_backward (method page, section 5). Empty:
   // no super-class loss.
   void set_superclasses(std::vector<int32_t> superclass_of_class, double router_loss_weight) {
     superclass_of_class_ = std::move(superclass_of_class);

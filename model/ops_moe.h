@@ -1,4 +1,4 @@
-// The ops of Mobile V-MoE's per-image routing (method page, section 6), CPU
+// The ops of Mobile V-MoE's per-image routing (method page, section 5), CPU
 // reference, with the conventions of model/ops.h (activation gradients
 // assign unless they say "adds", parameter gradients accumulate).
 //

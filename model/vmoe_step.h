@@ -1,4 +1,4 @@
-// Mobile V-MoE's forward and backward (method page, section 6), written once
+// Mobile V-MoE's forward and backward (method page, section 5), written once
 // over an ops policy like MoNE's step (model/step.h, which says what a
 // policy provides; this step also needs route_images and the ops of
 // model/ops_moe.h). A dense pre-LN ViT whose last moe_blocks blocks have E

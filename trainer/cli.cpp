@@ -210,7 +210,7 @@ int superclasses_command(const std::vector<std::string>& args, LazyWorld& world)
   SuperclassOptions options;
   OptionTable table("Usage: mone superclasses --data DIR --checkpoint FILE|RUN_DIR --groups E --out FILE [options]\n"
                     "Clusters a trained model's confusion matrix into E super-classes for --arch vmoe's router;\n"
-                    "see docs/method.md, section 6.");
+                    "see docs/method.md, section 5.");
   define_superclass_options(table, options);
   if (!table.parse(args, std::cout)) return kExitSuccess;
   check_superclass_options(options);

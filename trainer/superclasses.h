@@ -1,4 +1,4 @@
-// Super-classes for Mobile V-MoE's router (method page, section 6): groups
+// Super-classes for Mobile V-MoE's router (method page, section 5): groups
 // of classes found by clustering a trained model's confusion matrix, and the
 // text file that carries them from `mone superclasses` to `mone train
 // --superclasses`.

@@ -17,7 +17,7 @@ namespace {
                    "compiler, or with MONE_CUDA=OFF); use --device cpu, or rebuild with nvcc (docs/cuda.md)");
 }
 #endif
-// The device step has no V-MoE ops yet (docs/method.md, section 6).
+// The device step has no V-MoE ops yet (docs/method.md, section 5).
 void require_cpu_for_vmoe(const std::string& device, const ModelConfig& config) {
   if (device != "cpu" && config.is_vmoe())
     throw UsageError("--device " + device + ": --arch vmoe runs on the CPU only in this build (no device path for "

@@ -1,6 +1,6 @@
 """An independent PyTorch Mobile V-MoE, for the cross-check of the C++ model.
 
-Written from docs/method.md, section 6, not from the C++ code: a pre-LN ViT
+Written from docs/method.md, section 5, not from the C++ code: a pre-LN ViT
 (patch and position embedding, blocks, final LayerNorm, mean pooling, head)
 whose last `moe_blocks` blocks replace the MLP by E expert MLPs. One router,
 at the first MoE block, reads the mean over the image's tokens of that
