@@ -33,6 +33,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument("--title", default="Fashion-MNIST test: accuracy against compute")
+    parser.add_argument("--quoted", action="append", default=[], metavar="LABEL=GFLOPS:TOP1",
+                        help="a point measured elsewhere and quoted (top-1 in percent), drawn hollow")
     parser.add_argument("series", nargs="+", help="LABEL=CSV")
     args = parser.parse_args()
 
@@ -56,6 +58,14 @@ def main():
         for r in rows:
             print(f'| {label} | {r["requested_capacity"]:g} | {r["realised_capacity"]:.4f} | '
                   f'{100 * r["top1"]:.2f}% | {r["gflops_per_image"]:.5f} |')
+    for item in args.quoted:
+        label, sep, point = item.partition("=")
+        gflops, colon, top1 = point.partition(":")
+        if not sep or not colon:
+            sys.exit(f"plot_study.py: error: '{item}' is not LABEL=GFLOPS:TOP1")
+        ax.plot([float(gflops) * 1000], [float(top1)], marker="D", linestyle="none", markersize=7,
+                markerfacecolor="none", label=label)
+        print(f"| {label} | 1 | | {float(top1):.2f}% | {float(gflops):.5f} |")
     ax.set_xlabel("MFLOPs per image (forward, 1 multiply-add = 1 FLOP)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(args.title)
