@@ -26,16 +26,7 @@ struct VmoeActivations {
   using V = typename Ops::Value;
   using X = typename Ops::Exact;
   using S = typename Ops::AttentionSaved;
-  struct Block {
-    V* input;                // residual stream entering the block [M, D]
-    V* ln1;
-    X *ln1_mean, *ln1_rstd;
-    V* qkv;
-    S* attention_saved;
-    V* attn;
-    V* mid;                  // z = x + proj(attn)
-    V* ln2;
-    X *ln2_mean, *ln2_rstd;
+  struct Block : AttentionHalf<Ops> {
     V* dispatched;           // MoE blocks: LN2 in the image-sorted layout [B*k*N, D]
     V* hidden_pre;           // [rows, hidden]: M rows, or B*k*N in an MoE block
     V* hidden;
@@ -69,8 +60,7 @@ void plan_vmoe_step(Arena& arena, const Ops& ops, const ModelConfig& c, int64_t 
                     VmoeActivations<Ops>& a) {
   using V = typename Ops::Value;
   using X = typename Ops::Exact;
-  using S = typename Ops::AttentionSaved;
-  const int64_t N = c.tokens(), D = c.dim, E = c.experts, H = c.heads, hidden = c.hidden(), M = batch * N;
+  const int64_t N = c.tokens(), D = c.dim, E = c.experts, hidden = c.hidden(), M = batch * N;
   const int64_t slots = batch * c.top_k, moe_rows = slots * N;
   a.batch = batch;
   a.layout = TokenLayout::image_major(batch, N);
@@ -87,16 +77,7 @@ void plan_vmoe_step(Arena& arena, const Ops& ops, const ModelConfig& c, int64_t 
     const bool moe = c.is_moe_block(l);
     const int64_t mlp_rows = moe ? moe_rows : M;
     b.input = x;
-    b.ln1 = arena.template take<V>(M * D, "LN1");
-    b.ln1_mean = arena.template take<X>(M, "LN1 mean");
-    b.ln1_rstd = arena.template take<X>(M, "LN1 rstd");
-    b.qkv = arena.template take<V>(M * 3 * D, "qkv");
-    b.attention_saved = arena.template take<S>(ops.attention_saved_numel(batch, H, N), "attention softmax state");
-    b.attn = arena.template take<V>(M * D, "attention output");
-    b.mid = arena.template take<V>(M * D, "residual after attention");
-    b.ln2 = arena.template take<V>(M * D, "LN2");
-    b.ln2_mean = arena.template take<X>(M, "LN2 mean");
-    b.ln2_rstd = arena.template take<X>(M, "LN2 rstd");
+    plan_attention_half(arena, ops, c, batch, b);
     b.dispatched = moe ? arena.template take<V>(moe_rows * D, "dispatched LN2") : nullptr;
     b.hidden_pre = arena.template take<V>(mlp_rows * hidden, "MLP pre-activation");
     b.hidden = arena.template take<V>(mlp_rows * hidden, "MLP hidden");
@@ -104,21 +85,10 @@ void plan_vmoe_step(Arena& arena, const Ops& ops, const ModelConfig& c, int64_t 
     x = arena.template take<V>(M * D, "residual stream");
   }
   a.final_in = x;
-  a.final_ln = arena.template take<V>(M * D, "final LayerNorm");
-  a.final_mean = arena.template take<X>(M, "final LayerNorm mean");
-  a.final_rstd = arena.template take<X>(M, "final LayerNorm rstd");
-  a.pooled = arena.template take<V>(batch * D, "pooled");
-  a.logits = arena.template take<X>(batch * c.classes, "logits");
-  a.class_probs = arena.template take<X>(batch * c.classes, "class probabilities");
+  plan_head(arena, c, batch, a);
   if (!with_backward) return;
   const int64_t widest = std::max(M, moe_rows);
-  a.d_logits = arena.template take<X>(batch * c.classes, "logit gradients");
-  a.d_logits_value = arena.template take<V>(batch * c.classes, "logit gradients for the head");
-  a.d_pooled = arena.template take<V>(batch * D, "pooled gradient");
-  a.d_resid = arena.template take<V>(M * D, "residual gradient");
-  a.d_norm = arena.template take<V>(M * D, "LayerNorm output gradient");
-  a.d_qkv = arena.template take<V>(M * 3 * D, "qkv gradient");
-  a.d_attn = arena.template take<V>(M * D, "attention output gradient");
+  plan_shared_gradients(arena, c, batch, a);
   a.d_hidden = arena.template take<V>(widest * hidden, "MLP hidden gradient");
   a.d_mlp = arena.template take<V>(moe_rows * D, "expert output gradient");
   a.d_dispatched = arena.template take<V>(moe_rows * D, "dispatched LN2 gradient");
@@ -153,8 +123,7 @@ void vmoe_step_forward(Ops& ops, const ModelConfig& c, const typename Ops::Value
     const std::string p = block_prefix(l);
     auto& b = a.blocks[l];
     auto* next = l + 1 < c.depth ? a.blocks[l + 1].input : a.final_in;
-    ops.layernorm_forward(b.input, M, D, ops.weight(p + "norm1.weight"), ops.weight(p + "norm1.bias"), b.ln1,
-                          b.ln1_mean, b.ln1_rstd);
+    attention_half_forward(ops, c, p, a.dense, a.layout, b);
     if (l == c.first_moe_block()) {
       // One routing decision per image for all MoE blocks, from the mean of
       // the block's normalised tokens (LN1's output: its scale stays that of
@@ -164,14 +133,6 @@ void vmoe_step_forward(Ops& ops, const ModelConfig& c, const typename Ops::Value
                          a.router_probs);
       ops.route_images(a.router_probs, a);
     }
-    ops.nested_in_forward(b.ln1, D, a.dense, ops.weight(p + "attn.qkv.weight"), ops.weight(p + "attn.qkv.bias"),
-                          3 * D, b.qkv);
-    ops.attend(b.qkv, a.layout, b.attn, b.attention_saved);
-    ops.nested_out_forward(b.attn, D, a.dense, ops.weight(p + "attn.proj.weight"),
-                           ops.weight(p + "attn.proj.bias"), D, b.mid);
-    ops.add_inplace(b.mid, b.input, M * D);
-    ops.layernorm_forward(b.mid, M, D, ops.weight(p + "norm2.weight"), ops.weight(p + "norm2.bias"), b.ln2,
-                          b.ln2_mean, b.ln2_rstd);
     if (!c.is_moe_block(l)) {
       // x' = z + MLP(LN2(z)): fc2 writes x', then z is added.
       ops.nested_in_gelu_forward(b.ln2, D, a.dense, ops.weight(p + "mlp.fc1.weight"),
@@ -198,11 +159,7 @@ void vmoe_step_forward(Ops& ops, const ModelConfig& c, const typename Ops::Value
                             D, next);
   }
 
-  ops.layernorm_forward(a.final_in, M, D, ops.weight("norm.weight"), ops.weight("norm.bias"), a.final_ln,
-                        a.final_mean, a.final_rstd);
-  ops.mean_pool_forward(a.final_ln, a.layout, D, a.pooled);
-  ops.linear_forward(a.pooled, D, batch, D, ops.weight("head.weight"), c.classes, ops.exact("head.bias"), c.classes,
-                     a.logits, c.classes);
+  head_forward(ops, c, a);
 }
 
 // After vmoe_step_forward and the loss's forward (a.class_probs). With
@@ -212,7 +169,7 @@ template <class Ops>
 void vmoe_step_backward(Ops& ops, const ModelConfig& c, const int32_t* labels, const int32_t* superclass,
                         typename Ops::Exact router_loss_weight, VmoeActivations<Ops>& a, const GradientReady& ready) {
   const int64_t batch = a.batch;
-  const int64_t N = c.tokens(), D = c.dim, E = c.experts, k = c.top_k, hidden = c.hidden(), C = c.classes;
+  const int64_t N = c.tokens(), D = c.dim, E = c.experts, k = c.top_k, hidden = c.hidden();
   const int64_t M = batch * N;
   const int32_t* position_of_slot = a.dispatch.position_of_slot.data();
   int64_t final_from = ops.gradient_numel();
@@ -221,14 +178,8 @@ void vmoe_step_backward(Ops& ops, const ModelConfig& c, const int32_t* labels, c
     final_from = begin;
   };
 
-  ops.cross_entropy_backward(a.class_probs, labels, batch, C, a.d_logits, ops.label_smoothing());
-  ops.linear_backward(ops.as_value(a.d_logits, batch * C, a.d_logits_value), C, a.pooled, D, batch, D,
-                      ops.weight("head.weight"), C, C, a.d_pooled, D, ops.grad("head.weight"), ops.grad("head.bias"));
-  ops.mean_pool_backward(a.d_pooled, a.layout, D, a.d_norm);
-  ops.zero(a.d_resid, M * D);
+  head_backward(ops, c, labels, a);
   ops.zero(a.d_weight_of_slot, batch * k);
-  ops.layernorm_backward(a.d_norm, a.final_in, a.final_mean, a.final_rstd, ops.weight("norm.weight"), M, D, a.d_resid,
-                         ops.grad("norm.weight"), ops.grad("norm.bias"));
   gradients_final_from(ops.offset("norm.weight"));
 
   for (int64_t l = c.depth - 1; l >= 0; --l) {
@@ -258,14 +209,7 @@ void vmoe_step_backward(Ops& ops, const ModelConfig& c, const int32_t* labels, c
       ops.nested_in_backward(a.d_hidden, b.ln2, D, a.dense, ops.weight(p + "mlp.fc1.weight"), hidden, a.d_norm,
                              ops.grad(p + "mlp.fc1.weight"), ops.grad(p + "mlp.fc1.bias"));
     }
-    ops.layernorm_backward(a.d_norm, b.mid, b.ln2_mean, b.ln2_rstd, ops.weight(p + "norm2.weight"), M, D, a.d_resid,
-                           ops.grad(p + "norm2.weight"), ops.grad(p + "norm2.bias"));
-    // Attention branch.
-    ops.nested_out_backward(a.d_resid, b.attn, D, a.dense, ops.weight(p + "attn.proj.weight"), D, a.d_attn,
-                            ops.grad(p + "attn.proj.weight"), ops.grad(p + "attn.proj.bias"));
-    ops.attend_backward(a.d_attn, b.qkv, b.attn, b.attention_saved, a.layout, a.d_qkv);
-    ops.nested_in_backward(a.d_qkv, b.ln1, D, a.dense, ops.weight(p + "attn.qkv.weight"), 3 * D, a.d_norm,
-                           ops.grad(p + "attn.qkv.weight"), ops.grad(p + "attn.qkv.bias"));
+    attention_half_backward(ops, c, p, a.dense, a.layout, b, a.d_resid, a.d_norm, a.d_attn, a.d_qkv);
     if (l == c.first_moe_block()) {
       // The router: the combine weights of every MoE block and the super-class
       // loss, back to LN1's output (d_attn is free again: the scratch).

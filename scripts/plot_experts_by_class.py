@@ -12,12 +12,13 @@ share of that class's images routed there, and prints the tables as Markdown.
 
 import argparse
 import csv
-import sys
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on build machines
 import matplotlib.pyplot as plt
+
+from plot_study import labelled
 
 
 def main():
@@ -27,9 +28,7 @@ def main():
     args = parser.parse_args()
     fig, axes = plt.subplots(len(args.tables), 1, figsize=(8, 2.4 * len(args.tables)), dpi=110, squeeze=False)
     for ax, item in zip(axes[:, 0], args.tables):
-        label, sep, path = item.partition("=")
-        if not sep:
-            sys.exit(f"plot_experts_by_class.py: error: '{item}' is not LABEL=CSV")
+        label, path = labelled(item, "plot_experts_by_class.py")
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         experts = [key for key in rows[0] if key.startswith("expert_")]

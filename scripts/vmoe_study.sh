@@ -5,7 +5,10 @@
 # four V-MoE models (3 experts in the last 2 blocks): top-1 and top-2, each
 # with and without the router's super-class loss. Evaluates every model on
 # the test split, writes each V-MoE model's expert-by-class table and plots
-# top-1 against GFLOPs per image to docs/vmoe-accuracy-vs-gflops.png.
+# top-1 against GFLOPs per image to docs/vmoe-accuracy-vs-gflops.png (with
+# scripts/study.sh's dense D48/D32 and MoNE figures quoted from
+# docs/results.md) and the per-expert class shares to
+# docs/vmoe-experts-by-class.png.
 #
 # About 14 minutes per training on one free core of the 2-core VM (about
 # 100 ms per V-MoE step), two at a time: about 45 minutes in all. A model
@@ -53,8 +56,16 @@ for name in vmoe-k1-sc vmoe-k1 vmoe-k2-sc vmoe-k2; do
 done
 /usr/bin/python3 "$root/scripts/plot_study.py" --out "$root/docs/vmoe-accuracy-vs-gflops.png" \
   --title "Fashion-MNIST test: Mobile V-MoE against dense" \
+  --quoted "dense D48 (the study's, quoted)=0.00956:86.74" \
+  --quoted "dense D32 (the study's, quoted)=0.00457:86.69" \
+  --quoted "MoNE one model at e_c 1 (the study's, quoted)=0.01636:85.04" \
   "dense D64=$(test_report "$study/dense")" \
   "V-MoE top-1, super-class loss=$(test_report "$study/vmoe-k1-sc")" \
   "V-MoE top-1, no super-class loss=$(test_report "$study/vmoe-k1")" \
   "V-MoE top-2, super-class loss=$(test_report "$study/vmoe-k2-sc")" \
   "V-MoE top-2, no super-class loss=$(test_report "$study/vmoe-k2")"
+/usr/bin/python3 "$root/scripts/plot_experts_by_class.py" --out "$root/docs/vmoe-experts-by-class.png" \
+  "top-1, super-class loss=$study/vmoe-k1-sc-route/experts-by-class.csv" \
+  "top-1, no super-class loss=$study/vmoe-k1-route/experts-by-class.csv" \
+  "top-2, super-class loss=$study/vmoe-k2-sc-route/experts-by-class.csv" \
+  "top-2, no super-class loss=$study/vmoe-k2-route/experts-by-class.csv"

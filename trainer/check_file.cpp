@@ -65,42 +65,13 @@ CheckStep run_check_step(const CheckSettings& settings) {
   return step;
 }
 
-// V-MoE's file: the same layout with its own routing entries (docs/check-file.md).
-void write_vmoe_check_file(const std::string& path, const CheckStep& step) {
-  const ModelConfig& config = step.settings.config;
-  const Model<float>& model = *step.model;
-  const int64_t batch = step.batch.size;
-  Hdf5Writer file(path);
-  file.write_attribute("format", std::string("mone-check"));
-  file.write_attribute("version", int64_t{1});
-  file.write_attribute("arch", arch_name(config.arch));
-  for (const auto& [name, value] : config.fields()) file.write_attribute(name, value);
-  file.write_attribute("seed", static_cast<int64_t>(step.settings.seed));
-  file.write_attribute("batch", batch);
-  file.write_attribute("superclass_groups", step.settings.superclass_groups);
-  file.write_attribute("router_loss_weight", step.settings.router_loss_weight);
-  const ParameterSet<float>& params = model.params();
-  for (const ParamInfo& info : params.infos()) {
-    file.write_dataset("/params/" + info.name, info.shape, params.values() + info.offset);
-    file.write_dataset("/grads/" + info.name, info.shape, params.grads() + info.offset);
-  }
-  file.write_dataset("/batch/images", {batch, config.image_height, config.image_width, config.channels},
-                     step.batch.images.data());
-  file.write_dataset("/batch/labels", step.batch.labels);
-  file.write_dataset("/routing/expert_of_slot", {batch, config.top_k}, model.routing().expert_of_slot.data());
-  file.write_dataset("/routing/router_probs", {batch, config.experts}, step.router_probs.data());
-  file.write_dataset("/output/logits", {batch, config.classes}, step.logits.data());
-  file.write_dataset("/output/loss", {1}, &step.loss);
-  file.close();
-}
-
 void write_check_file(const std::string& path, const CheckStep& step) {
   const ModelConfig& config = step.settings.config;
-  if (config.is_vmoe()) return write_vmoe_check_file(path, step);
   const Model<float>& model = *step.model;
   const Routing& routing = model.routing();
   const int64_t batch = step.batch.size;
-  if (static_cast<int64_t>(routing.expert_of_token.size()) != batch * config.tokens()) {
+  const bool vmoe = config.is_vmoe();
+  if (!vmoe && static_cast<int64_t>(routing.expert_of_token.size()) != batch * config.tokens()) {
     throw std::logic_error("the model's routing covers " + std::to_string(routing.expert_of_token.size()) +
                            " tokens, the batch has " + std::to_string(batch * config.tokens()));
   }
@@ -108,11 +79,17 @@ void write_check_file(const std::string& path, const CheckStep& step) {
   Hdf5Writer file(path);
   file.write_attribute("format", std::string("mone-check"));
   file.write_attribute("version", int64_t{1});
+  file.write_attribute("arch", arch_name(config.arch));
   for (const auto& [name, value] : config.fields()) file.write_attribute(name, value);
   file.write_attribute("seed", static_cast<int64_t>(step.settings.seed));
   file.write_attribute("batch", batch);
-  file.write_attribute("requested_capacity", routing.plan.requested_capacity);
-  file.write_attribute("realised_capacity", routing.plan.realised_capacity);
+  if (vmoe) {
+    file.write_attribute("superclass_groups", step.settings.superclass_groups);
+    file.write_attribute("router_loss_weight", step.settings.router_loss_weight);
+  } else {
+    file.write_attribute("requested_capacity", routing.plan.requested_capacity);
+    file.write_attribute("realised_capacity", routing.plan.realised_capacity);
+  }
 
   const ParameterSet<float>& params = model.params();
   for (const ParamInfo& info : params.infos()) {
@@ -124,10 +101,15 @@ void write_check_file(const std::string& path, const CheckStep& step) {
                      step.batch.images.data());
   file.write_dataset("/batch/labels", step.batch.labels);
 
-  file.write_dataset("/routing/capacity", routing.plan.capacity);
-  file.write_dataset("/routing/tokens_per_expert", routing.plan.tokens_per_expert);
-  file.write_dataset("/routing/expert_of_token", {batch, config.tokens()}, routing.expert_of_token.data());
-  file.write_dataset("/routing/router_probs", {batch, config.tokens(), config.experts}, step.router_probs.data());
+  if (vmoe) {
+    file.write_dataset("/routing/expert_of_slot", {batch, config.top_k}, routing.expert_of_slot.data());
+    file.write_dataset("/routing/router_probs", {batch, config.experts}, step.router_probs.data());
+  } else {
+    file.write_dataset("/routing/capacity", routing.plan.capacity);
+    file.write_dataset("/routing/tokens_per_expert", routing.plan.tokens_per_expert);
+    file.write_dataset("/routing/expert_of_token", {batch, config.tokens()}, routing.expert_of_token.data());
+    file.write_dataset("/routing/router_probs", {batch, config.tokens(), config.experts}, step.router_probs.data());
+  }
 
   file.write_dataset("/output/logits", {batch, config.classes}, step.logits.data());
   file.write_dataset("/output/loss", {1}, &step.loss);

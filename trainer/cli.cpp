@@ -120,14 +120,20 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
             "(0: never)");
 }
 
+// The split a command passes over once, its batch and the threads.
+void add_pass_options(OptionTable& table, std::string* split, int64_t* batch, int* threads,
+                      const std::string& split_help) {
+  table.add("split", split, split_help);
+  table.add("batch", batch, "evaluation batch");
+  add_threads_option(table, threads);
+}
+
 void define_eval_options(OptionTable& table, EvalOptions& o) {
   add_data_option(table, &o.data);
   add_checkpoint_option(table, &o.checkpoint);
   table.add("out", &o.out, "directory for eval/<split>-step-N.{csv,json} (empty: the checkpoint's run directory)");
-  table.add("split", &o.split, "split to evaluate (auto: val if present, else test)");
-  table.add("capacities", &o.capacities, "comma-separated e_c list (empty: 0.15,0.25,...,0.95,1)");
-  table.add("batch", &o.batch, "evaluation batch");
-  add_threads_option(table, &o.threads);
+  table.add("capacities", &o.capacities, "comma-separated e_c list (empty: 0.15,0.25,...,0.95,1; vmoe: 1)");
+  add_pass_options(table, &o.split, &o.batch, &o.threads, "split to evaluate (auto: val if present, else test)");
   add_device_options(table, &o.device, &o.precision);
 }
 
@@ -148,9 +154,8 @@ void define_superclass_options(OptionTable& table, SuperclassOptions& o) {
   add_checkpoint_option(table, &o.checkpoint);
   table.add("groups", &o.groups, "super-classes to find (required; V-MoE's --experts)");
   table.add("out", &o.out, "the super-class file to write (required; mone train --superclasses reads it)");
-  table.add("split", &o.split, "split of the confusion matrix (auto: val if present, else test)");
-  table.add("batch", &o.batch, "evaluation batch");
-  add_threads_option(table, &o.threads);
+  add_pass_options(table, &o.split, &o.batch, &o.threads,
+                   "split of the confusion matrix (auto: val if present, else test)");
 }
 
 // Each command parses and checks its options before it starts MPI, so that
@@ -194,28 +199,36 @@ void require_no_launcher_or_one_process(LazyWorld& world) {
   if (started_by_a_launcher()) require_one_process(world.get());
 }
 
-int route_command(const std::vector<std::string>& args, LazyWorld& world) {
-  RouteOptions options;
-  OptionTable table("Usage: mone route --data DIR --checkpoint FILE|RUN_DIR --out DIR [options]\n"
-                    "Draws the expert EPR routes each patch to, tinted from the smallest expert (blue) to the\n"
-                    "full one (red); see docs/trainer.md.");
-  define_route_options(table, options);
+// route and superclasses: options parsed and checked, then one process runs it.
+template <class Options>
+int one_process_command(const std::vector<std::string>& args, LazyWorld& world, const std::string& usage,
+                        void (*define)(OptionTable&, Options&), void (*check)(const Options&),
+                        int (*run)(const Options&)) {
+  Options options;
+  OptionTable table(usage);
+  define(table, options);
   if (!table.parse(args, std::cout)) return kExitSuccess;
-  check_route_options(options);
+  check(options);
   require_no_launcher_or_one_process(world);
-  return run_routing_pictures(options);
+  return run(options);
+}
+
+int route_command(const std::vector<std::string>& args, LazyWorld& world) {
+  return one_process_command<RouteOptions>(
+      args, world,
+      "Usage: mone route --data DIR --checkpoint FILE|RUN_DIR --out DIR [options]\n"
+      "Draws the expert EPR routes each patch to, tinted from the smallest expert (blue) to the\n"
+      "full one (red); for V-MoE, the table of each class's images per expert; see docs/trainer.md.",
+      define_route_options, check_route_options, run_routing_pictures);
 }
 
 int superclasses_command(const std::vector<std::string>& args, LazyWorld& world) {
-  SuperclassOptions options;
-  OptionTable table("Usage: mone superclasses --data DIR --checkpoint FILE|RUN_DIR --groups E --out FILE [options]\n"
-                    "Clusters a trained model's confusion matrix into E super-classes for --arch vmoe's router;\n"
-                    "see docs/method.md, section 5.");
-  define_superclass_options(table, options);
-  if (!table.parse(args, std::cout)) return kExitSuccess;
-  check_superclass_options(options);
-  require_no_launcher_or_one_process(world);
-  return run_superclasses(options);
+  return one_process_command<SuperclassOptions>(
+      args, world,
+      "Usage: mone superclasses --data DIR --checkpoint FILE|RUN_DIR --groups E --out FILE [options]\n"
+      "Clusters a trained model's confusion matrix into E super-classes for --arch vmoe's router;\n"
+      "see docs/method.md, section 5.",
+      define_superclass_options, check_superclass_options, run_superclasses);
 }
 
 }  // namespace

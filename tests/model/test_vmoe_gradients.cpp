@@ -30,11 +30,7 @@
 namespace mone {
 namespace {
 
-using testing::GradCheckReport;
-
 constexpr double kTolerance = 1e-6;
-constexpr int64_t kAllElementsUpTo = 64;
-constexpr int64_t kSampledElements = 20;
 constexpr double kRouterLossWeight = 0.3;
 constexpr uint64_t kParameterSeed = 6;
 
@@ -82,14 +78,8 @@ TEST_P(VmoeGradients, EveryParameterMatchesFiniteDifferences) {
   };
   EXPECT_NEAR(loss(), trained_loss, 1e-12) << "forward_backward returns the loss the check differentiates";
 
-  testing::TestRandom sampler(6);
-  for (const ParamInfo& info : params.infos()) {
-    const std::vector<int64_t> indices =
-        sampler.sample_indices(info.numel, info.numel <= kAllElementsUpTo ? info.numel : kSampledElements);
-    const GradCheckReport report = testing::check_gradient(
-        info.name, params.values() + info.offset, analytic.data() + info.offset, info.numel, loss, {}, &indices);
-    EXPECT_TRUE(testing::within_tolerance(report, kTolerance)) << "top-" << top_k;
-  }
+  testing::expect_parameter_gradients(params, analytic, loss, 6, kTolerance, "top-" + std::to_string(top_k));
+
   EXPECT_EQ(routing_changes, 0) << "a perturbation swapped an image's experts: pick another seed";
 
   // Not vacuous: more than one expert is used, and the router learns where it can

@@ -45,19 +45,20 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, (bytes, np.bytes_)) else str(value)
 
 
+def _group(f, name: str) -> Dict[str, np.ndarray]:
+    return {key: f[name][key][()] for key in f[name]}
+
+
 def load(path: str) -> CheckFile:
     with h5py.File(path, "r") as f:
         attrs = f.attrs
         config = mt.Config(**{field: int(attrs[field]) for field in CONFIG_FIELDS})
 
-        def group(name):
-            return {key: f[name][key][()] for key in f[name]}
-
         return CheckFile(
             config=config, seed=int(attrs["seed"]),
             requested_capacity=float(attrs["requested_capacity"]),
             realised_capacity=float(attrs["realised_capacity"]),
-            params=group("params"), grads=group("grads"),
+            params=_group(f, "params"), grads=_group(f, "grads"),
             images=f["batch/images"][()], labels=f["batch/labels"][()],
             capacity=f["routing/capacity"][()], tokens_per_expert=f["routing/tokens_per_expert"][()],
             expert_of_token=f["routing/expert_of_token"][()], router_probs=f["routing/router_probs"][()],
@@ -92,13 +93,10 @@ def load_vmoe(path: str) -> VmoeCheckFile:
         attrs = f.attrs
         config = vt.VmoeConfig(**{field: int(attrs[field]) for field in fields})
 
-        def group(name):
-            return {key: f[name][key][()] for key in f[name]}
-
         return VmoeCheckFile(
             config=config, superclass_groups=int(attrs["superclass_groups"]),
             router_loss_weight=float(attrs["router_loss_weight"]),
-            params=group("params"), grads=group("grads"),
+            params=_group(f, "params"), grads=_group(f, "grads"),
             images=f["batch/images"][()], labels=f["batch/labels"][()],
             expert_of_slot=f["routing/expert_of_slot"][()], router_probs=f["routing/router_probs"][()],
             logits=f["output/logits"][()], loss=float(f["output/loss"][0]))

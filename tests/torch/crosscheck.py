@@ -81,10 +81,9 @@ def relative_error(cpp: np.ndarray, reference: np.ndarray) -> float:
 
 def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -> Tuple[List[Comparison], List[str]]:
     """Returns the tensor comparisons and the exact-match failures of one case."""
-    path = os.path.join(directory, name.replace(" ", "_").replace("=", "") + ".h5")
-    completed = subprocess.run([mone_check, *arguments, "--out", path], capture_output=True, text=True)
-    if completed.returncode != 0:
-        return [], [f"mone-check failed ({completed.returncode}): {completed.stderr.strip()}"]
+    path, failure = write_check_file(mone_check, name, arguments, directory)
+    if failure:
+        return [], [failure]
     failures = [f"layout: {problem}" for problem in check_file.layout_problems(path)]
     if failures:
         return [], failures
@@ -112,6 +111,20 @@ def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -
     if own_mismatched:
         failures.append(f"the torch model's routing differs from the file's at {own_mismatched} tokens")
 
+    return compared_outputs(name, data, output, loss, model), failures
+
+
+def write_check_file(mone_check: str, name: str, arguments: List[str], directory: str) -> Tuple[str, str]:
+    """Runs mone-check into DIRECTORY/<name>.h5: the path, and a failure message or ''."""
+    path = os.path.join(directory, name.replace(" ", "_").replace("=", "") + ".h5")
+    completed = subprocess.run([mone_check, *arguments, "--out", path], capture_output=True, text=True)
+    if completed.returncode != 0:
+        return path, f"mone-check failed ({completed.returncode}): {completed.stderr.strip()}"
+    return path, ""
+
+
+def compared_outputs(name: str, data, output, loss, model) -> List[Comparison]:
+    """Router probabilities, logits, loss and every gradient of the file against torch's."""
     comparisons = [
         Comparison(name, "router_probs", relative_error(data.router_probs, output.router_probs.detach().numpy())),
         Comparison(name, "logits", relative_error(data.logits, output.logits.detach().numpy())),
@@ -119,15 +132,14 @@ def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -
     ]
     for tensor, gradient in model.file_gradients().items():
         comparisons.append(Comparison(name, "grad " + tensor, relative_error(data.grads[tensor], gradient)))
-    return comparisons, failures
+    return comparisons
 
 
 def run_vmoe_case(mone_check: str, name: str, arguments: List[str],
                   directory: str) -> Tuple[List[Comparison], List[str]]:
-    path = os.path.join(directory, name.replace(" ", "_") + ".h5")
-    completed = subprocess.run([mone_check, *arguments, "--out", path], capture_output=True, text=True)
-    if completed.returncode != 0:
-        return [], [f"mone-check failed ({completed.returncode}): {completed.stderr.strip()}"]
+    path, failure = write_check_file(mone_check, name, arguments, directory)
+    if failure:
+        return [], [failure]
     data = check_file.load_vmoe(path)
     model = vt.VmoeViT(data.config)
     model.load_file_parameters(data.params)
@@ -141,14 +153,7 @@ def run_vmoe_case(mone_check: str, name: str, arguments: List[str],
         failures.append(f"top-k experts torch {output.experts.tolist()} c++ {data.expert_of_slot.tolist()}")
     if len(np.unique(data.expert_of_slot)) < 2:
         failures.append("every image took the same experts: the case checks too little, pick another seed")
-    comparisons = [
-        Comparison(name, "router_probs", relative_error(data.router_probs, output.router_probs.detach().numpy())),
-        Comparison(name, "logits", relative_error(data.logits, output.logits.detach().numpy())),
-        Comparison(name, "loss", relative_error(data.loss, loss.item())),
-    ]
-    for tensor, gradient in model.file_gradients().items():
-        comparisons.append(Comparison(name, "grad " + tensor, relative_error(data.grads[tensor], gradient)))
-    return comparisons, failures
+    return compared_outputs(name, data, output, loss, model), failures
 
 
 def main() -> int:

@@ -12,6 +12,7 @@ cross-entropy of the router's probabilities towards the image's super-class.
 
 Here every image runs through every expert it chose one image at a time, in
 plain loops: no sorting, no grouping, so nothing is shared with the C++ layout.
+Only the configuration fields come from mone_torch.
 """
 
 import math
@@ -23,31 +24,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-LAYERNORM_EPS = 1e-6
+import mone_torch as mt
+
+LAYERNORM_EPS = mt.LAYERNORM_EPS
 
 
 @dataclass
-class VmoeConfig:
-    image_height: int = 28
-    image_width: int = 28
-    channels: int = 1
-    patch: int = 4
-    dim: int = 64
-    depth: int = 6
-    heads: int = 4
+class VmoeConfig(mt.Config):
+    """The ViT's shape (mone_torch's Config) and V-MoE's two fields."""
     experts: int = 3
-    classes: int = 10
-    mlp_ratio: int = 4
     moe_blocks: int = 2
     top_k: int = 1
-
-    @property
-    def tokens(self) -> int:
-        return (self.image_height // self.patch) * (self.image_width // self.patch)
-
-    @property
-    def patch_dim(self) -> int:
-        return self.patch * self.patch * self.channels
 
 
 class Mlp(nn.Module):

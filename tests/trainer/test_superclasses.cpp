@@ -11,11 +11,6 @@
 namespace mone {
 namespace {
 
-namespace fs = std::filesystem;
-using testing::run_mone;
-using testing::small_run;
-using testing::with;
-
 // 6 classes, 100 images each: {0, 3}, {1, 4, 5} and {2} confuse among
 // themselves only; {1, 4, 5} more weakly.
 std::vector<int64_t> block_confusion() {
@@ -57,7 +52,7 @@ TEST(Superclasses, EqualSimilaritiesMergeTheSmallestClassesFirst) {
 
 TEST(Superclasses, FileRoundTripAndErrors) {
   testing::TrainerFixture fixture;
-  const fs::path path = fixture.root() / "groups.txt";
+  const std::filesystem::path path = fixture.root() / "groups.txt";
   const Superclasses groups = cluster_confusion(block_confusion(), 6, 3);
   write_superclasses(path.string(), groups, {"made by a test"});
   const Superclasses read = read_superclasses(path.string(), 6);
@@ -72,10 +67,10 @@ TEST(Superclasses, FileRoundTripAndErrors) {
 
 TEST(Superclasses, CommandWritesAFileTrainingReads) {
   testing::TrainerFixture fixture;
-  ASSERT_EQ(run_mone(with(small_run(fixture, "dense"), {"--steps", "3", "--capacity", "fixed:1"})).exit_code, 0);
-  const fs::path file = fixture.root() / "superclasses.txt";
+  ASSERT_EQ(testing::run_mone(testing::with(testing::small_run(fixture, "dense"), {"--steps", "3", "--capacity", "fixed:1"})).exit_code, 0);
+  const std::filesystem::path file = fixture.root() / "superclasses.txt";
   const testing::ProcessResult made =
-      run_mone({"superclasses", "--data", fixture.data().string(), "--checkpoint", (fixture.root() / "dense").string(),
+      testing::run_mone({"superclasses", "--data", fixture.data().string(), "--checkpoint", (fixture.root() / "dense").string(),
                 "--groups", "3", "--threads", "1", "--out", file.string()});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   EXPECT_NE(made.out.find("super-class 2: "), std::string::npos) << made.out;
@@ -83,10 +78,10 @@ TEST(Superclasses, CommandWritesAFileTrainingReads) {
   // --experts follows the file; a different --experts is refused.
   const std::vector<std::string> vmoe = {"--arch", "vmoe", "--capacity", "fixed:1", "--eval-capacities", "1",
                                          "--steps", "2", "--superclasses", file.string()};
-  const testing::ProcessResult trained = run_mone(with(small_run(fixture, "vmoe"), vmoe));
+  const testing::ProcessResult trained = testing::run_mone(testing::with(testing::small_run(fixture, "vmoe"), vmoe));
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
   EXPECT_NE(trained.out.find("experts              3"), std::string::npos) << trained.out;
-  const testing::ProcessResult refused = run_mone(with(small_run(fixture, "vmoe4"), with(vmoe, {"--experts", "4"})));
+  const testing::ProcessResult refused = testing::run_mone(testing::with(testing::small_run(fixture, "vmoe4"), testing::with(vmoe, {"--experts", "4"})));
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_NE(refused.err.find("--experts: 4 experts for the 3 super-classes"), std::string::npos) << refused.err;
 }
@@ -94,7 +89,7 @@ TEST(Superclasses, CommandWritesAFileTrainingReads) {
 TEST(Superclasses, VmoeOptionErrorsNameTheOption) {
   testing::TrainerFixture fixture;
   const auto error_of = [&](const std::vector<std::string>& options) {
-    const testing::ProcessResult result = run_mone(with(small_run(fixture, "run"), options));
+    const testing::ProcessResult result = testing::run_mone(testing::with(testing::small_run(fixture, "run"), options));
     EXPECT_EQ(result.exit_code, 2) << result.err;
     return result.err;
   };
