@@ -16,41 +16,66 @@ void require(bool ok, const std::string& message) {
 }
 }  // namespace
 
+std::string arch_name(Arch arch) { return arch == Arch::vmoe ? "vmoe" : "mone"; }
+
+Arch parse_arch(const std::string& name) {
+  if (name == "mone") return Arch::mone;
+  if (name == "vmoe") return Arch::vmoe;
+  throw ConfigError("model config: unknown arch '" + name + "' (known: mone, vmoe)");
+}
+
 void ModelConfig::validate() const {
   for (const auto& [name, value] : fields())
     require(value > 0, "model config: " + name + " must be positive, got " + std::to_string(value));
   require(experts <= 16, "model config: experts must be at most 16, got " + std::to_string(experts));
   require(dim % heads == 0, "model config: dim (" + std::to_string(dim) +
                                 ") must be divisible by heads (" + std::to_string(heads) + ") " + describe(*this));
-  const int64_t smallest = int64_t{1} << (experts - 1);
-  require(dim % smallest == 0, "model config: dim (" + std::to_string(dim) + ") must be divisible by 2^(experts-1) = " +
-                                   std::to_string(smallest) + " so every nested expert has a whole width " +
-                                   describe(*this));
+  if (is_vmoe()) {
+    require(moe_blocks <= depth, "model config: moe_blocks (" + std::to_string(moe_blocks) +
+                                     ") must be at most depth (" + std::to_string(depth) + ")");
+    require(top_k <= experts, "model config: top_k (" + std::to_string(top_k) + ") must be at most experts (" +
+                                  std::to_string(experts) + ")");
+  } else {
+    validate_nested_widths();
+  }
   require(image_height % patch == 0, "model config: image_height (" + std::to_string(image_height) +
                                          ") must be divisible by patch (" + std::to_string(patch) + ")");
   require(image_width % patch == 0, "model config: image_width (" + std::to_string(image_width) +
                                         ") must be divisible by patch (" + std::to_string(patch) + ")");
 }
 
+// MoNE's experts are slices of one width: every d_j must be whole.
+void ModelConfig::validate_nested_widths() const {
+  const int64_t smallest = int64_t{1} << (experts - 1);
+  require(dim % smallest == 0, "model config: dim (" + std::to_string(dim) + ") must be divisible by 2^(experts-1) = " +
+                                   std::to_string(smallest) + " so every nested expert has a whole width " +
+                                   describe(*this));
+}
+
 std::vector<std::pair<std::string, int64_t>> ModelConfig::fields() const {
-  return {{"image_height", image_height}, {"image_width", image_width}, {"channels", channels},
-          {"patch", patch},               {"dim", dim},                 {"depth", depth},
-          {"heads", heads},               {"experts", experts},         {"classes", classes},
-          {"mlp_ratio", mlp_ratio}};
+  std::vector<std::pair<std::string, int64_t>> shape = {
+      {"image_height", image_height}, {"image_width", image_width}, {"channels", channels},
+      {"patch", patch},               {"dim", dim},                 {"depth", depth},
+      {"heads", heads},               {"experts", experts},         {"classes", classes},
+      {"mlp_ratio", mlp_ratio}};
+  if (is_vmoe()) shape.insert(shape.end(), {{"moe_blocks", moe_blocks}, {"top_k", top_k}});
+  return shape;
 }
 
 void ModelConfig::set(const std::string& field, int64_t value) {
-  int64_t* slots[] = {&image_height, &image_width, &channels, &patch, &dim,
-                      &depth,        &heads,       &experts,  &classes, &mlp_ratio};
-  const auto names = fields();
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i].first == field) {
-      *slots[i] = value;
+  const std::pair<const char*, int64_t*> slots[] = {
+      {"image_height", &image_height}, {"image_width", &image_width}, {"channels", &channels},
+      {"patch", &patch},               {"dim", &dim},                 {"depth", &depth},
+      {"heads", &heads},               {"experts", &experts},         {"classes", &classes},
+      {"mlp_ratio", &mlp_ratio},       {"moe_blocks", &moe_blocks},   {"top_k", &top_k}};
+  for (const auto& [name, slot] : slots) {
+    if (field == name) {
+      *slot = value;
       return;
     }
   }
   std::string known;
-  for (const auto& [name, unused] : names) known += (known.empty() ? "" : ", ") + name;
+  for (const auto& [name, unused] : slots) known += (known.empty() ? "" : ", ") + std::string(name);
   throw ConfigError("model config: unknown field '" + field + "' (known: " + known + ")");
 }
 

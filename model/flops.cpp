@@ -16,4 +16,17 @@ double forward_flops_per_image(const ModelConfig& c, const std::vector<int64_t>&
   return static_cast<double>(c.depth) * per_block + router + patch_embed + head;
 }
 
+double vmoe_forward_flops_per_image(const ModelConfig& c) {
+  const double D = static_cast<double>(c.dim);
+  const double N = static_cast<double>(c.tokens());
+  const double attention = 4.0 * D * D * N + 2.0 * N * N * D;  // qkv, out-projection, the two products
+  const double mlp = 2.0 * static_cast<double>(c.mlp_ratio) * D * D * N;
+  const double blocks = static_cast<double>(c.depth) * (attention + mlp) +
+                        static_cast<double>(c.moe_blocks * (c.top_k - 1)) * mlp;
+  const double router = D * static_cast<double>(c.experts);
+  const double patch_embed = N * static_cast<double>(c.patch_dim()) * D;
+  const double head = D * static_cast<double>(c.classes);
+  return blocks + router + patch_embed + head;
+}
+
 }  // namespace mone

@@ -1,5 +1,6 @@
-// The MoNE Vision Transformer (method page, section 1) on the CPU: forward,
-// backward, and the routing decision of the last pass.
+// The MoNE Vision Transformer (method page, section 1), or Mobile V-MoE
+// (section 5) when the config's arch says so, on the CPU: forward, backward,
+// and the routing decision of the last pass.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,9 @@ struct Routing {
   std::vector<int32_t> expert_of_token;     // [B*N], 0-based, original order
   std::vector<int32_t> source_of_row;       // [B*N], row -> original row b*N + n
   std::vector<ExpertGroup> groups;          // row ranges of the stored layout
+  // V-MoE instead: each image's top_k experts, best first [B*k]; the token
+  // fields above stay empty.
+  std::vector<int32_t> expert_of_slot;
 };
 
 template <class T>
@@ -38,6 +42,13 @@ class Model {
   void set_token_order(TokenOrder order) { order_ = order; }
   // Label smoothing e of the training loss (cross_entropy_forward); 0 by default.
   void set_label_smoothing(double epsilon) { label_smoothing_ = static_cast<T>(epsilon); }
+  // V-MoE: the super-class of each class and the weight of the router's
+  // super-class loss in forward_backward (method page, section 5). Empty:
+  // no super-class loss.
+  void set_superclasses(std::vector<int32_t> superclass_of_class, double router_loss_weight) {
+    superclass_of_class_ = std::move(superclass_of_class);
+    router_loss_weight_ = static_cast<T>(router_loss_weight);
+  }
 
   // images: [B, H, W, C] float NHWC, routed as `plan` says (plan_routing
   // for this model's config). Returns logits [B, classes] (owned by the
@@ -45,7 +56,8 @@ class Model {
   const T* forward(const T* images, int64_t batch, const RoutingPlan& plan);
   // Forward and backward; parameter gradients accumulate into params().grads()
   // (the caller zeroes them). Returns the mean cross-entropy over the batch
-  // (label-smoothed when set).
+  // (label-smoothed when set), plus for V-MoE the weighted super-class loss
+  // when set.
   T forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan);
 
   // During forward_backward, the hook hears of each gradient range as it
@@ -55,13 +67,14 @@ class Model {
 
   const Routing& routing() const { return routing_; }  // of the last pass
   const T* logits() const;
-  // Router softmax [B*N, E] in the original token order, of the last pass
-  // (owned by the workspace, valid until the next call).
+  // Router softmax of the last pass: MoNE [B*N, E] in the original token
+  // order, V-MoE [B, E] (owned by the workspace, valid until the next call).
   const T* router_probs() const;
   const Workspace& workspace() const { return workspace_; }
 
  private:
   struct Activations;
+  struct VmoeActivations;
   // Resets the workspace and runs the forward pass (planning the backward's
   // buffers too when it will follow).
   void forward_pass(const T* images, int64_t batch, const RoutingPlan& plan, bool with_backward);
@@ -70,9 +83,12 @@ class Model {
   ParameterSet<T> params_;
   TokenOrder order_ = TokenOrder::expert_sorted;
   T label_smoothing_ = T(0);
+  std::vector<int32_t> superclass_of_class_;
+  T router_loss_weight_ = T(0);
   Routing routing_;
   Workspace workspace_;
   std::unique_ptr<Activations> acts_;  // views into workspace_, rebuilt each pass
+  std::unique_ptr<VmoeActivations> vmoe_acts_;
   GradientReady gradient_ready_;
 };
 

@@ -29,10 +29,16 @@ std::vector<ParamInfo> layout_of(const ModelConfig& c) {
   add("patch_embed.weight", {c.patch_dim(), D}, ParamKind::weight);
   add("patch_embed.bias", {D}, ParamKind::bias);
   add("pos_embed", {c.tokens(), D}, ParamKind::position);
-  add("router.weight", {D, c.experts}, ParamKind::router_weight);
-  add("router.bias", {c.experts}, ParamKind::bias);
+  const auto add_router = [&] {
+    add("router.weight", {D, c.experts}, ParamKind::router_weight);
+    add("router.bias", {c.experts}, ParamKind::bias);
+  };
+  // MoNE routes tokens before the first block; V-MoE routes images at the
+  // first MoE block, whose backward finishes just before the router's.
+  if (!c.is_vmoe()) add_router();
   for (int64_t l = 0; l < c.depth; ++l) {
     const std::string p = "blocks." + std::to_string(l) + ".";
+    if (c.is_vmoe() && l == c.first_moe_block()) add_router();
     add(p + "norm1.weight", {D}, ParamKind::norm_gain);
     add(p + "norm1.bias", {D}, ParamKind::norm_bias);
     add(p + "attn.qkv.weight", {D, 3 * D}, ParamKind::weight);
@@ -41,11 +47,19 @@ std::vector<ParamInfo> layout_of(const ModelConfig& c) {
     add(p + "attn.proj.bias", {D}, ParamKind::bias);
     add(p + "norm2.weight", {D}, ParamKind::norm_gain);
     add(p + "norm2.bias", {D}, ParamKind::norm_bias);
+    if (c.is_moe_block(l)) {
+      // E full MLPs stacked: expert e's fc1 weight is the e-th [D, hidden] slab.
+      add(p + "moe.fc1.weight", {c.experts, D, c.hidden()}, ParamKind::weight);
+      add(p + "moe.fc1.bias", {c.experts, c.hidden()}, ParamKind::bias);
+      add(p + "moe.fc2.weight", {c.experts, c.hidden(), D}, ParamKind::weight);
+      add(p + "moe.fc2.bias", {c.experts, D}, ParamKind::bias);
+      continue;
+    }
     add(p + "mlp.fc1.weight", {D, c.hidden()}, ParamKind::weight);
     add(p + "mlp.fc1.bias", {c.hidden()}, ParamKind::bias);
     add(p + "mlp.fc2.weight", {c.hidden(), D}, ParamKind::weight);
     add(p + "mlp.fc2.bias", {D}, ParamKind::bias);
-    add(p + "alpha", {1}, ParamKind::alpha);
+    if (!c.is_vmoe()) add(p + "alpha", {1}, ParamKind::alpha);  // V-MoE's blocks have no MLP scale
   }
   add("norm.weight", {D}, ParamKind::norm_gain);
   add("norm.bias", {D}, ParamKind::norm_bias);

@@ -25,7 +25,8 @@ struct RoutingPlan {
 };
 
 // Solves the capacity distribution for e_c once. Throws ConfigError for an
-// infeasible e_c (capacity.h).
+// infeasible e_c (capacity.h). V-MoE's plan has only e_c = 1 and its FLOPs
+// (no capacities, no tokens per expert); any other e_c throws.
 RoutingPlan plan_routing(const ModelConfig& config, double effective_capacity);
 
 // The expert-sorted layout's groups for `batch` images: one per expert,

@@ -1,5 +1,5 @@
-// The CPU's ops policy for the one model step (model/step.h): the reference
-// ops of model/ops.h on a ParameterSet, in T = float (training) or double
+// The CPU's ops policy for the model steps (model/step.h, model/vmoe_step.h):
+// the reference ops of model/ops.h and model/ops_moe.h on a ParameterSet, in T = float (training) or double
 // (finite-difference checks).
 #pragma once
 
@@ -9,9 +9,11 @@
 #include <vector>
 
 #include "model/ops.h"
+#include "model/ops_moe.h"
 #include "model/parameters.h"
 #include "model/routing_plan.h"
 #include "model/step.h"
+#include "model/vmoe_step.h"
 
 namespace mone {
 
@@ -73,6 +75,12 @@ class CpuStepOps {
   MONE_HOST_STEP_OP(linear_forward)
   MONE_HOST_STEP_OP(linear_backward)
   MONE_HOST_STEP_OP(cross_entropy_backward)
+  MONE_HOST_STEP_OP(image_top_k_backward)
+  MONE_HOST_STEP_OP(moe_dispatch_forward)
+  MONE_HOST_STEP_OP(moe_dispatch_backward)
+  MONE_HOST_STEP_OP(moe_combine_forward)
+  MONE_HOST_STEP_OP(moe_combine_backward)
+  MONE_HOST_STEP_OP(superclass_loss_backward)
 
   int64_t attention_saved_numel(int64_t batch, int64_t heads, int64_t tokens) const {
     return batch * heads * tokens * tokens;
@@ -88,6 +96,13 @@ class CpuStepOps {
   void zero(T* x, int64_t n) const { std::fill(x, x + n, T(0)); }
   // The head's GEMM reads d_logits as they are: Exact is Value here.
   const T* as_value(const T* x, int64_t /*n*/, T* /*scratch*/) const { return x; }
+
+  // V-MoE: each image's top-k experts, then the image-sorted layout.
+  void route_images(const T* probs, VmoeActivations<CpuStepOps>& a) const {
+    const int64_t B = a.batch, E = config_.experts, k = config_.top_k;
+    image_top_k_forward(probs, B, E, k, a.expert_of_slot, a.weight_of_slot);
+    a.dispatch = image_sorted_dispatch(a.expert_of_slot, B, k, E, config_.tokens(), config_.dim);
+  }
 
   // EPR on the host, then the stored order and its groups.
   void route(const T* probs, const RoutingPlan& plan, StepActivations<CpuStepOps>& a) const {

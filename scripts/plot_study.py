@@ -21,6 +21,14 @@ matplotlib.use("Agg")  # no display on build machines
 import matplotlib.pyplot as plt
 
 
+def labelled(item, program):
+    """'LABEL=VALUE' as (LABEL, VALUE); exits naming `program` otherwise."""
+    label, sep, value = item.partition("=")
+    if not sep:
+        sys.exit(f"{program}: error: '{item}' is not LABEL=VALUE")
+    return label, value
+
+
 def read_rows(path):
     with open(path, newline="") as f:
         rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -33,6 +41,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument("--title", default="Fashion-MNIST test: accuracy against compute")
+    parser.add_argument("--quoted", action="append", default=[], metavar="LABEL=GFLOPS:TOP1",
+                        help="a point measured elsewhere and quoted (top-1 in percent), drawn hollow")
     parser.add_argument("series", nargs="+", help="LABEL=CSV")
     args = parser.parse_args()
 
@@ -40,9 +50,7 @@ def main():
     print("| model | e_c requested | e_c realised | top-1 (test) | GFLOPs / image |")
     print("|---|---|---|---|---|")
     for item in args.series:
-        label, sep, path = item.partition("=")
-        if not sep:
-            sys.exit(f"plot_study.py: error: '{item}' is not LABEL=CSV")
+        label, path = labelled(item, "plot_study.py")
         rows = read_rows(path)
         x = [r["gflops_per_image"] * 1000 for r in rows]
         y = [100 * r["top1"] for r in rows]
@@ -56,6 +64,14 @@ def main():
         for r in rows:
             print(f'| {label} | {r["requested_capacity"]:g} | {r["realised_capacity"]:.4f} | '
                   f'{100 * r["top1"]:.2f}% | {r["gflops_per_image"]:.5f} |')
+    for item in args.quoted:
+        label, point = labelled(item, "plot_study.py")
+        gflops, colon, top1 = point.partition(":")
+        if not colon:
+            sys.exit(f"plot_study.py: error: '{item}' is not LABEL=GFLOPS:TOP1")
+        ax.plot([float(gflops) * 1000], [float(top1)], marker="D", linestyle="none", markersize=7,
+                markerfacecolor="none", label=label)
+        print(f"| {label} | 1 | | {float(top1):.2f}% | {float(gflops):.5f} |")
     ax.set_xlabel("MFLOPs per image (forward, 1 multiply-add = 1 FLOP)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(args.title)

@@ -49,6 +49,18 @@ std::vector<double> parse_capacity_list(const std::string& text, int64_t experts
   return values;
 }
 
+std::vector<double> evaluation_capacities(const std::string& text, const ModelConfig& config) {
+  if (!config.is_vmoe())
+    return text.empty() ? default_capacities(config.experts) : parse_capacity_list(text, config.experts);
+  if (text.empty()) return {1.0};
+  const std::vector<double> values = parse_capacity_list(text, config.experts);
+  for (const double value : values)
+    if (value != 1.0)
+      throw std::invalid_argument("V-MoE routes whole images and has no effective capacity: only e_c 1, got " +
+                                  text);
+  return values;
+}
+
 CapacitySchedule CapacitySchedule::parse(const std::string& spec, int64_t experts, int64_t full_capacity_steps) {
   CapacitySchedule schedule;
   schedule.full_capacity_steps_ = full_capacity_steps;

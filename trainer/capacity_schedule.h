@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "model/config.h"
+
 namespace mone {
 
 // The counter-based random stream of the capacity draws (random.h); no other
@@ -21,6 +23,11 @@ std::vector<double> default_capacities(int64_t experts);
 // "0.15,0.25,1": each value checked feasible for `experts`. Throws
 // std::invalid_argument saying which value is wrong and why.
 std::vector<double> parse_capacity_list(const std::string& text, int64_t experts);
+
+// The capacities an evaluation runs: `text` as parse_capacity_list, empty:
+// default_capacities. V-MoE has only e_c = 1 (routing_plan.h): its default
+// is {1} and any other value throws std::invalid_argument.
+std::vector<double> evaluation_capacities(const std::string& text, const ModelConfig& config);
 
 class CapacitySchedule {
  public:

@@ -44,16 +44,24 @@ CheckStep run_check_step(const CheckSettings& settings) {
   CheckStep step;
   step.settings = settings;
   step.model = std::make_unique<Model<float>>(settings.config, settings.seed);
-  set_block_alphas(*step.model, settings.alpha);
+  if (!settings.config.is_vmoe()) set_block_alphas(*step.model, settings.alpha);
   step.batch = synthetic_batch(settings.config, settings.seed, settings.batch);
 
   Model<float>& model = *step.model;
+  const ModelConfig& config = settings.config;
+  if (config.is_vmoe() && settings.superclass_groups > 0) {
+    std::vector<int32_t> superclass_of_class;
+    for (int64_t c = 0; c < config.classes; ++c)
+      superclass_of_class.push_back(static_cast<int32_t>(c % settings.superclass_groups));
+    model.set_superclasses(superclass_of_class, settings.router_loss_weight);
+  }
   model.params().zero_grads();
   step.loss = model.forward_backward(step.batch.images.data(), step.batch.labels.data(), settings.batch,
                                      plan_routing(settings.config, settings.effective_capacity));
   step.logits.assign(model.logits(), model.logits() + settings.batch * settings.config.classes);
   const float* probs = model.router_probs();
-  step.router_probs.assign(probs, probs + settings.batch * settings.config.tokens() * settings.config.experts);
+  const int64_t rows = settings.config.is_vmoe() ? settings.batch : settings.batch * settings.config.tokens();
+  step.router_probs.assign(probs, probs + rows * settings.config.experts);
   return step;
 }
 
@@ -62,7 +70,8 @@ void write_check_file(const std::string& path, const CheckStep& step) {
   const Model<float>& model = *step.model;
   const Routing& routing = model.routing();
   const int64_t batch = step.batch.size;
-  if (static_cast<int64_t>(routing.expert_of_token.size()) != batch * config.tokens()) {
+  const bool vmoe = config.is_vmoe();
+  if (!vmoe && static_cast<int64_t>(routing.expert_of_token.size()) != batch * config.tokens()) {
     throw std::logic_error("the model's routing covers " + std::to_string(routing.expert_of_token.size()) +
                            " tokens, the batch has " + std::to_string(batch * config.tokens()));
   }
@@ -70,11 +79,17 @@ void write_check_file(const std::string& path, const CheckStep& step) {
   Hdf5Writer file(path);
   file.write_attribute("format", std::string("mone-check"));
   file.write_attribute("version", int64_t{1});
+  file.write_attribute("arch", arch_name(config.arch));
   for (const auto& [name, value] : config.fields()) file.write_attribute(name, value);
   file.write_attribute("seed", static_cast<int64_t>(step.settings.seed));
   file.write_attribute("batch", batch);
-  file.write_attribute("requested_capacity", routing.plan.requested_capacity);
-  file.write_attribute("realised_capacity", routing.plan.realised_capacity);
+  if (vmoe) {
+    file.write_attribute("superclass_groups", step.settings.superclass_groups);
+    file.write_attribute("router_loss_weight", step.settings.router_loss_weight);
+  } else {
+    file.write_attribute("requested_capacity", routing.plan.requested_capacity);
+    file.write_attribute("realised_capacity", routing.plan.realised_capacity);
+  }
 
   const ParameterSet<float>& params = model.params();
   for (const ParamInfo& info : params.infos()) {
@@ -86,10 +101,15 @@ void write_check_file(const std::string& path, const CheckStep& step) {
                      step.batch.images.data());
   file.write_dataset("/batch/labels", step.batch.labels);
 
-  file.write_dataset("/routing/capacity", routing.plan.capacity);
-  file.write_dataset("/routing/tokens_per_expert", routing.plan.tokens_per_expert);
-  file.write_dataset("/routing/expert_of_token", {batch, config.tokens()}, routing.expert_of_token.data());
-  file.write_dataset("/routing/router_probs", {batch, config.tokens(), config.experts}, step.router_probs.data());
+  if (vmoe) {
+    file.write_dataset("/routing/expert_of_slot", {batch, config.top_k}, routing.expert_of_slot.data());
+    file.write_dataset("/routing/router_probs", {batch, config.experts}, step.router_probs.data());
+  } else {
+    file.write_dataset("/routing/capacity", routing.plan.capacity);
+    file.write_dataset("/routing/tokens_per_expert", routing.plan.tokens_per_expert);
+    file.write_dataset("/routing/expert_of_token", {batch, config.tokens()}, routing.expert_of_token.data());
+    file.write_dataset("/routing/router_probs", {batch, config.tokens(), config.experts}, step.router_probs.data());
+  }
 
   file.write_dataset("/output/logits", {batch, config.classes}, step.logits.data());
   file.write_dataset("/output/loss", {1}, &step.loss);

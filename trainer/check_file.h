@@ -18,7 +18,11 @@ struct CheckSettings {
   uint64_t seed = 1;               // parameters, images and labels
   int64_t batch = 8;
   double effective_capacity = 1.0;
-  double alpha = 0.0;              // block l gets alpha * (1 + l) / depth
+  double alpha = 0.0;              // block l gets alpha * (1 + l) / depth (MoNE)
+  // V-MoE: class c in super-class c % superclass_groups (0: no super-class
+  // loss), the loss weighted by router_loss_weight.
+  int64_t superclass_groups = 0;
+  double router_loss_weight = 0.3;
 };
 
 // Images [B, H, W, C] standard normal and labels uniform over the classes,
@@ -41,7 +45,7 @@ struct CheckStep {
   SyntheticBatch batch;
   float loss = 0;
   std::vector<float> logits;            // [B, classes]
-  std::vector<float> router_probs;      // [B, N, E], original token order
+  std::vector<float> router_probs;      // MoNE [B, N, E], original token order; V-MoE [B, E]
 };
 CheckStep run_check_step(const CheckSettings& settings);
 

@@ -27,7 +27,9 @@ using HeaderValue = std::variant<int64_t, double, std::string>;
 using Header = std::vector<std::pair<std::string, HeaderValue>>;
 
 Header header_of(const Checkpoint& c) {
-  Header header{{"format", std::string(kFormat)}, {"version", kCheckpointVersion}};
+  Header header{{"format", std::string(kFormat)},
+                {"version", kCheckpointVersion},
+                {"model.arch", std::string(arch_name(c.model.arch))}};
   for (const auto& [field, value] : c.model.fields()) header.emplace_back("model." + field, value);
   const TrainingProgress& p = c.progress;
   header.insert(header.end(), {{"step", p.step},
@@ -134,6 +136,10 @@ Checkpoint read_checkpoint(const fs::path& path) {
                             "; this build reads versions 1 and " + std::to_string(kCheckpointVersion));
     }
     Checkpoint checkpoint;
+    // Checkpoints from before V-MoE have no arch: they are MoNE's. The arch
+    // says which fields follow.
+    if (reader.has_attribute("model.arch"))
+      checkpoint.model.arch = parse_arch(reader.read_string_attribute("model.arch"));
     for (const auto& [field, value] : checkpoint.model.fields()) {
       checkpoint.model.set(field, reader.read_int_attribute("model." + field));
     }
@@ -182,6 +188,10 @@ Checkpoint read_checkpoint(const fs::path& path) {
 }
 
 std::vector<std::string> model_differences(const ModelConfig& checkpoint, const ModelConfig& run) {
+  // Another architecture: its fields are not comparable, and that is the whole story.
+  if (checkpoint.arch != run.arch)
+    return {"arch: checkpoint " + arch_name(checkpoint.arch) + ", this run " + arch_name(run.arch) +
+            " (a checkpoint trains on only in its own architecture)"};
   std::vector<std::string> differences;
   const auto theirs = checkpoint.fields();
   const auto ours = run.fields();

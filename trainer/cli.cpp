@@ -15,6 +15,7 @@
 #include "trainer/option_table.h"
 #include "trainer/route_command.h"
 #include "trainer/signals.h"
+#include "trainer/superclasses_command.h"
 #include "trainer/train_loop.h"
 #include "trainer/train_options.h"
 #include "trainer/verify_command.h"
@@ -26,11 +27,12 @@ namespace {
 constexpr const char* kUsage =
     "Usage: mone <command> [options]\n"
     "Commands:\n"
-    "  train   train a MoNE ViT (mone train --help)\n"
-    "  eval    evaluate a checkpoint at several capacities (mone eval --help)\n"
-    "  route   draw which expert each patch is routed to (mone route --help)\n"
-    "  verify  load and verify checkpoints as a resume would (mone verify --help)\n"
-    "  data    convert a dataset into mone's HDF5 shards (mone data --help; also the tool mone-data)\n";
+    "  train         train a MoNE ViT or a Mobile V-MoE (mone train --help)\n"
+    "  eval          evaluate a checkpoint at several capacities (mone eval --help)\n"
+    "  route         draw which expert each patch is routed to (mone route --help)\n"
+    "  superclasses  cluster a trained model's confusion into super-classes for V-MoE (mone superclasses --help)\n"
+    "  verify        load and verify checkpoints as a resume would (mone verify --help)\n"
+    "  data          convert a dataset into mone's HDF5 shards (mone data --help; also the tool mone-data)\n";
 
 // The options several commands share, each declared once.
 void add_data_option(OptionTable& table, std::string* data) {
@@ -53,13 +55,23 @@ void add_device_options(OptionTable& table, std::string* device, std::string* pr
 void define_train_options(OptionTable& table, TrainOptions& o) {
   add_data_option(table, &o.data);
   table.add("run-dir", &o.run_dir, "run directory: config.ini, metrics.jsonl, checkpoints/, eval/ (required)");
+  table.add("arch", &o.arch,
+            "mone (nested experts, token routing) | vmoe (Mobile V-MoE: MLP experts in the last blocks, per-image "
+            "routing; needs --capacity fixed:1)");
   table.add("preset", &o.preset, "model preset: tiny, s16, b16 (the image shape and classes come from the dataset)");
   table.add("dim", &o.dim, "width D (0: the preset's)");
   table.add("depth", &o.depth, "encoder blocks (0: the preset's)");
   table.add("heads", &o.heads, "attention heads (0: the preset's)");
-  table.add("experts", &o.experts, "nested experts E (0: the preset's)");
+  table.add("experts", &o.experts,
+            "experts E: nested (mone) or MLP experts (vmoe) (0: the preset's; vmoe with --superclasses: one per "
+            "super-class)");
   table.add("patch", &o.patch, "patch size P (0: the preset's)");
   table.add("mlp-ratio", &o.mlp_ratio, "MLP hidden width / D (0: the preset's)");
+  table.add("moe-blocks", &o.moe_blocks, "vmoe: the last K blocks have E MLP experts (0: 2)");
+  table.add("top-k", &o.top_k, "vmoe: experts per image, combined with their renormalised router weights (0: 1)");
+  table.add("superclasses", &o.superclasses,
+            "vmoe: super-class file of mone superclasses; the router gets a super-class cross-entropy (empty: none)");
+  table.add("router-loss-weight", &o.router_loss_weight, "vmoe: weight of the router's super-class loss");
   table.add("steps", &o.steps, "optimizer steps of the whole run");
   table.add("batch", &o.batch, "global batch per optimizer step");
   table.add("accumulate", &o.accumulate, "micro-steps per optimizer step (must divide --batch)");
@@ -119,14 +131,20 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
             "(0: never)");
 }
 
+// The split a command passes over once, its batch and the threads.
+void add_pass_options(OptionTable& table, std::string* split, int64_t* batch, int* threads,
+                      const std::string& split_help) {
+  table.add("split", split, split_help);
+  table.add("batch", batch, "evaluation batch");
+  add_threads_option(table, threads);
+}
+
 void define_eval_options(OptionTable& table, EvalOptions& o) {
   add_data_option(table, &o.data);
   add_checkpoint_option(table, &o.checkpoint);
   table.add("out", &o.out, "directory for eval/<split>-step-N.{csv,json} (empty: the checkpoint's run directory)");
-  table.add("split", &o.split, "split to evaluate (auto: val if present, else test)");
-  table.add("capacities", &o.capacities, "comma-separated e_c list (empty: 0.15,0.25,...,0.95,1)");
-  table.add("batch", &o.batch, "evaluation batch");
-  add_threads_option(table, &o.threads);
+  table.add("capacities", &o.capacities, "comma-separated e_c list (empty: 0.15,0.25,...,0.95,1; vmoe: 1)");
+  add_pass_options(table, &o.split, &o.batch, &o.threads, "split to evaluate (auto: val if present, else test)");
   add_device_options(table, &o.device, &o.precision);
 }
 
@@ -154,6 +172,15 @@ void check_evaluation_split(const TrainOptions& options, const ModelConfig& mode
   }
   if (data.storage == Storage::encoded) data.shape.height = data.shape.width = model.image_height;
   check_dataset_fits_model(data, model);
+}
+
+void define_superclass_options(OptionTable& table, SuperclassOptions& o) {
+  add_data_option(table, &o.data);
+  add_checkpoint_option(table, &o.checkpoint);
+  table.add("groups", &o.groups, "super-classes to find (required; V-MoE's --experts)");
+  table.add("out", &o.out, "the super-class file to write (required; mone train --superclasses reads it)");
+  add_pass_options(table, &o.split, &o.batch, &o.threads,
+                   "split of the confusion matrix (auto: val if present, else test)");
 }
 
 // Each command parses and checks its options before it starts MPI, so that
@@ -201,16 +228,36 @@ void require_no_launcher_or_one_process(LazyWorld& world) {
   if (started_by_a_launcher()) require_one_process(world.get());
 }
 
-int route_command(const std::vector<std::string>& args, LazyWorld& world) {
-  RouteOptions options;
-  OptionTable table("Usage: mone route --data DIR --checkpoint FILE|RUN_DIR --out DIR [options]\n"
-                    "Draws the expert EPR routes each patch to, tinted from the smallest expert (blue) to the\n"
-                    "full one (red); see docs/trainer.md.");
-  define_route_options(table, options);
+// route and superclasses: options parsed and checked, then one process runs it.
+template <class Options>
+int one_process_command(const std::vector<std::string>& args, LazyWorld& world, const std::string& usage,
+                        void (*define)(OptionTable&, Options&), void (*check)(const Options&),
+                        int (*run)(const Options&)) {
+  Options options;
+  OptionTable table(usage);
+  define(table, options);
   if (!table.parse(args, std::cout)) return kExitSuccess;
-  check_route_options(options);
+  check(options);
   require_no_launcher_or_one_process(world);
-  return run_routing_pictures(options);
+  return run(options);
+}
+
+int route_command(const std::vector<std::string>& args, LazyWorld& world) {
+  return one_process_command<RouteOptions>(
+      args, world,
+      "Usage: mone route --data DIR --checkpoint FILE|RUN_DIR --out DIR [options]\n"
+      "Draws the expert EPR routes each patch to, tinted from the smallest expert (blue) to the\n"
+      "full one (red); for V-MoE, the table of each class's images per expert; see docs/trainer.md.",
+      define_route_options, check_route_options, run_routing_pictures);
+}
+
+int superclasses_command(const std::vector<std::string>& args, LazyWorld& world) {
+  return one_process_command<SuperclassOptions>(
+      args, world,
+      "Usage: mone superclasses --data DIR --checkpoint FILE|RUN_DIR --groups E --out FILE [options]\n"
+      "Clusters a trained model's confusion matrix into E super-classes for --arch vmoe's router;\n"
+      "see docs/method.md, section 5.",
+      define_superclass_options, check_superclass_options, run_superclasses);
 }
 
 int verify_command(const std::vector<std::string>& args, LazyWorld& world) {
@@ -235,6 +282,7 @@ int run_command_line(int argc, char** argv, LazyWorld& world) {
     if (command == "eval") return eval_command(args, world);
     if (command == "route") return route_command(args, world);
     if (command == "verify") return verify_command(args, world);
+    if (command == "superclasses") return superclasses_command(args, world);
     if (command == "data") {
       require_no_launcher_or_one_process(world);
       return run_data_command("mone data", args);

@@ -29,8 +29,7 @@ int run_evaluation(const EvalOptions& options, const World& world) {
   check_dataset_fits_model(data, config);
   std::vector<double> capacities;
   try {
-    capacities = options.capacities.empty() ? default_capacities(config.experts)
-                                            : parse_capacity_list(options.capacities, config.experts);
+    capacities = evaluation_capacities(options.capacities, config);
   } catch (const std::invalid_argument& error) {
     throw UsageError(std::string("--capacities: ") + error.what());
   }

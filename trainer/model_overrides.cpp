@@ -7,13 +7,14 @@
 namespace mone {
 
 ModelConfig override_preset(const std::string& preset, const std::vector<FieldOverride>& overrides,
-                            const std::string& invalid) {
+                            const std::string& invalid, Arch arch) {
   ModelConfig config;
   try {
     config = preset_config(preset);
   } catch (const std::exception& error) {
     throw UsageError(std::string("--preset: ") + error.what());
   }
+  config.arch = arch;
   for (const FieldOverride& change : overrides) {
     try {
       config.set(change.field, change.value);

@@ -17,11 +17,11 @@ struct FieldOverride {
   int64_t value;
 };
 
-// preset_config(preset) with each override set in order, then validated.
+// preset_config(preset) in `arch`, with each override set in order, then validated.
 // Throws UsageError: "--preset: <why>" for an unknown preset, "<option>:
 // <why>" for a field the config does not have, "<invalid>: <why>" when the
 // result does not validate.
 ModelConfig override_preset(const std::string& preset, const std::vector<FieldOverride>& overrides,
-                            const std::string& invalid);
+                            const std::string& invalid, Arch arch = Arch::mone);
 
 }  // namespace mone

@@ -21,7 +21,8 @@ namespace po = boost::program_options;
 namespace {
 
 // The preset with every `--set field=value` applied in order, validated.
-mone::ModelConfig configured_model(const std::string& preset, const std::vector<std::string>& assignments) {
+mone::ModelConfig configured_model(const std::string& preset, const std::vector<std::string>& assignments,
+                                   mone::Arch arch) {
   std::vector<mone::FieldOverride> overrides;
   for (const std::string& assignment : assignments) {
     const size_t equals = assignment.find('=');
@@ -33,11 +34,12 @@ mone::ModelConfig configured_model(const std::string& preset, const std::vector<
     if (!value) throw std::invalid_argument("--set " + field + ": '" + text + "' is not an integer");
     overrides.push_back({"--set", field, *value});
   }
-  return mone::override_preset(preset, overrides, "--preset/--set: invalid model");
+  return mone::override_preset(preset, overrides, "--preset/--set: invalid model", arch);
 }
 
 int run(int argc, char** argv) {
   std::string preset;
+  std::string arch;
   std::string out;
   std::vector<std::string> overrides;
   uint64_t seed = 0;
@@ -46,11 +48,16 @@ int run(int argc, char** argv) {
   po::options_description options("mone-check: one training step of the CPU model, written as a check file");
   options.add_options()
       ("help,h", "this help")
+      ("arch", po::value(&arch)->default_value("mone"), "mone | vmoe")
       ("preset", po::value(&preset)->default_value("tiny"), "model preset (tiny, s16, b16)")
       ("seed", po::value(&seed)->default_value(1), "seed of the parameters, images and labels")
       ("batch", po::value(&settings.batch)->default_value(8), "images in the batch")
       ("capacity", po::value(&settings.effective_capacity)->default_value(1.0), "effective capacity e_c in (2^(1-E), 1]")
       ("alpha", po::value(&settings.alpha)->default_value(0.0), "block l's alpha is alpha * (1 + l) / depth")
+      ("superclass-groups", po::value(&settings.superclass_groups)->default_value(0),
+       "vmoe: class c in super-class c % G, with the router's super-class loss (0: none)")
+      ("router-loss-weight", po::value(&settings.router_loss_weight)->default_value(0.3),
+       "vmoe: weight of the super-class loss")
       ("out", po::value(&out)->required(), "the HDF5 file to write")
       ("set", po::value(&overrides)->composing(), "field=value: override one model field (repeatable)");
 
@@ -67,8 +74,10 @@ int run(int argc, char** argv) {
   }
 
   settings.seed = seed;
-  settings.config = configured_model(preset, overrides);
+  settings.config = configured_model(preset, overrides, mone::parse_arch(arch));
   if (settings.batch <= 0) throw std::invalid_argument("--batch: must be positive, got " + std::to_string(settings.batch));
+  if (settings.superclass_groups < 0 || settings.superclass_groups > settings.config.experts)
+    throw std::invalid_argument("--superclass-groups: must be in [0, experts]");
   try {
     mone::capacity_for(settings.effective_capacity, settings.config.experts);
   } catch (const std::exception& error) {

@@ -1,7 +1,9 @@
 #include "trainer/route_command.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -10,6 +12,7 @@
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "data/host_buffer.h"
+#include "data/loader.h"
 #include "data/split_reader.h"
 #include "model/capacity.h"
 #include "model/model.h"
@@ -60,12 +63,72 @@ void print_tokens_per_expert(std::ostream& out, const std::string& name, double 
   out << "\n";
 }
 
+// V-MoE routes whole images: the table of how many of each class's images
+// take each expert as their first (top-1) choice, over the whole split,
+// printed and written to <out>/experts-by-class.csv.
+int write_expert_class_table(const RouteOptions& options, const Checkpoint& checkpoint) {
+  const ModelConfig& config = checkpoint.model;
+  const Dataset data = Dataset::open(options.data, options.split);
+  check_dataset_fits_model(data, config);
+  Model<float> model(config, checkpoint.progress.seed);
+  std::copy(checkpoint.values.begin(), checkpoint.values.end(), model.params().values());
+  LoaderOptions loading;
+  loading.dir = options.data;
+  loading.split = options.split;
+  loading.global_batch = 100;
+  loading.mode = LoaderMode::eval;
+  Loader loader(loading);
+  Batch batch;
+  const int64_t E = config.experts, classes = config.classes;
+  std::vector<int64_t> count(static_cast<size_t>(E * classes), 0);  // [expert, class]
+  const RoutingPlan plan = plan_routing(config, 1.0);
+  while (loader.next(batch)) {
+    model.forward(batch.images.data(), batch.count, plan);
+    const std::vector<int32_t>& experts = model.routing().expert_of_slot;
+    for (int64_t b = 0; b < batch.count; ++b)
+      ++count[static_cast<size_t>(experts[static_cast<size_t>(b * config.top_k)] * classes +
+                                  batch.labels[static_cast<size_t>(b)])];
+  }
+  const fs::path out = options.out;
+  std::error_code error;
+  fs::create_directories(out, error);
+  if (error) throw std::runtime_error("--out: cannot create '" + out.string() + "': " + error.message());
+  std::ofstream csv(out / "experts-by-class.csv");
+  csv << "class,name";
+  for (int64_t e = 0; e < E; ++e) csv << ",expert_" << e;
+  csv << "\n";
+  std::cout << "checkpoint at step " << checkpoint.progress.step << ", split '" << options.split
+            << "': images per top-1 expert\n  class";
+  for (int64_t e = 0; e < E; ++e) std::cout << "  expert " << e;
+  std::cout << "\n";
+  for (int64_t c = 0; c < classes; ++c) {
+    const std::string name =
+        c < static_cast<int64_t>(data.class_names.size()) ? data.class_names[static_cast<size_t>(c)] : "";
+    csv << c << "," << name;
+    char cell[32];
+    std::snprintf(cell, sizeof(cell), "  %5lld", static_cast<long long>(c));
+    std::cout << cell;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = count[static_cast<size_t>(e * classes + c)];
+      csv << "," << n;
+      std::snprintf(cell, sizeof(cell), "  %8lld", static_cast<long long>(n));
+      std::cout << cell;
+    }
+    csv << "\n";
+    std::cout << "  " << name << "\n";
+  }
+  if (!csv) throw std::runtime_error("cannot write '" + (out / "experts-by-class.csv").string() + "'");
+  std::cout << "wrote " << (out / "experts-by-class.csv").string() << "\n";
+  return kExitSuccess;
+}
+
 }  // namespace
 
 int run_routing_pictures(const RouteOptions& options) {
   set_thread_count(options.threads);
   const Checkpoint checkpoint = read_checkpoint_or_newest(options.checkpoint, std::cerr);
   const ModelConfig& config = checkpoint.model;
+  if (config.is_vmoe()) return write_expert_class_table(options, checkpoint);
   try {
     capacity_for(options.capacity, config.experts);
   } catch (const std::exception& error) {

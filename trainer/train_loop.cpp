@@ -69,9 +69,7 @@ class Trainer {
                                                                       options.full_capacity_steps);
                                })),
         evaluation_(options, model_config, parse_option("eval-capacities", [&] {
-                      return options.eval_capacities.empty()
-                                 ? default_capacities(model_config.experts)
-                                 : parse_capacity_list(options.eval_capacities, model_config.experts);
+                      return evaluation_capacities(options.eval_capacities, model_config);
                     }),
                     checkpoints_, config_ini),
         backend_(make_training_backend(options, model_config, world, comm_)),

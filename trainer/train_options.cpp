@@ -7,6 +7,7 @@
 #include "trainer/capacity_schedule.h"
 #include "trainer/exit_codes.h"
 #include "trainer/model_overrides.h"
+#include "trainer/superclasses.h"
 
 namespace mone {
 
@@ -25,29 +26,61 @@ void check_device(const std::string& device, const std::string& precision) {
 
 ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t image_width, int64_t channels,
                           int64_t classes) {
+  Arch arch = Arch::mone;
+  try {
+    arch = parse_arch(options.arch);
+  } catch (const ConfigError& error) {
+    throw UsageError(std::string("--arch: ") + error.what());
+  }
+  const bool vmoe = arch == Arch::vmoe;
+  require(vmoe || options.superclasses.empty(), "superclasses", "is for --arch vmoe");
+  if (!options.superclasses.empty()) {
+    try {
+      const Superclasses groups = read_superclasses(options.superclasses, classes);
+      options.superclass_of_class = groups.of_class;
+      if (options.experts == 0) options.experts = groups.count;
+      require(options.experts == groups.count, "experts",
+              std::to_string(options.experts) + " experts for the " + std::to_string(groups.count) +
+                  " super-classes of --superclasses: the router's super-class loss needs one expert per super-class");
+    } catch (const std::runtime_error& error) {
+      if (dynamic_cast<const UsageError*>(&error)) throw;
+      throw UsageError(std::string("--superclasses: ") + error.what());
+    }
+  }
   std::vector<FieldOverride> overrides = {{"the dataset", "image_height", image_height},
                                           {"the dataset", "image_width", image_width},
                                           {"the dataset", "channels", channels},
                                           {"the dataset", "classes", classes}};
   // Option name, the bound override, the model field.
-  const std::vector<std::tuple<const char*, int64_t*, const char*>> options_of_fields = {
+  std::vector<std::tuple<const char*, int64_t*, const char*>> options_of_fields = {
       {"dim", &options.dim, "dim"},       {"depth", &options.depth, "depth"},
       {"heads", &options.heads, "heads"}, {"experts", &options.experts, "experts"},
       {"patch", &options.patch, "patch"}, {"mlp-ratio", &options.mlp_ratio, "mlp_ratio"}};
+  const std::vector<std::tuple<const char*, int64_t*, const char*>> vmoe_fields = {
+      {"moe-blocks", &options.moe_blocks, "moe_blocks"}, {"top-k", &options.top_k, "top_k"}};
+  for (const auto& [option, value, field] : vmoe_fields) {
+    require(vmoe || *value == 0, option, "is for --arch vmoe");
+    options_of_fields.emplace_back(option, value, field);
+  }
   for (const auto& [option, value, field] : options_of_fields) {
     require(*value >= 0, option, "must be positive (0: the preset's), got " + std::to_string(*value));
     if (*value > 0) overrides.push_back({std::string("--") + option, field, *value});
   }
   const ModelConfig config =
       override_preset(options.preset, overrides,
-                      "the model (--preset " + options.preset + " and overrides, with the dataset's " +
-                          std::to_string(image_height) + "x" + std::to_string(image_width) + "x" +
-                          std::to_string(channels) + " images) is invalid");
+                      "the model (--arch " + options.arch + ", --preset " + options.preset +
+                          " and overrides, with the dataset's " + std::to_string(image_height) + "x" +
+                          std::to_string(image_width) + "x" + std::to_string(channels) + " images) is invalid",
+                      arch);
   for (const auto& [option, value, field] : options_of_fields) {
     for (const auto& [name, resolved] : config.fields()) {
       if (name == field) *value = resolved;
     }
   }
+  // V-MoE has no capacity (model/routing_plan.h): say so rather than ignore the option.
+  require(!vmoe || options.capacity == "fixed:1", "capacity",
+          "--arch vmoe routes whole images and has no effective capacity; pass --capacity fixed:1, got '" +
+              options.capacity + "'");
   return config;
 }
 
@@ -71,6 +104,7 @@ void check_train_options(const TrainOptions& o) {
           "'" + o.progress + "' is not one of auto, bar, lines");
   require(o.full_capacity_steps >= 0, "full-capacity-steps", "must be >= 0");
   require(o.router_init_std >= 0, "router-init-std", "must be >= 0");
+  require(o.router_loss_weight >= 0, "router-loss-weight", "must be >= 0");
   require(o.eval_batch > 0, "eval-batch", "must be positive");
   require(o.eval_every >= 0, "eval-every", "must be >= 0");
   require(o.log_every > 0, "log-every", "must be positive");
@@ -117,6 +151,15 @@ void check_route_options(const RouteOptions& o) {
   require(o.images > 0, "images", "must be positive");
   // Nearest-neighbour pictures past 64x are only bigger, never clearer.
   require(o.scale >= 1 && o.scale <= 64, "scale", "must be in 1..64");
+  require(o.threads > 0, "threads", "must be positive");
+}
+
+void check_superclass_options(const SuperclassOptions& o) {
+  require(!o.data.empty(), "data", "is required");
+  require(!o.checkpoint.empty(), "checkpoint", "is required");
+  require(o.groups > 0, "groups", "is required and must be positive");
+  require(!o.out.empty(), "out", "is required");
+  require(o.batch > 0, "batch", "must be positive");
   require(o.threads > 0, "threads", "must be positive");
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 #include "model/parameters.h"
@@ -19,6 +20,13 @@ struct TrainOptions {
   // image shape and class count come from the dataset.
   std::string preset = "tiny";
   int64_t dim = 0, depth = 0, heads = 0, experts = 0, patch = 0, mlp_ratio = 0;
+  // The architecture (model/config.h): mone | vmoe; V-MoE's fields (0: the
+  // defaults of ModelConfig), its super-class file and router loss weight.
+  std::string arch = "mone";
+  int64_t moe_blocks = 0, top_k = 0;
+  std::string superclasses;          // empty: no super-class loss
+  double router_loss_weight = 0.3;
+  std::vector<int32_t> superclass_of_class;  // read from `superclasses` by resolve_model (not an option)
 
   int64_t steps = 1000;
   int64_t batch = 128;      // global batch of one optimizer step
@@ -96,9 +104,21 @@ struct RouteOptions {
   int threads = 0;
 };
 
-// The model of a run: the preset, the overrides, and the dataset's image
-// shape and classes. Writes the resolved fields back into `options` so the
-// effective configuration shows them. Throws UsageError naming the option.
+struct SuperclassOptions {
+  std::string data;
+  std::string checkpoint;  // a trained model (a dense one in the method), file or run directory
+  int64_t groups = 0;      // super-classes (required)
+  std::string out;         // the super-class file (required)
+  std::string split = "auto";  // auto: val if present, else test
+  int64_t batch = 100;
+  int threads = 0;
+};
+
+// The model of a run: the arch, the preset, the overrides, and the dataset's
+// image shape and classes. Writes the resolved fields back into `options` so
+// the effective configuration shows them, and reads --superclasses into
+// options.superclass_of_class (V-MoE's --experts 0: one expert per
+// super-class). Throws UsageError naming the option.
 ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t image_width, int64_t channels,
                           int64_t classes);
 
@@ -109,5 +129,6 @@ void check_train_options(const TrainOptions& options);
 void check_batches_split_over_ranks(const TrainOptions& options);
 void check_eval_options(const EvalOptions& options);
 void check_route_options(const RouteOptions& options);
+void check_superclass_options(const SuperclassOptions& options);
 
 }  // namespace mone

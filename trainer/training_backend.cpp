@@ -17,6 +17,12 @@ namespace {
                    "compiler, or with MONE_CUDA=OFF); use --device cpu, or rebuild with nvcc (docs/cuda.md)");
 }
 #endif
+// The device step has no V-MoE ops yet (docs/method.md, section 5).
+void require_cpu_for_vmoe(const std::string& device, const ModelConfig& config) {
+  if (device != "cpu" && config.is_vmoe())
+    throw UsageError("--device " + device + ": --arch vmoe runs on the CPU only in this build (no device path for "
+                     "its per-image routing yet); use --device cpu");
+}
 }  // namespace
 
 BucketOptions bucket_options(const TrainOptions& options) {
@@ -29,6 +35,7 @@ BucketOptions bucket_options(const TrainOptions& options) {
 
 std::unique_ptr<TrainingBackend> make_training_backend(const TrainOptions& options, const ModelConfig& config,
                                                        const World& world, Communicator& host) {
+  require_cpu_for_vmoe(options.device, config);
   if (options.device == "cpu") return make_cpu_training_backend(options, config, host);
 #ifdef MONE_HAVE_CUDA
   return make_cuda_training_backend(options, config, world, host);
@@ -41,6 +48,7 @@ std::unique_ptr<TrainingBackend> make_training_backend(const TrainOptions& optio
 std::unique_ptr<ForwardModel> make_forward_model(const std::string& device, const std::string& precision,
                                                  const ModelConfig& config, const std::vector<float>& values,
                                                  int64_t max_batch, const World& world) {
+  require_cpu_for_vmoe(device, config);
   if (device == "cpu") {
     auto forward = std::make_unique<OwnedCpuModel>(config, 0);
     std::copy(values.begin(), values.end(), forward->model().params().values());

@@ -4,6 +4,7 @@
 
 #include "model/model.h"
 #include "model/ops.h"
+#include "tests/common/gradcheck.h"
 #include "tests/common/test_random.h"
 
 namespace mone::testing {
@@ -39,7 +40,9 @@ void randomise_parameters(ParameterSet<T>& params, uint64_t seed) {
   TestRandom random(seed);
   for (const ParamInfo& info : params.infos()) {
     T* values = params.value(info.name);
-    const double fan_in = info.shape.empty() ? 1.0 : static_cast<double>(info.shape[0]);
+    // A stacked V-MoE expert weight [E, in, out] has fan-in `in`.
+    const size_t in_axis = info.shape.size() == 3 ? 1 : 0;
+    const double fan_in = info.shape.empty() ? 1.0 : static_cast<double>(info.shape[in_axis]);
     for (int64_t i = 0; i < info.numel; ++i) {
       double v = 0;
       switch (info.kind) {
@@ -58,6 +61,21 @@ void randomise_parameters(ParameterSet<T>& params, uint64_t seed) {
 
 SingleThreaded::SingleThreaded() : previous_(thread_count()) { set_thread_count(1); }
 SingleThreaded::~SingleThreaded() { set_thread_count(previous_); }
+
+void expect_parameter_gradients(ParameterSet<double>& params, const std::vector<double>& analytic,
+                                const std::function<double()>& loss, uint64_t sampling_seed, double tolerance,
+                                const std::string& context) {
+  constexpr int64_t kAllElementsUpTo = 64, kSampledElements = 20;
+  TestRandom sampler(sampling_seed);
+  for (const ParamInfo& info : params.infos()) {
+    const std::vector<int64_t> indices =
+        sampler.sample_indices(info.numel, info.numel <= kAllElementsUpTo ? info.numel : kSampledElements);
+    const GradCheckReport report =
+        check_gradient(info.name, params.values() + info.offset, analytic.data() + info.offset, info.numel, loss, {},
+                       &indices);
+    EXPECT_TRUE(within_tolerance(report, tolerance)) << context;
+  }
+}
 
 std::string block_param(int64_t block, const std::string& suffix) {
   return "blocks." + std::to_string(block) + "." + suffix;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,15 @@ class SingleThreaded {
  private:
   int previous_;
 };
+
+// The finite-difference check of every parameter tensor of a whole model:
+// all elements of tensors up to 64 elements, 20 elements drawn by a
+// TestRandom(sampling_seed) of larger ones, against `analytic` (the
+// gradient buffer of forward_backward), each tensor within `tolerance`
+// (tests/common/gradcheck.h); `context` names the case in a failure.
+void expect_parameter_gradients(ParameterSet<double>& params, const std::vector<double>& analytic,
+                                const std::function<double()>& loss, uint64_t sampling_seed, double tolerance,
+                                const std::string& context);
 
 // "blocks.<block>.<suffix>"
 std::string block_param(int64_t block, const std::string& suffix);

@@ -120,6 +120,22 @@ TEST_F(DataParallel, TwoRanksMatchOneRankAndRepeatBitwise) {
             read_checkpoint(final_checkpoint("two-ranks")).values);
 }
 
+// Mobile V-MoE (top-2, super-class loss): the per-image routing, expert
+// GEMMs and router gradient averaged over 2 ranks as over one, within the
+// same tolerances.
+TEST_F(DataParallel, VmoeTwoRanksMatchOneRank) {
+  const auto vmoe_args = [](const std::string& name) {
+    return with(testing::small_vmoe_run(*fixture_, name), {"--steps", std::to_string(kSteps), "--comm-timeout", "60"});
+  };
+  const testing::ProcessResult one = run_mone(vmoe_args("vmoe-one-rank"));
+  ASSERT_EQ(one.exit_code, 0) << one.out << one.err;
+  const testing::ProcessResult two = run_mone_ranks(2, vmoe_args("vmoe-two-ranks"));
+  ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+  expect_losses_match(losses(run("vmoe-one-rank")), losses(run("vmoe-two-ranks")), 1);
+  EXPECT_LT(parameter_difference(final_checkpoint("vmoe-one-rank"), final_checkpoint("vmoe-two-ranks")),
+            kParameterTolerance);
+}
+
 // Four ranks: equivalence, identical parameters on every rank at every step
 // (--check-params-every 1 fails the run otherwise), and a checkpoint at step
 // 10 that two ranks resume from, continuing the same global sample sequence.

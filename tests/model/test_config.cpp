@@ -139,5 +139,29 @@ TEST(ConfigFields, SetAndFieldsRoundTrip) {
   EXPECT_THROW(config.set("width", 3), ConfigError);
 }
 
+TEST(ConfigFields, VmoeAddsItsFieldsAndSkipsTheNestedWidthRule) {
+  ModelConfig config;
+  config.arch = Arch::vmoe;
+  config.experts = 5;
+  config.dim = 60;
+  config.heads = 4;
+  EXPECT_NO_THROW(config.validate());  // MoNE would need dim divisible by 2^(E-1) = 16
+  config.arch = Arch::mone;
+  EXPECT_THROW(config.validate(), ConfigError);
+  config.arch = Arch::vmoe;
+  const auto fields = config.fields();
+  ASSERT_EQ(fields.size(), 12u);
+  EXPECT_EQ(fields[10].first, "moe_blocks");
+  EXPECT_EQ(fields[11].first, "top_k");
+  config.set("top_k", 6);
+  EXPECT_THROW(config.validate(), ConfigError);  // more than the experts
+  config.set("top_k", 2);
+  config.set("moe_blocks", 7);
+  EXPECT_THROW(config.validate(), ConfigError);  // more than the depth
+  EXPECT_EQ(parse_arch("vmoe"), Arch::vmoe);
+  EXPECT_EQ(arch_name(Arch::mone), "mone");
+  EXPECT_THROW(parse_arch("moe"), ConfigError);
+}
+
 }  // namespace
 }  // namespace mone

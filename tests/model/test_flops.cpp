@@ -35,6 +35,22 @@ TEST(Flops, TinyAtHalfCapacity) {
   EXPECT_DOUBLE_EQ(forward_flops_per_image(tiny, {12, 11, 12, 14}), 8995584 + kFixed);
 }
 
+TEST(Flops, VmoeTopOneIsTheDenseViTPlusTheRouterOnOneToken) {
+  // tiny with 3 experts in the last 2 blocks. The dense blocks are MoNE's at
+  // e_c = 1 (16294656); the router reads one mean token: D*E = 192 instead
+  // of MoNE's N*D*E. Top-2 runs each MoE block's MLP twice: + 2 * 8*D^2*N =
+  // 2 * 1605632.
+  ModelConfig vmoe = preset_config("tiny");
+  vmoe.arch = Arch::vmoe;
+  vmoe.experts = 3;
+  const double fixed = 64 * 3 + 50176 + 640;
+  EXPECT_DOUBLE_EQ(vmoe_forward_flops_per_image(vmoe), 16294656 + fixed);
+  vmoe.top_k = 2;
+  EXPECT_DOUBLE_EQ(vmoe_forward_flops_per_image(vmoe), 16294656 + 2 * 1605632 + fixed);
+  EXPECT_DOUBLE_EQ(plan_routing(vmoe, 1.0).forward_flops_per_image, 16294656 + 2 * 1605632 + fixed);
+  EXPECT_THROW(plan_routing(vmoe, 0.5), ConfigError);  // no capacity to choose
+}
+
 TEST(Flops, ModelReportsRealisedRoutingOfTheLastPass) {
   // One forward of the tiny model at each capacity: the routing it reports
   // gives the hand-worked k, realised capacity and FLOPs.

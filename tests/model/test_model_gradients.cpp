@@ -31,11 +31,7 @@
 namespace mone {
 namespace {
 
-using testing::GradCheckReport;
-
 constexpr double kTolerance = 1e-6;
-constexpr int64_t kAllElementsUpTo = 64;
-constexpr int64_t kSampledElements = 20;
 
 class ModelGradients : public ::testing::TestWithParam<double> {};
 
@@ -61,14 +57,8 @@ TEST_P(ModelGradients, EveryParameterMatchesFiniteDifferences) {
     return cross_entropy_forward(logits, batch.labels.data(), batch.size, config.classes, probs.data());
   };
 
-  testing::TestRandom sampler(6);
-  for (const ParamInfo& info : params.infos()) {
-    const std::vector<int64_t> indices =
-        sampler.sample_indices(info.numel, info.numel <= kAllElementsUpTo ? info.numel : kSampledElements);
-    const GradCheckReport report = testing::check_gradient(
-        info.name, params.values() + info.offset, analytic.data() + info.offset, info.numel, loss, {}, &indices);
-    EXPECT_TRUE(testing::within_tolerance(report, kTolerance)) << "e_c " << capacity;
-  }
+  testing::expect_parameter_gradients(params, analytic, loss, 6, kTolerance, "e_c " + std::to_string(capacity));
+
   EXPECT_EQ(routing_changes, 0) << "a perturbation flipped a routing near-tie: pick another seed";
 
   // Not vacuous: the router and every alpha receive gradient.

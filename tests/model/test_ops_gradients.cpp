@@ -1,4 +1,4 @@
-// Finite-difference gradient check of every op in model/ops.h, in double.
+// Finite-difference gradient check of every op in model/ops.h and model/ops_moe.h, in double.
 //
 // Method (tests/common/gradcheck.h): random non-zero inputs, L = sum(w * out)
 // with a random projection w, central differences with eps = 1e-6 for every
@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "model/ops.h"
+#include "model/ops_moe.h"
 #include "tests/common/gradcheck.h"
 #include "tests/common/test_random.h"
 
@@ -434,6 +435,90 @@ void check_cross_entropy(double label_smoothing, uint64_t seed) {
 
 TEST(OpGradients, CrossEntropy) { check_cross_entropy(0.0, 131); }
 TEST(OpGradients, CrossEntropyWithLabelSmoothing) { check_cross_entropy(0.1, 133); }
+
+// ---- Mobile V-MoE (model/ops_moe.h).
+
+TEST(OpGradients, ImageTopK) {
+  const int64_t B = 3, E = 4, k = 2;
+  TestRandom random(201);
+  std::vector<double> probs = random.nonzero_vector(B * E), dprobs;
+  for (double& p : probs) p = std::abs(p) + 0.1;  // positive and apart, as a softmax's
+  std::vector<int32_t> experts(B * k);
+  OpGradientCheck check(202);
+  check.add_input("top-k probs", &probs, &dprobs, GradWrite::assign);
+  auto reports = check.run(
+      [&](std::vector<double>& weights) {
+        weights.assign(B * k, 0.0);
+        image_top_k_forward(probs.data(), B, E, k, experts.data(), weights.data());
+      },
+      [&](const std::vector<double>& dweights) {
+        image_top_k_backward(dweights.data(), probs.data(), experts.data(), B, E, k, dprobs.data());
+      });
+  EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
+}
+
+TEST(OpGradients, DispatchTopTwo) {
+  const int64_t B = 3, k = 2, N = 2, D = 3;
+  const std::vector<int32_t> position_of_slot = {0, 4, 2, 1, 5, 3};
+  TestRandom random(211);
+  std::vector<double> x = random.nonzero_vector(B * N * D), dx;
+  OpGradientCheck check(212);
+  check.add_input("dispatch x", &x, &dx, GradWrite::assign);
+  auto reports = check.run(
+      [&](std::vector<double>& out) {
+        out.assign(B * k * N * D, 0.0);
+        moe_dispatch_forward(x.data(), position_of_slot.data(), B, k, N, D, out.data());
+      },
+      [&](const std::vector<double>& dout) {
+        moe_dispatch_backward(dout.data(), position_of_slot.data(), B, k, N, D, dx.data());
+      });
+  EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
+}
+
+TEST(OpGradients, CombineTopTwo) {
+  const int64_t B = 3, k = 2, N = 2, D = 3;
+  const std::vector<int32_t> position_of_slot = {0, 4, 2, 1, 5, 3};
+  TestRandom random(221);
+  std::vector<double> z = random.nonzero_vector(B * N * D), y = random.nonzero_vector(B * k * N * D),
+                      w = random.nonzero_vector(B * k), dy, dw;
+  OpGradientCheck check(222);
+  check.add_input("combine y", &y, &dy, GradWrite::assign);
+  check.add_input("combine weights (adds)", &w, &dw, GradWrite::accumulate);
+  auto reports = check.run(
+      [&](std::vector<double>& out) {
+        out.assign(B * N * D, 0.0);
+        moe_combine_forward(z.data(), y.data(), w.data(), position_of_slot.data(), B, k, N, D, out.data());
+      },
+      [&](const std::vector<double>& dout) {
+        moe_combine_backward(dout.data(), y.data(), w.data(), position_of_slot.data(), B, k, N, D, dy.data(),
+                             dw.data());
+      });
+  EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
+  // out = z + ...: the residual passes through with gradient 1 (the caller's).
+  std::vector<double> out(B * N * D), zero_y(y.size(), 0.0);
+  moe_combine_forward(z.data(), zero_y.data(), w.data(), position_of_slot.data(), B, k, N, D, out.data());
+  EXPECT_EQ(out, z);
+}
+
+TEST(OpGradients, SuperclassLoss) {
+  const int64_t B = 4, E = 3;
+  const std::vector<int32_t> superclass = {2, 0, 1, 2};
+  TestRandom random(231);
+  std::vector<double> probs = random.nonzero_vector(B * E), dprobs;
+  for (double& p : probs) p = std::abs(p) + 0.1;
+  const double weight = 0.3;
+  OpGradientCheck check(232);
+  check.add_input("super-class loss probs (adds)", &probs, &dprobs, GradWrite::accumulate);
+  auto reports = check.run(
+      [&](std::vector<double>& out) {
+        out = {weight * superclass_loss_forward(probs.data(), superclass.data(), B, E)};
+      },
+      [&](const std::vector<double>& dout) {
+        // The check's L = w_check * out: the op's weight times the check's.
+        superclass_loss_backward(probs.data(), superclass.data(), B, E, weight * dout[0], dprobs.data());
+      });
+  EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
+}
 
 }  // namespace
 }  // namespace mone

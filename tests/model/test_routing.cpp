@@ -10,6 +10,7 @@
 #include "model/capacity.h"
 #include "model/model.h"
 #include "model/ops.h"
+#include "model/ops_moe.h"
 #include "tests/common/model_fixtures.h"
 #include "tests/common/test_random.h"
 
@@ -170,6 +171,41 @@ TEST(ModelRouting, FollowsRouterProbabilitiesAndCapacity) {
     const auto expected = reference_routing(probs, batch.size, N, E, k);
     EXPECT_EQ(routing.expert_of_token, expected) << "e_c " << capacity;
     EXPECT_EQ(routing.source_of_row, reference_sorted_order(expected, batch.size, N)) << "e_c " << capacity;
+  }
+}
+
+// ---- Mobile V-MoE: per-image top-k and the image-sorted layout (model/ops_moe.h).
+
+TEST(ImageTopK, HighestFirstTiesToTheLowerExpertWeightsRenormalised) {
+  const std::vector<double> probs = {0.2, 0.5, 0.3,    // image 0
+                                     0.4, 0.2, 0.4};   // image 1: a tie
+  std::vector<int32_t> experts(4);
+  std::vector<double> weights(4);
+  image_top_k_forward(probs.data(), 2, 3, 2, experts.data(), weights.data());
+  EXPECT_EQ(experts, (std::vector<int32_t>{1, 2, 0, 2}));
+  EXPECT_DOUBLE_EQ(weights[0], 0.5 / 0.8);
+  EXPECT_DOUBLE_EQ(weights[1], 0.3 / 0.8);
+  EXPECT_DOUBLE_EQ(weights[2], 0.5);
+  EXPECT_DOUBLE_EQ(weights[3], 0.5);
+  image_top_k_forward(probs.data(), 2, 3, 1, experts.data(), weights.data());
+  EXPECT_EQ(experts[0], 1);
+  EXPECT_EQ(experts[1], 0);
+  EXPECT_EQ(weights[0], 1.0);  // top-1: the renormalised weight is exactly 1
+}
+
+TEST(ImageSortedDispatch, SlotsByExpertLargestFirstOneGroupPerUsedExpert) {
+  // 3 images, top-2, 4 experts (expert 1 unused), N = 2 tokens, D = 5.
+  const std::vector<int32_t> expert_of_slot = {3, 0, 2, 3, 0, 2};
+  const ImageDispatch d = image_sorted_dispatch(expert_of_slot.data(), 3, 2, 4, 2, 5);
+  // Expert 3: slots 0, 3; expert 2: slots 2, 5; expert 0: slots 1, 4.
+  EXPECT_EQ(d.position_of_slot, (std::vector<int32_t>{0, 4, 2, 1, 5, 3}));
+  EXPECT_EQ(d.slots_per_expert, (std::vector<int64_t>{2, 0, 2, 2}));
+  EXPECT_EQ(d.expert_of_group, (std::vector<int64_t>{3, 2, 0}));
+  ASSERT_EQ(d.groups.size(), 3u);
+  for (size_t g = 0; g < 3; ++g) {
+    EXPECT_EQ(d.groups[g].row_begin, static_cast<int64_t>(g) * 4);  // 2 slots of 2 tokens each
+    EXPECT_EQ(d.groups[g].rows, 4);
+    EXPECT_EQ(d.groups[g].width, 5);
   }
 }
 

@@ -45,22 +45,60 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, (bytes, np.bytes_)) else str(value)
 
 
+def _group(f, name: str) -> Dict[str, np.ndarray]:
+    return {key: f[name][key][()] for key in f[name]}
+
+
 def load(path: str) -> CheckFile:
     with h5py.File(path, "r") as f:
         attrs = f.attrs
         config = mt.Config(**{field: int(attrs[field]) for field in CONFIG_FIELDS})
 
-        def group(name):
-            return {key: f[name][key][()] for key in f[name]}
-
         return CheckFile(
             config=config, seed=int(attrs["seed"]),
             requested_capacity=float(attrs["requested_capacity"]),
             realised_capacity=float(attrs["realised_capacity"]),
-            params=group("params"), grads=group("grads"),
+            params=_group(f, "params"), grads=_group(f, "grads"),
             images=f["batch/images"][()], labels=f["batch/labels"][()],
             capacity=f["routing/capacity"][()], tokens_per_expert=f["routing/tokens_per_expert"][()],
             expert_of_token=f["routing/expert_of_token"][()], router_probs=f["routing/router_probs"][()],
+            logits=f["output/logits"][()], loss=float(f["output/loss"][0]))
+
+
+@dataclass
+class VmoeCheckFile:
+    """A Mobile V-MoE check file (docs/check-file.md, "Mobile V-MoE")."""
+    config: "vt.VmoeConfig"
+    superclass_groups: int
+    router_loss_weight: float
+    params: Dict[str, np.ndarray]
+    grads: Dict[str, np.ndarray]
+    images: np.ndarray            # [B, H, W, C] float32
+    labels: np.ndarray            # [B] int32
+    expert_of_slot: np.ndarray    # [B, k] int32, best first
+    router_probs: np.ndarray      # [B, E] float32
+    logits: np.ndarray
+    loss: float
+
+
+def is_vmoe(path: str) -> bool:
+    with h5py.File(path, "r") as f:
+        return _text(f.attrs.get("arch", b"mone")) == "vmoe"
+
+
+def load_vmoe(path: str) -> VmoeCheckFile:
+    import vmoe_torch as vt
+    fields = CONFIG_FIELDS + ["moe_blocks", "top_k"]
+    with h5py.File(path, "r") as f:
+        attrs = f.attrs
+        config = vt.VmoeConfig(**{field: int(attrs[field]) for field in fields})
+
+        return VmoeCheckFile(
+            config=config, superclass_groups=int(attrs["superclass_groups"]),
+            router_loss_weight=float(attrs["router_loss_weight"]),
+            params=_group(f, "params"), grads=_group(f, "grads"),
+            images=f["batch/images"][()], labels=f["batch/labels"][()],
+            expert_of_slot=f["routing/expert_of_slot"][()], router_probs=f["routing/router_probs"][()],
             logits=f["output/logits"][()], loss=float(f["output/loss"][0]))
 
 

@@ -10,6 +10,10 @@ step in float32 and requires:
   - router probabilities, logits, loss and every parameter gradient within a
     relative error ||torch - c++|| / ||torch|| <= 1e-4 per tensor.
 
+Mobile V-MoE cases (tests/torch/vmoe_torch.py) require the same of the
+router probabilities, logits, loss (with the super-class loss) and every
+gradient, and the same top-k experts of every image.
+
 Run: /usr/bin/python3 tests/torch/crosscheck.py build/trainer/mone-check
 """
 
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 
 import check_file
 import mone_torch as mt
+import vmoe_torch as vt
 
 TOLERANCE = 1e-4
 
@@ -40,6 +45,19 @@ CASES = [
     ("odd E=3 e_c=0.4", ["--preset", "tiny", "--batch", "5", "--capacity", "0.4", "--alpha", "0.8", "--seed", "3",
                          "--set", "dim=32", "--set", "heads=2", "--set", "depth=2", "--set", "experts=3",
                          "--set", "image_height=20", "--set", "channels=3"]),
+]
+
+# Mobile V-MoE: top-1 and top-2 with the super-class loss, top-2 without, and
+# an odd shape (3 MoE blocks of 4, 4 experts, 3 channels, non-square grid).
+VMOE_CASES = [
+    ("vmoe top-1 sc", ["--arch", "vmoe", "--batch", "8", "--set", "experts=3", "--superclass-groups", "3"]),
+    ("vmoe top-2 sc", ["--arch", "vmoe", "--batch", "8", "--set", "experts=3", "--set", "top_k=2",
+                       "--superclass-groups", "3", "--seed", "5"]),
+    ("vmoe top-2", ["--arch", "vmoe", "--batch", "6", "--set", "experts=3", "--set", "top_k=2", "--seed", "9"]),
+    ("vmoe odd", ["--arch", "vmoe", "--batch", "5", "--seed", "3", "--set", "dim=32", "--set", "heads=2",
+                  "--set", "depth=4", "--set", "moe_blocks=3", "--set", "experts=4", "--set", "top_k=2",
+                  "--set", "image_height=20", "--set", "channels=3", "--superclass-groups", "2",
+                  "--router-loss-weight", "0.5"]),
 ]
 
 
@@ -63,10 +81,9 @@ def relative_error(cpp: np.ndarray, reference: np.ndarray) -> float:
 
 def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -> Tuple[List[Comparison], List[str]]:
     """Returns the tensor comparisons and the exact-match failures of one case."""
-    path = os.path.join(directory, name.replace(" ", "_").replace("=", "") + ".h5")
-    completed = subprocess.run([mone_check, *arguments, "--out", path], capture_output=True, text=True)
-    if completed.returncode != 0:
-        return [], [f"mone-check failed ({completed.returncode}): {completed.stderr.strip()}"]
+    path, failure = write_check_file(mone_check, name, arguments, directory)
+    if failure:
+        return [], [failure]
     failures = [f"layout: {problem}" for problem in check_file.layout_problems(path)]
     if failures:
         return [], failures
@@ -94,6 +111,20 @@ def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -
     if own_mismatched:
         failures.append(f"the torch model's routing differs from the file's at {own_mismatched} tokens")
 
+    return compared_outputs(name, data, output, loss, model), failures
+
+
+def write_check_file(mone_check: str, name: str, arguments: List[str], directory: str) -> Tuple[str, str]:
+    """Runs mone-check into DIRECTORY/<name>.h5: the path, and a failure message or ''."""
+    path = os.path.join(directory, name.replace(" ", "_").replace("=", "") + ".h5")
+    completed = subprocess.run([mone_check, *arguments, "--out", path], capture_output=True, text=True)
+    if completed.returncode != 0:
+        return path, f"mone-check failed ({completed.returncode}): {completed.stderr.strip()}"
+    return path, ""
+
+
+def compared_outputs(name: str, data, output, loss, model) -> List[Comparison]:
+    """Router probabilities, logits, loss and every gradient of the file against torch's."""
     comparisons = [
         Comparison(name, "router_probs", relative_error(data.router_probs, output.router_probs.detach().numpy())),
         Comparison(name, "logits", relative_error(data.logits, output.logits.detach().numpy())),
@@ -101,7 +132,28 @@ def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -
     ]
     for tensor, gradient in model.file_gradients().items():
         comparisons.append(Comparison(name, "grad " + tensor, relative_error(data.grads[tensor], gradient)))
-    return comparisons, failures
+    return comparisons
+
+
+def run_vmoe_case(mone_check: str, name: str, arguments: List[str],
+                  directory: str) -> Tuple[List[Comparison], List[str]]:
+    path, failure = write_check_file(mone_check, name, arguments, directory)
+    if failure:
+        return [], [failure]
+    data = check_file.load_vmoe(path)
+    model = vt.VmoeViT(data.config)
+    model.load_file_parameters(data.params)
+    labels = torch.from_numpy(data.labels).long()
+    superclass = labels % data.superclass_groups if data.superclass_groups > 0 else None
+    output = model(torch.from_numpy(data.images))
+    loss = model.loss(output, labels, superclass, data.router_loss_weight)
+    loss.backward()
+    failures = []
+    if not np.array_equal(output.experts.numpy(), data.expert_of_slot):
+        failures.append(f"top-k experts torch {output.experts.tolist()} c++ {data.expert_of_slot.tolist()}")
+    if len(np.unique(data.expert_of_slot)) < 2:
+        failures.append("every image took the same experts: the case checks too little, pick another seed")
+    return compared_outputs(name, data, output, loss, model), failures
 
 
 def main() -> int:
@@ -116,8 +168,8 @@ def main() -> int:
         directory = args.keep or scratch
         os.makedirs(directory, exist_ok=True)
         comparisons, failures = [], []
-        for name, arguments in CASES:
-            case_comparisons, case_failures = run_case(args.mone_check, name, arguments, directory)
+        for name, arguments, run in [(n, a, run_case) for n, a in CASES] + [(n, a, run_vmoe_case) for n, a in VMOE_CASES]:
+            case_comparisons, case_failures = run(args.mone_check, name, arguments, directory)
             comparisons += case_comparisons
             failures += [f"{name}: {failure}" for failure in case_failures]
             worst = max((c.relative_error for c in case_comparisons), default=math.nan)
@@ -135,7 +187,7 @@ def main() -> int:
     if over or failures:
         print(f"\ncrosscheck: FAILED ({len(over)} tensors over tolerance, {len(failures)} other failures)")
         return 1
-    print(f"\ncrosscheck: passed ({len(comparisons)} tensors in {len(CASES)} cases)")
+    print(f"\ncrosscheck: passed ({len(comparisons)} tensors in {len(CASES) + len(VMOE_CASES)} cases)")
     return 0
 
 

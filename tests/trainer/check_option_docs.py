@@ -32,7 +32,7 @@ def main():
     text = open(docs).read()
     commands = [match.group(2) for match in BLOCK.finditer(text)]
     failed = False
-    for command in ("train", "eval", "route"):
+    for command in ("train", "eval", "route", "superclasses"):
         if command not in commands:
             print(f"{docs}: no generated table for 'mone {command}'")
             failed = True

@@ -31,14 +31,24 @@ TrainingProgress progress_at(int64_t step) {
   return progress;
 }
 
+ModelConfig small_vmoe_model() {
+  ModelConfig config = small_model();
+  config.arch = Arch::vmoe;
+  config.depth = 2;
+  config.moe_blocks = 1;
+  config.experts = 3;
+  config.top_k = 2;
+  return config;
+}
+
 struct SavedState {
-  Model<float> model{small_model(), 5};
-  AdamW optimizer{model.params().infos(), model.params().numel(), AdamWSettings{}};
-  SavedState() {
+  explicit SavedState(const ModelConfig& config = small_model()) : model(config, 5) {
     ParameterSet<float>& params = model.params();
     for (int64_t i = 0; i < params.numel(); ++i) params.grads()[i] = 0.001f * static_cast<float>(i % 17 - 8);
     optimizer.step(params.values(), params.grads(), 0.01);
   }
+  Model<float> model;
+  AdamW optimizer{model.params().infos(), model.params().numel(), AdamWSettings{}};
 };
 
 TEST(Checkpoint, RoundTripIsBitwise) {
@@ -172,6 +182,26 @@ TEST(Checkpoint, ModelDifferencesNameTheFields) {
   ASSERT_EQ(differences.size(), 2u);
   EXPECT_EQ(differences[0], "dim: checkpoint 16, this run 32");
   EXPECT_EQ(differences[1], "depth: checkpoint 1, this run 3");
+}
+
+TEST(Checkpoint, VmoeRoundTripKeepsTheArchAndItsFields) {
+  testing::TrainerFixture dir;
+  SavedState state(small_vmoe_model());
+  const fs::path path = dir.root() / "vmoe.h5";
+  write_checkpoint(path, state.model.config(), state.model.params(), state.optimizer, TrainingProgress(), "");
+  const Checkpoint loaded = read_checkpoint(path);
+  EXPECT_EQ(loaded.model.arch, Arch::vmoe);
+  EXPECT_EQ(loaded.model.moe_blocks, 1);
+  EXPECT_EQ(loaded.model.top_k, 2);
+  EXPECT_TRUE(model_differences(loaded.model, state.model.config()).empty());
+  const ParameterSet<float>& params = state.model.params();
+  EXPECT_EQ(loaded.values, std::vector<float>(params.values(), params.values() + params.numel()));
+}
+
+TEST(Checkpoint, OtherArchIsOneDifference) {
+  const std::vector<std::string> differences = model_differences(small_model(), small_vmoe_model());
+  ASSERT_EQ(differences.size(), 1u);
+  EXPECT_EQ(differences[0].rfind("arch: checkpoint mone, this run vmoe", 0), 0u) << differences[0];
 }
 
 }  // namespace

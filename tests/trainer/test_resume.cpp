@@ -1,13 +1,15 @@
 // Stopping and resuming: a run stopped by SIGUSR1 and resumed reproduces the
 // uninterrupted run bit for bit; --resume auto skips a broken newest
 // checkpoint; a process killed while writing a checkpoint leaves the
-// previous one to resume from; a different model is refused; a diverging run
-// stops cleanly.
+// previous one to resume from; a different model or architecture is
+// refused; a diverging run stops cleanly. Bitwise resume holds for MoNE and
+// for Mobile V-MoE.
 #include <signal.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -27,15 +29,17 @@ using testing::with;
 using testing::last_logged_step;
 using testing::trajectory;
 
-TEST(Resume, StoppedBySignalAndResumedEqualsUninterrupted) {
-  testing::TrainerFixture fixture;
+// A run stopped by SIGUSR1 and resumed ends with the bits of the uninterrupted one.
+void expect_stopped_and_resumed_equals_uninterrupted(
+    const testing::TrainerFixture& fixture,
+    const std::function<std::vector<std::string>(const testing::TrainerFixture&, const std::string&)>& run_args) {
   const int64_t steps = 40;
   const std::vector<std::string> extra = {"--steps", std::to_string(steps), "--augment", "true"};
-  const testing::ProcessResult straight = run_mone(with(small_run(fixture, "straight"), extra));
+  const testing::ProcessResult straight = run_mone(with(run_args(fixture, "straight"), extra));
   ASSERT_EQ(straight.exit_code, 0) << straight.err;
 
   const fs::path stopped_run = fixture.root() / "stopped";
-  const testing::ProcessResult stopped = run_mone(with(small_run(fixture, "stopped"), extra), [&](pid_t pid) {
+  const testing::ProcessResult stopped = run_mone(with(run_args(fixture, "stopped"), extra), [&](pid_t pid) {
     // Signal as soon as a few steps are logged: the run stops mid-way.
     testing::wait_until_logged(stopped_run / "metrics.jsonl", 3, std::chrono::seconds(60));
     kill(pid, SIGUSR1);
@@ -45,7 +49,7 @@ TEST(Resume, StoppedBySignalAndResumedEqualsUninterrupted) {
   EXPECT_LT(stopped_at, steps);
   EXPECT_EQ(CheckpointDirectory(stopped_run).list().size(), 1u);
 
-  const testing::ProcessResult resumed = run_mone(with(small_run(fixture, "stopped"), extra));
+  const testing::ProcessResult resumed = run_mone(with(run_args(fixture, "stopped"), extra));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_NE(resumed.out.find("resuming at step " + std::to_string(stopped_at)), std::string::npos) << resumed.out;
 
@@ -60,6 +64,16 @@ TEST(Resume, StoppedBySignalAndResumedEqualsUninterrupted) {
   EXPECT_EQ(a.second_moment, b.second_moment);
   EXPECT_EQ(a.optimizer_step, b.optimizer_step);
   EXPECT_EQ(a.progress.consumed_samples, b.progress.consumed_samples);
+}
+
+TEST(Resume, StoppedBySignalAndResumedEqualsUninterrupted) {
+  testing::TrainerFixture fixture;
+  expect_stopped_and_resumed_equals_uninterrupted(fixture, small_run);
+}
+
+TEST(Resume, VmoeStoppedBySignalAndResumedEqualsUninterrupted) {
+  testing::TrainerFixture fixture;
+  expect_stopped_and_resumed_equals_uninterrupted(fixture, testing::small_vmoe_run);
 }
 
 TEST(Resume, AutoSkipsABrokenNewestCheckpoint) {
@@ -139,6 +153,14 @@ TEST(Resume, DifferentModelIsRefusedNamingTheFields) {
   const testing::ProcessResult result = run_mone(with(small_run(fixture, "run"), {"--steps", "2", "--dim", "64"}));
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("dim: checkpoint 32, this run 64"), std::string::npos) << result.err;
+}
+
+TEST(Resume, OtherArchitectureIsRefused) {
+  testing::TrainerFixture fixture;
+  ASSERT_EQ(run_mone(with(small_run(fixture, "run"), {"--steps", "1"})).exit_code, 0);
+  const testing::ProcessResult result = run_mone(with(testing::small_vmoe_run(fixture, "run"), {"--steps", "2"}));
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("arch: checkpoint mone, this run vmoe"), std::string::npos) << result.err;
 }
 
 TEST(Resume, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {

@@ -49,6 +49,14 @@ std::vector<std::string> small_run(const TrainerFixture& fixture, const std::str
           "0.5,1"};
 }
 
+std::vector<std::string> small_vmoe_run(const TrainerFixture& fixture, const std::string& run_dir) {
+  const fs::path superclasses = fixture.root() / "superclasses.txt";
+  std::ofstream file(superclasses);
+  for (int c = 0; c < 10; ++c) file << c << " " << c % 3 << "\n";
+  return with(small_run(fixture, run_dir), {"--arch", "vmoe", "--moe-blocks", "1", "--top-k", "2", "--superclasses",
+                                            superclasses.string(), "--capacity", "fixed:1", "--eval-capacities", "1"});
+}
+
 std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& options) {
   for (size_t i = 0; i < options.size(); ++i) {
     const bool has_value = i + 1 < options.size() && options[i + 1].rfind("--", 0) != 0;

@@ -38,6 +38,10 @@ struct ProcessResult {
 // The model and run options every test uses, small enough for ~10 ms steps
 // on one thread: D 32, depth 2, 2 heads, batch 16.
 std::vector<std::string> small_run(const TrainerFixture& fixture, const std::string& run_dir);
+// The same as Mobile V-MoE: 3 experts in the last block, top-2, with the
+// super-class loss of a file it writes into the fixture (class c in
+// super-class c % 3 of the synthetic dataset's 10).
+std::vector<std::string> small_vmoe_run(const TrainerFixture& fixture, const std::string& run_dir);
 
 // `args` with each "--name value" of `options` set: replaced where `args`
 // has the option already, appended otherwise.
