@@ -160,6 +160,15 @@ void define_route_options(OptionTable& table, RouteOptions& o) {
   add_threads_option(table, &o.threads);
 }
 
+void define_superclass_options(OptionTable& table, SuperclassOptions& o) {
+  add_data_option(table, &o.data);
+  add_checkpoint_option(table, &o.checkpoint);
+  table.add("groups", &o.groups, "super-classes to find (required; V-MoE's --experts)");
+  table.add("out", &o.out, "the super-class file to write (required; mone train --superclasses reads it)");
+  add_pass_options(table, &o.split, &o.batch, &o.threads,
+                   "split of the confusion matrix (auto: val if present, else test)");
+}
+
 // Every run ends with an evaluation: a split that is missing or does not
 // fit the model must stop the start, not the end, of a run.
 void check_evaluation_split(const TrainOptions& options, const ModelConfig& model) {
@@ -172,15 +181,6 @@ void check_evaluation_split(const TrainOptions& options, const ModelConfig& mode
   }
   if (data.storage == Storage::encoded) data.shape.height = data.shape.width = model.image_height;
   check_dataset_fits_model(data, model);
-}
-
-void define_superclass_options(OptionTable& table, SuperclassOptions& o) {
-  add_data_option(table, &o.data);
-  add_checkpoint_option(table, &o.checkpoint);
-  table.add("groups", &o.groups, "super-classes to find (required; V-MoE's --experts)");
-  table.add("out", &o.out, "the super-class file to write (required; mone train --superclasses reads it)");
-  add_pass_options(table, &o.split, &o.batch, &o.threads,
-                   "split of the confusion matrix (auto: val if present, else test)");
 }
 
 // Each command parses and checks its options before it starts MPI, so that
