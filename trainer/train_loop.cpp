@@ -86,6 +86,7 @@ class Trainer {
   void log_step(MetricsLog* metrics, ProgressLine& line, const StepResult& result, double step_ms);
   void prepare_run_directory();
   void save(ProgressLine& line);
+  std::filesystem::path write_training_state();
   std::string the_last_good_checkpoint() const;
   bool evaluation_due() const;
   bool evaluate_or_stop(MetricsLog* metrics, ProgressLine& line);
@@ -149,17 +150,21 @@ void Trainer::log_step(MetricsLog* metrics, ProgressLine& line, const StepResult
   line.update(progress_.step, logged, text);
 }
 
+// Rank 0: the checkpoint of progress_.step, pruned to the newest --keep.
+fs::path Trainer::write_training_state() {
+  backend_->pull_state();
+  return checkpoints_.save(model_config_, backend_->parameters(), backend_->optimizer(), progress_, config_ini_,
+                           options_.keep);
+}
+
 // Rank 0 writes (every rank holds the same state); the barrier keeps the
 // others from running ahead, or exiting, before the checkpoint is on disk.
 // A failed write throws on rank 0 alone; mone's main then aborts the job.
 void Trainer::save(ProgressLine& line) {
   if (root_) {
-    backend_->pull_state();
     line.break_line();
     try {
-      const fs::path path = checkpoints_.save(model_config_, backend_->parameters(), backend_->optimizer(),
-                                              progress_, config_ini_, options_.keep);
-      std::cout << "saved checkpoint " << path.string() << "\n";
+      std::cout << "saved checkpoint " << write_training_state().string() << "\n";
     } catch (const SaveError& error) {
       throw SaveError(error.what() + ("\n" + the_last_good_checkpoint()));
     }
@@ -242,10 +247,7 @@ bool Trainer::evaluate_or_stop(MetricsLog* metrics, ProgressLine& line) {
     if (root_) {
       line.break_line();
       std::cerr << "mone train: the evaluation after step " << progress_.step << " failed; saving the training state\n";
-      backend_->pull_state();
-      const fs::path path = checkpoints_.save(model_config_, backend_->parameters(), backend_->optimizer(), progress_,
-                                              config_ini_, options_.keep);
-      std::cerr << "saved checkpoint " << path.string() << "\n";
+      std::cerr << "saved checkpoint " << write_training_state().string() << "\n";
     }
     throw;
   }
