@@ -98,7 +98,7 @@ void run(const Options& o) {
   cuda::DeviceModel<T> model(config, o.batch, context);
   model.set_cudnn_attention(o.attention == "cudnn");
   ParameterSet<float> params(config);
-  params.initialise(1);
+  params.initialise(1, InitScheme::small);
   model.load_parameters(params.values());
   cuda::DeviceAdamW optimizer(model.infos(), model.numel(), AdamWSettings{}, context);
 

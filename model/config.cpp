@@ -24,12 +24,21 @@ Arch parse_arch(const std::string& name) {
   throw ConfigError("model config: unknown arch '" + name + "' (known: mone, vmoe)");
 }
 
+std::string router_name(Router router) { return router == Router::learned ? "learned" : "random"; }
+
+Router parse_router(const std::string& name) {
+  if (name == "learned") return Router::learned;
+  if (name == "random") return Router::random;
+  throw ConfigError("model config: unknown router '" + name + "' (known: learned, random)");
+}
+
 void ModelConfig::validate() const {
   for (const auto& [name, value] : fields())
     require(value > 0, "model config: " + name + " must be positive, got " + std::to_string(value));
   require(experts <= 16, "model config: experts must be at most 16, got " + std::to_string(experts));
   require(dim % heads == 0, "model config: dim (" + std::to_string(dim) +
                                 ") must be divisible by heads (" + std::to_string(heads) + ") " + describe(*this));
+  require(!is_vmoe() || router == Router::learned, "model config: the random router is MoNE's (arch mone)");
   if (is_vmoe()) {
     require(moe_blocks <= depth, "model config: moe_blocks (" + std::to_string(moe_blocks) +
                                      ") must be at most depth (" + std::to_string(depth) + ")");

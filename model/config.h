@@ -22,8 +22,18 @@ std::string arch_name(Arch arch);
 // "mone" | "vmoe"; throws ConfigError for anything else.
 Arch parse_arch(const std::string& name);
 
+// How MoNE's tokens are assigned to experts (method page, "Random router"):
+// by Expert Preferred Routing on the learned router's probabilities, or by a
+// random permutation of each image's tokens (the ablation that shows the
+// router learns). The router's probabilities still scale the MLPs.
+enum class Router { learned, random };
+std::string router_name(Router router);
+// "learned" | "random"; throws ConfigError for anything else.
+Router parse_router(const std::string& name);
+
 struct ModelConfig {
   Arch arch = Arch::mone;
+  Router router = Router::learned;
   int64_t image_height = 28;
   int64_t image_width = 28;
   int64_t channels = 1;

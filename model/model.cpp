@@ -2,6 +2,11 @@
 // over the reference ops, with its activations in the workspace.
 #include "model/model.h"
 
+#include <algorithm>
+#include <stdexcept>
+
+#include "model/random.h"
+
 #include "model/step.h"
 #include "model/step_ops.h"
 
@@ -30,7 +35,7 @@ Model<T>::Model(const ModelConfig& config, uint64_t seed)
       params_((config.validate(), config)),
       acts_(std::make_unique<Activations>()),
       vmoe_acts_(std::make_unique<VmoeActivations>()) {
-  params_.initialise(seed);
+  params_.initialise(seed, InitScheme::small);
 }
 
 template <class T>
@@ -52,6 +57,21 @@ void Model<T>::forward_pass(const T* images, int64_t batch, const RoutingPlan& p
     return;
   }
   plan_step(arena, ops, config_, batch, with_backward, *acts_);
+  if (config_.router == Router::random) {
+    if (static_cast<int64_t>(random_routing_samples_.size()) < batch)
+      throw std::logic_error("Model: the random router needs set_random_routing before each pass");
+    // One uniform per token, the same for every expert: EPR then hands out
+    // the tokens in that order, a random permutation of the image's tokens.
+    const int64_t N = config_.tokens(), E = config_.experts;
+    random_routing_scores_.resize(static_cast<size_t>(batch * N * E));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t n = 0; n < N; ++n) {
+        const auto index = static_cast<uint64_t>(random_routing_samples_[b] * N + n);
+        const T score = static_cast<T>(random_uniform(random_routing_key_, kRandomRouterStream, index));
+        std::fill_n(random_routing_scores_.data() + (b * N + n) * E, E, score);
+      }
+    ops.set_routing_scores(random_routing_scores_.data());
+  }
   step_forward(ops, config_, images, plan, *acts_);
   const int64_t rows = batch * config_.tokens();
   routing_.expert_of_token.assign(acts_->expert_of_token, acts_->expert_of_token + rows);
@@ -77,18 +97,30 @@ const T* Model<T>::forward(const T* images, int64_t batch, const RoutingPlan& pl
 }
 
 template <class T>
-T Model<T>::forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan) {
+T Model<T>::forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan,
+                             DistillationLoss<T>* distillation) {
   forward_pass(images, batch, plan, true);
   CpuStepOps<T> ops(params_, config_, order_, label_smoothing_);
+  // The classification loss, or the distillation loss of a student pass.
+  const auto class_loss = [&](const T* logits, T* class_probs) {
+    const T cross_entropy = cross_entropy_forward(logits, labels, batch, config_.classes, class_probs, label_smoothing_);
+    if (!distillation) return cross_entropy;
+    DistillationLoss<T>& d = *distillation;
+    d.soft.resize(static_cast<size_t>(batch * config_.classes));
+    d.teacher_soft.resize(d.soft.size());
+    ops.set_distillation(&d);
+    return d.label_weight * cross_entropy +
+           d.kl_weight * distillation_forward(logits, d.teacher_logits, batch, config_.classes, d.temperature,
+                                              d.soft.data(), d.teacher_soft.data());
+  };
   if (!config_.is_vmoe()) {
-    const T loss =
-        cross_entropy_forward(acts_->logits, labels, batch, config_.classes, acts_->class_probs, label_smoothing_);
+    const T loss = class_loss(acts_->logits, acts_->class_probs);
     step_backward(ops, config_, labels, *acts_, gradient_ready_);
     workspace_.settle();
     return loss;
   }
   auto& a = *vmoe_acts_;
-  T loss = cross_entropy_forward(a.logits, labels, batch, config_.classes, a.class_probs, label_smoothing_);
+  T loss = class_loss(a.logits, a.class_probs);
   std::vector<int32_t> superclass;
   if (!superclass_of_class_.empty()) {
     for (int64_t b = 0; b < batch; ++b) superclass.push_back(superclass_of_class_.at(labels[b]));

@@ -18,6 +18,12 @@
 
 namespace mone {
 
+// The random router's counter-based stream (random.h); no other draw uses it.
+constexpr uint64_t kRandomRouterStream = 0x72616e64726f7574;  // "randrout"
+// The key of every evaluation pass (`mone eval`, `mone route`, the
+// trainer's evaluations): an image is routed alike in each of them.
+constexpr uint64_t kEvaluationRoutingKey = 0;
+
 // The CPU model's routing of its last pass.
 struct Routing {
   RoutingPlan plan;
@@ -57,13 +63,24 @@ class Model {
   // Forward and backward; parameter gradients accumulate into params().grads()
   // (the caller zeroes them). Returns the mean cross-entropy over the batch
   // (label-smoothed when set), plus for V-MoE the weighted super-class loss
-  // when set.
-  T forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan);
+  // when set. With `distillation` the pass learns from its teacher logits
+  // instead: label_weight times that cross-entropy plus kl_weight times the
+  // distillation loss (step_ops.h, DistillationLoss).
+  T forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan,
+                     DistillationLoss<T>* distillation = nullptr);
 
   // During forward_backward, the hook hears of each gradient range as it
   // becomes final (model/step.h, GradientReady).
   using GradientReady = mone::GradientReady;
   void set_gradient_ready(GradientReady callback) { gradient_ready_ = std::move(callback); }
+
+  // The random router (config().router == Router::random) orders each
+  // image's tokens by uniforms drawn from (key, samples[b] * N + n): set
+  // before every pass, samples[b] being image b's index in its split.
+  void set_random_routing(uint64_t key, std::vector<int64_t> samples) {
+    random_routing_key_ = key;
+    random_routing_samples_ = std::move(samples);
+  }
 
   const Routing& routing() const { return routing_; }  // of the last pass
   const T* logits() const;
@@ -85,6 +102,9 @@ class Model {
   T label_smoothing_ = T(0);
   std::vector<int32_t> superclass_of_class_;
   T router_loss_weight_ = T(0);
+  uint64_t random_routing_key_ = 0;
+  std::vector<int64_t> random_routing_samples_;
+  std::vector<T> random_routing_scores_;  // [B, N, E]
   Routing routing_;
   Workspace workspace_;
   std::unique_ptr<Activations> acts_;  // views into workspace_, rebuilt each pass

@@ -233,4 +233,18 @@ template <class T>
 void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, int64_t C, T* dlogits,
                             T label_smoothing = T(0));
 
+// ---- in-place distillation (method page, "In-place distillation"): the
+// student's logits z learn from the teacher's logits t (detached) at
+// temperature tau: returns tau^2 KL(softmax(t / tau) || softmax(z / tau)),
+// the mean over the batch; soft = softmax(z / tau), teacher_soft =
+// softmax(t / tau), both [B, C].
+template <class T>
+T distillation_forward(const T* logits, const T* teacher_logits, int64_t B, int64_t C, T temperature, T* soft,
+                       T* teacher_soft);
+// dlogits += weight * tau (soft - teacher_soft) / B: the gradient of weight
+// times the returned loss (the tau^2 keeps its scale independent of tau).
+template <class T>
+void distillation_backward(const T* soft, const T* teacher_soft, int64_t B, int64_t C, T temperature, T weight,
+                           T* dlogits);
+
 }  // namespace mone

@@ -145,6 +145,43 @@ void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, in
     }
 }
 
+namespace {
+// softmax(z / tau) of one row into p; returns log sum exp(z / tau).
+template <class T>
+T tempered_softmax(const T* z, int64_t C, T temperature, T* p) {
+  const T top = *std::max_element(z, z + C) / temperature;
+  T sum = 0;
+  for (int64_t c = 0; c < C; ++c) sum += p[c] = std::exp(z[c] / temperature - top);
+  for (int64_t c = 0; c < C; ++c) p[c] /= sum;
+  return std::log(sum) + top;
+}
+}  // namespace
+
+template <class T>
+T distillation_forward(const T* logits, const T* teacher_logits, int64_t B, int64_t C, T temperature, T* soft,
+                       T* teacher_soft) {
+  T loss = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const T* z = logits + b * C;
+    const T* t = teacher_logits + b * C;
+    const T z_normaliser = tempered_softmax(z, C, temperature, soft + b * C);
+    const T t_normaliser = tempered_softmax(t, C, temperature, teacher_soft + b * C);
+    // KL(q || p) = sum_c q_c (log q_c - log p_c), with log p_c = z_c / tau - log sum exp(z / tau).
+    for (int64_t c = 0; c < C; ++c) {
+      const T q = teacher_soft[b * C + c];
+      if (q > T(0)) loss += q * ((t[c] - z[c]) / temperature - t_normaliser + z_normaliser);
+    }
+  }
+  return temperature * temperature * loss / T(B);
+}
+
+template <class T>
+void distillation_backward(const T* soft, const T* teacher_soft, int64_t B, int64_t C, T temperature, T weight,
+                           T* dlogits) {
+  const T scale = weight * temperature / T(B);
+  for (int64_t i = 0; i < B * C; ++i) dlogits[i] += scale * (soft[i] - teacher_soft[i]);
+}
+
 template <class T>
 void add_inplace(T* x, const T* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
@@ -156,6 +193,8 @@ void add_inplace(T* x, const T* y, int64_t n) {
   template void gelu_forward<T>(const T*, int64_t, T*);                                                         \
   template void gelu_backward<T>(const T*, const T*, int64_t, T*);                                              \
   template void add_inplace<T>(T*, const T*, int64_t);                                              \
+  template T distillation_forward<T>(const T*, const T*, int64_t, int64_t, T, T*, T*);                           \
+  template void distillation_backward<T>(const T*, const T*, int64_t, int64_t, T, T, T*);                        \
   template void scaled_residual_forward<T>(const T*, const T*, const T*, T, int64_t, int64_t, T*);              \
   template void scaled_residual_backward<T>(const T*, const T*, const T*, T, int64_t, int64_t, T*, T*, T*);     \
   template void mean_pool_forward<T>(const T*, const TokenLayout&, int64_t, T*);                                \

@@ -27,13 +27,34 @@ enum class ParamKind {
   alpha,         // 0, not decayed
 };
 
+// How the `fan-in` initialisation scheme draws a parameter (method page,
+// "Initialisation"); `small` draws by ParamKind alone.
+enum class FanInInit {
+  by_kind,          // as in the `small` scheme (norms, router, position, alpha)
+  normal_fan_in,    // truncated normal, std sqrt(1 / fan_in): the patch embedding
+  xavier_uniform,   // U(-a, a), a = sqrt(6 / (fan_in + fan_out)): qkv, MLP
+  uniform_fan_in,   // U(-a, a), a = sqrt(1 / fan_in): the attention output projection
+  near_zero,        // normal std 1e-6: the MLP biases
+  zero,             // the head, its bias and the other biases
+};
+
 struct ParamInfo {
   std::string name;
   std::vector<int64_t> shape;
   int64_t offset = 0;  // elements into the buffers
   int64_t numel = 0;
   ParamKind kind = ParamKind::weight;
+  FanInInit fan_in_init = FanInInit::by_kind;
 };
+
+// The initialisation schemes (`mone train --init`):
+// - small: every weight truncated normal with std kInitStd (the first recipe;
+//   the tests use it, because every gradient is non-zero at step 0);
+// - fan_in: weights scaled by their fan-in and fan-out, a zero head (FanInInit).
+enum class InitScheme { small, fan_in };
+std::string init_scheme_name(InitScheme scheme);
+// "small" | "fan-in"; throws std::invalid_argument for anything else.
+InitScheme parse_init_scheme(const std::string& name);
 
 // The entry of `infos` named `name`; throws std::out_of_range for unknown names.
 const ParamInfo& find_parameter(const std::vector<ParamInfo>& infos, const std::string& name);
@@ -54,8 +75,8 @@ class ParameterSet {
   T* value(const std::string& name) { return values_.data() + info(name).offset; }
   T* grad(const std::string& name) { return grads_.data() + info(name).offset; }
 
-  // Deterministic initialisation from a seed (method page and ParamKind).
-  void initialise(uint64_t seed);
+  // Deterministic initialisation from a seed (method page, ParamKind and FanInInit).
+  void initialise(uint64_t seed, InitScheme scheme);
   void zero_grads();
 
  private:

@@ -30,6 +30,18 @@ enum class TokenOrder { expert_sorted, original };
     return ::mone::name(std::forward<Args>(args)...);            \
   }
 
+// A pass's loss when it learns from a teacher pass (in-place distillation,
+// ops.h): label_weight * cross-entropy + kl_weight * distillation_forward.
+template <class T>
+struct DistillationLoss {
+  const T* teacher_logits = nullptr;  // [B, classes], detached
+  T temperature = T(1);
+  T kl_weight = T(1);
+  T label_weight = T(0);
+  // Filled by the forward, read by the backward: softmax(z / tau), softmax(t / tau).
+  std::vector<T> soft, teacher_soft;
+};
+
 template <class T>
 class CpuStepOps {
  public:
@@ -47,6 +59,21 @@ class CpuStepOps {
   int64_t offset(const std::string& name) const { return params_.info(name).offset; }
   int64_t gradient_numel() const { return params_.numel(); }
   T label_smoothing() const { return label_smoothing_; }
+  // EPR orders tokens by these [M, E] scores instead of the router's
+  // probabilities (the random router; null: the probabilities).
+  void set_routing_scores(const T* scores) { routing_scores_ = scores; }
+  // The pass learns from a teacher (null: from the labels alone).
+  void set_distillation(const DistillationLoss<T>* distillation) { distillation_ = distillation; }
+
+  // The loss's gradient at the logits (assigned).
+  void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, int64_t C, T* dlogits,
+                              T label_smoothing) const {
+    ::mone::cross_entropy_backward(probs, labels, B, C, dlogits, label_smoothing);
+    if (!distillation_) return;
+    for (int64_t i = 0; i < B * C; ++i) dlogits[i] *= distillation_->label_weight;
+    distillation_backward(distillation_->soft.data(), distillation_->teacher_soft.data(), B, C,
+                          distillation_->temperature, distillation_->kl_weight, dlogits);
+  }
 
   MONE_HOST_STEP_OP(patchify)
   MONE_HOST_STEP_OP(patch_embed_forward)
@@ -74,7 +101,6 @@ class CpuStepOps {
   MONE_HOST_STEP_OP(mean_pool_backward)
   MONE_HOST_STEP_OP(linear_forward)
   MONE_HOST_STEP_OP(linear_backward)
-  MONE_HOST_STEP_OP(cross_entropy_backward)
   MONE_HOST_STEP_OP(image_top_k_backward)
   MONE_HOST_STEP_OP(moe_dispatch_forward)
   MONE_HOST_STEP_OP(moe_dispatch_backward)
@@ -107,7 +133,8 @@ class CpuStepOps {
   // EPR on the host, then the stored order and its groups.
   void route(const T* probs, const RoutingPlan& plan, StepActivations<CpuStepOps>& a) const {
     const int64_t N = config_.tokens(), E = config_.experts, M = a.batch * N;
-    expert_preferred_routing(probs, a.batch, N, E, plan.tokens_per_expert, a.expert_of_token);
+    expert_preferred_routing(routing_scores_ ? routing_scores_ : probs, a.batch, N, E, plan.tokens_per_expert,
+                             a.expert_of_token);
     if (order_ == TokenOrder::expert_sorted) {
       a.layout = TokenLayout::token_major(a.batch, N);
       expert_sorted_order(a.expert_of_token, a.batch, N, E, a.source_of_row);
@@ -132,6 +159,8 @@ class CpuStepOps {
   const ModelConfig& config_;
   TokenOrder order_;
   T label_smoothing_;
+  const DistillationLoss<T>* distillation_ = nullptr;
+  const T* routing_scores_ = nullptr;
 };
 
 #undef MONE_HOST_STEP_OP

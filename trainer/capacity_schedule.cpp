@@ -1,5 +1,6 @@
 #include "trainer/capacity_schedule.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <sstream>
@@ -82,24 +83,47 @@ CapacitySchedule CapacitySchedule::parse(const std::string& spec, int64_t expert
     if (!(low < high)) throw std::invalid_argument("range: LO must be below HI, got '" + bounds + "'");
     schedule.kind_ = Kind::range;
     schedule.values_ = {low, high};
+  } else if (spec == "sandwich" || starts_with(spec, "sandwich:")) {
+    schedule.kind_ = Kind::sandwich;
+    schedule.values_ = default_capacities(experts);
+    schedule.sandwich_draws_ = spec == "sandwich" ? 2 : -1;
+    if (spec != "sandwich") {
+      const std::string count = spec.substr(9);
+      const bool digits = !count.empty() && count.size() <= 2 &&
+                          std::all_of(count.begin(), count.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+      if (!digits) throw std::invalid_argument("sandwich:K: K must be a whole number from 0 to 16, got '" + count + "'");
+      schedule.sandwich_draws_ = std::stoll(count);
+      if (schedule.sandwich_draws_ > 16)
+        throw std::invalid_argument("sandwich:K: K must be a whole number from 0 to 16, got '" + count + "'");
+    }
   } else {
-    throw std::invalid_argument("'" + spec + "' is not one of fixed:E, random, random:E1,E2,..., range:LO-HI");
+    throw std::invalid_argument("'" + spec +
+                                "' is not one of fixed:E, random, random:E1,E2,..., range:LO-HI, sandwich[:K]");
   }
   return schedule;
 }
 
-double CapacitySchedule::at(uint64_t seed, int64_t step) const {
-  if (step < full_capacity_steps_) return 1.0;
-  const double u = random_uniform(seed, kCapacityStream, static_cast<uint64_t>(step));
+std::vector<double> CapacitySchedule::passes(uint64_t seed, int64_t step) const {
+  if (step < full_capacity_steps_) return {1.0};
+  // One uniform per (step, draw): the single-pass kinds use draw 0, as they always have.
+  const auto uniform = [&](int64_t draw) {
+    return random_uniform(seed, kCapacityStream, static_cast<uint64_t>(step) + static_cast<uint64_t>(draw) * (1ull << 40));
+  };
+  const auto from_set = [&](double u) { return values_[static_cast<size_t>(u * static_cast<double>(values_.size()))]; };
   switch (kind_) {
     case Kind::fixed:
-      return values_[0];
+      return {values_[0]};
     case Kind::set:
-      return values_[static_cast<size_t>(u * static_cast<double>(values_.size()))];
+      return {from_set(uniform(0))};
     case Kind::range:
-      return values_[0] + u * (values_[1] - values_[0]);
+      return {values_[0] + uniform(0) * (values_[1] - values_[0])};
+    case Kind::sandwich: {
+      std::vector<double> result = {1.0, *std::min_element(values_.begin(), values_.end())};
+      for (int64_t k = 0; k < sandwich_draws_; ++k) result.push_back(from_set(uniform(k)));
+      return result;
+    }
   }
-  return values_[0];
+  return {values_[0]};
 }
 
 }  // namespace mone

@@ -31,20 +31,23 @@ std::vector<double> evaluation_capacities(const std::string& text, const ModelCo
 
 class CapacitySchedule {
  public:
-  // "fixed:E", "random" (the default set), "random:E1,E2,..." or "range:LO-HI".
-  // Throws std::invalid_argument naming what is wrong.
-  // The first `full_capacity_steps` steps run at e_c = 1 (a warm-up of the
-  // dense model before the capacities are drawn).
+  // "fixed:E", "random" (the default set), "random:E1,E2,...", "range:LO-HI"
+  // or "sandwich[:K]" (K default 2). Throws std::invalid_argument naming what
+  // is wrong. The first `full_capacity_steps` steps run at e_c = 1 (a warm-up
+  // of the dense model before the capacities are drawn).
   static CapacitySchedule parse(const std::string& spec, int64_t experts, int64_t full_capacity_steps = 0);
 
-  // e_c of training step `step` (0-based).
-  double at(uint64_t seed, int64_t step) const;
+  // The e_c of each pass of training step `step` (0-based) over the step's
+  // batch: one pass, except for the sandwich rule: e_c = 1, the smallest of
+  // the default set, then K drawn from it (method page, "Sandwich sampling").
+  std::vector<double> passes(uint64_t seed, int64_t step) const;
 
  private:
-  enum class Kind { fixed, set, range };
+  enum class Kind { fixed, set, range, sandwich };
   Kind kind_ = Kind::fixed;
   int64_t full_capacity_steps_ = 0;
-  std::vector<double> values_;  // fixed: one value; set: the choices; range: {low, high}
+  std::vector<double> values_;  // fixed: one value; set, sandwich: the choices; range: {low, high}
+  int64_t sandwich_draws_ = 0;  // K
 };
 
 }  // namespace mone

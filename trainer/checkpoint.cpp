@@ -30,6 +30,9 @@ Header header_of(const Checkpoint& c) {
   Header header{{"format", std::string(kFormat)},
                 {"version", kCheckpointVersion},
                 {"model.arch", std::string(arch_name(c.model.arch))}};
+  // Only the ablation's random router is written: a learned router's header
+  // is the one its checkpoints always had, so their checksums still hold.
+  if (c.model.router != Router::learned) header.emplace_back("model.router", router_name(c.model.router));
   for (const auto& [field, value] : c.model.fields()) header.emplace_back("model." + field, value);
   const TrainingProgress& p = c.progress;
   header.insert(header.end(), {{"step", p.step},
@@ -140,6 +143,8 @@ Checkpoint read_checkpoint(const fs::path& path) {
     // says which fields follow.
     if (reader.has_attribute("model.arch"))
       checkpoint.model.arch = parse_arch(reader.read_string_attribute("model.arch"));
+    if (reader.has_attribute("model.router"))  // absent before the random router: learned
+      checkpoint.model.router = parse_router(reader.read_string_attribute("model.router"));
     for (const auto& [field, value] : checkpoint.model.fields()) {
       checkpoint.model.set(field, reader.read_int_attribute("model." + field));
     }
@@ -193,6 +198,9 @@ std::vector<std::string> model_differences(const ModelConfig& checkpoint, const 
     return {"arch: checkpoint " + arch_name(checkpoint.arch) + ", this run " + arch_name(run.arch) +
             " (a checkpoint trains on only in its own architecture)"};
   std::vector<std::string> differences;
+  if (checkpoint.router != run.router)
+    differences.push_back("router: checkpoint " + router_name(checkpoint.router) + ", this run " +
+                          router_name(run.router));
   const auto theirs = checkpoint.fields();
   const auto ours = run.fields();
   for (size_t i = 0; i < theirs.size(); ++i) {

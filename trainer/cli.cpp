@@ -88,9 +88,23 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   add_threads_option(table, &o.threads);
   table.add("capacity", &o.capacity,
             "e_c per step, a pure function of (seed, step): fixed:E | random (0.15,0.25,...,0.95,1 less the values "
-            "infeasible for E) | random:E1,E2,... | range:LO-HI");
+            "infeasible for E) | random:E1,E2,... | range:LO-HI | sandwich[:K] (each step: e_c 1, the smallest of the "
+            "random set and K draws from it, K 2 by default; cpu)");
   table.add("full-capacity-steps", &o.full_capacity_steps,
             "first steps at e_c = 1 before --capacity applies (a dense warm-up)");
+  table.add("init", &o.init,
+            "initialisation: fan-in (weights scaled by fan-in and fan-out, zero head) | small (every weight "
+            "truncated normal, std 0.02)");
+  table.add("router", &o.router,
+            "token assignment: learned (EPR on the router) | random (a random permutation per image and "
+            "step; the ablation, cpu)");
+  table.add_flag("distill", &o.distill,
+            "in-place distillation: each step also runs e_c = 1 first, and the other passes learn from its "
+            "logits (cpu)");
+  table.add("distill-temperature", &o.distill_temperature, "--distill: softmax temperature tau of both sides");
+  table.add("distill-weight", &o.distill_weight, "--distill: weight of tau^2 KL(teacher || student)");
+  table.add("distill-label-weight", &o.distill_label_weight,
+            "--distill: weight of the students' own label cross-entropy");
   table.add("router-init-std", &o.router_init_std, "std of the router weight's normal initialisation");
   table.add("alpha-init", &o.alpha_init, "initial value of every block's MLP scale alpha (s = alpha r + 1)");
   table.add("eval-capacities", &o.eval_capacities, "comma-separated e_c list to evaluate (empty: the default set)");

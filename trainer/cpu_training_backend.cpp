@@ -21,6 +21,9 @@ class CpuTrainingBackend : public TrainingBackend {
     model_.set_label_smoothing(options.label_smoothing);
     if (config.is_vmoe()) model_.set_superclasses(options.superclass_of_class, options.router_loss_weight);
     model_.set_gradient_ready([this](int64_t begin, int64_t end) { gradients_ready(begin, end); });
+    distillation_.temperature = static_cast<float>(options.distill_temperature);
+    distillation_.kl_weight = static_cast<float>(options.distill_weight);
+    distillation_.label_weight = static_cast<float>(options.distill_label_weight);
   }
 
   std::string description() const override {
@@ -37,9 +40,25 @@ class CpuTrainingBackend : public TrainingBackend {
     buckets_.begin(context);
     loss_ = 0;
   }
-  void micro_step(const Batch& batch, const RoutingPlan& plan, bool last) override {
-    last_micro_step_ = last;
-    loss_ += model_.forward_backward(batch.images.data(), batch.labels.data(), batch.count, plan);
+  // The passes in order, gradients summed; only the last pass of the last
+  // micro-step hands its gradient ranges to the buckets.
+  void micro_step(const Batch& batch, const std::vector<TrainingPass>& passes, bool last) override {
+    const float* images = batch.images.data();
+    const int32_t* labels = batch.labels.data();
+    for (size_t i = 0; i < passes.size(); ++i) {
+      last_micro_step_ = last && i + 1 == passes.size();
+      model_.set_random_routing(passes[i].routing_key, batch.samples);
+      if (!passes[i].distilled) {
+        loss_ += model_.forward_backward(images, labels, batch.count, passes[i].plan);
+        if (i == 0 && passes.size() > 1) {  // the teacher of the passes that follow
+          const float* logits = model_.logits();
+          teacher_logits_.assign(logits, logits + batch.count * model_.config().classes);
+        }
+        continue;
+      }
+      distillation_.teacher_logits = teacher_logits_.data();
+      loss_ += model_.forward_backward(images, labels, batch.count, passes[i].plan, &distillation_);
+    }
   }
   double finish_gradients() override {
     buckets_.finish();
@@ -61,7 +80,9 @@ class CpuTrainingBackend : public TrainingBackend {
   Model<float>& model_;
   AdamW optimizer_;
   GradientBuckets buckets_;
-  bool last_micro_step_ = false;  // the micro-step whose backward finishes the gradients
+  bool last_micro_step_ = false;  // the pass whose backward finishes the gradients
+  std::vector<float> teacher_logits_;  // [B, classes] of the step's first pass
+  DistillationLoss<float> distillation_;
   double loss_ = 0;
 };
 

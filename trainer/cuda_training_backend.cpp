@@ -125,7 +125,7 @@ class CudaTrainingBackend : public TrainingBackend {
     // capture) and one micro-step (the loss slot moves with the micro-step).
     if (options.cuda_graphs && world.size() == 1 && options.accumulate == 1)
       graphs_ = std::make_unique<cuda::StepGraphs>(context_);
-    parameters_.initialise(options.seed);  // as Model<float>(config, seed) does
+    // The trainer draws them (Trainer::initialise_parameters) before they are uploaded.
     model_.set_label_smoothing(options.label_smoothing);
     description_ = device + ", " + (sizeof(T) == 2 ? "bf16" : "fp32") + " compute, fp32 master weights";
     if (ranks_ == 1) return;
@@ -158,8 +158,10 @@ class CudaTrainingBackend : public TrainingBackend {
     if (buckets_) buckets_->begin(context);
 #endif
   }
-  void micro_step(const Batch& batch, const RoutingPlan& plan, bool last) override {
+  void micro_step(const Batch& batch, const std::vector<TrainingPass>& passes, bool last) override {
     if (micro_steps_ == accumulate_) throw std::logic_error("CudaTrainingBackend: more micro-steps than --accumulate");
+    if (passes.size() != 1) throw std::logic_error("CudaTrainingBackend: one pass per step (check_train_options)");
+    const RoutingPlan& plan = passes.front().plan;
     last_micro_step_ = last;
     forward_.send(batch);
     float* loss = losses_.as<float>() + micro_steps_;

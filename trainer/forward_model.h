@@ -30,6 +30,7 @@ class OwnedCpuModel : public ForwardModel {
   Model<float>& model() { return model_; }
   const ModelConfig& config() const override { return model_.config(); }
   const float* logits(const Batch& batch, const RoutingPlan& plan) override {
+    model_.set_random_routing(kEvaluationRoutingKey, batch.samples);
     return model_.forward(batch.images.data(), batch.count, plan);
   }
 

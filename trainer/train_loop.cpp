@@ -74,14 +74,14 @@ class Trainer {
                     checkpoints_, config_ini),
         backend_(make_training_backend(options, model_config, world, comm_)),
         step_(options, model_config, capacity_, *backend_, comm_, checkpoints_) {
-    initialise_routing(options.router_init_std, options.alpha_init);
+    initialise_parameters();
   }
 
   int run();
   const TrainingBackend& backend() const { return *backend_; }
 
  private:
-  void initialise_routing(double router_std, double alpha);
+  void initialise_parameters();
   void check_parameters_identical(ProgressLine& line);
   void log_step(MetricsLog* metrics, ProgressLine& line, const StepResult& result, double step_ms);
   void prepare_run_directory();
@@ -107,18 +107,20 @@ class Trainer {
   int64_t train_samples_ = 1;
 };
 
-// The model draws the router weight with std kInitStd: rescaling the same draw
-// changes the std and nothing else. A resumed run overwrites all of it. (The
-// backend receives the parameters in start_identical_on_all_ranks.)
-void Trainer::initialise_routing(double router_std, double alpha) {
+// The --init scheme, then the routing options: the scheme draws the router
+// weight with std kInitStd, so rescaling the same draw changes the std and
+// nothing else. A resumed run overwrites all of it. (The backend receives the
+// parameters in start_identical_on_all_ranks.)
+void Trainer::initialise_parameters() {
   ParameterSet<float>& params = backend_->parameters();
+  params.initialise(options_.seed, parse_init_scheme(options_.init));
   for (const ParamInfo& info : params.infos()) {
     float* values = params.values() + info.offset;
     if (info.kind == ParamKind::router_weight) {
-      const float scale = static_cast<float>(router_std / kInitStd);
+      const float scale = static_cast<float>(options_.router_init_std / kInitStd);
       for (int64_t i = 0; i < info.numel; ++i) values[i] *= scale;
     } else if (info.kind == ParamKind::alpha) {
-      std::fill(values, values + info.numel, static_cast<float>(alpha));
+      std::fill(values, values + info.numel, static_cast<float>(options_.alpha_init));
     }
   }
 }
@@ -138,6 +140,8 @@ void Trainer::log_step(MetricsLog* metrics, ProgressLine& line, const StepResult
         .add("e_c", r.capacity)
         .add("realised_e_c", r.realised_capacity)
         .add("grad_norm", r.grad_norm)
+        // The step's training FLOPs: 3x the forward's (method page, "FLOPs"), over the global batch.
+        .add("gflops", 3.0 * r.forward_flops_per_image * static_cast<double>(options_.batch) / 1e9)
         .add("img_per_s", images_per_second)
         .add("ms_per_step", step_ms)
         .add("data_wait_ms", r.data_wait_ms)

@@ -33,6 +33,14 @@ ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t i
     throw UsageError(std::string("--arch: ") + error.what());
   }
   const bool vmoe = arch == Arch::vmoe;
+  Router router = Router::learned;
+  try {
+    router = parse_router(options.router);
+  } catch (const ConfigError& error) {
+    throw UsageError(std::string("--router: ") + error.what());
+  }
+  require(!vmoe || router == Router::learned, "router", "random is for --arch mone (V-MoE routes whole images)");
+  require(options.device == "cpu" || router == Router::learned, "router", "random runs on --device cpu only");
   require(vmoe || options.superclasses.empty(), "superclasses", "is for --arch vmoe");
   if (!options.superclasses.empty()) {
     try {
@@ -66,7 +74,7 @@ ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t i
     require(*value >= 0, option, "must be positive (0: the preset's), got " + std::to_string(*value));
     if (*value > 0) overrides.push_back({std::string("--") + option, field, *value});
   }
-  const ModelConfig config =
+  ModelConfig config =
       override_preset(options.preset, overrides,
                       "the model (--arch " + options.arch + ", --preset " + options.preset +
                           " and overrides, with the dataset's " + std::to_string(image_height) + "x" +
@@ -77,6 +85,7 @@ ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t i
       if (name == field) *value = resolved;
     }
   }
+  config.router = router;
   // V-MoE has no capacity (model/routing_plan.h): say so rather than ignore the option.
   require(!vmoe || options.capacity == "fixed:1", "capacity",
           "--arch vmoe routes whole images and has no effective capacity; pass --capacity fixed:1, got '" +
@@ -103,6 +112,13 @@ void check_train_options(const TrainOptions& o) {
   require(o.progress == "auto" || o.progress == "bar" || o.progress == "lines", "progress",
           "'" + o.progress + "' is not one of auto, bar, lines");
   require(o.full_capacity_steps >= 0, "full-capacity-steps", "must be >= 0");
+  require(o.init == "small" || o.init == "fan-in", "init", "'" + o.init + "' is not one of small, fan-in");
+  require(o.distill_temperature > 0, "distill-temperature", "must be positive");
+  require(o.distill_weight >= 0, "distill-weight", "must be >= 0");
+  require(o.distill_label_weight >= 0, "distill-label-weight", "must be >= 0");
+  require(o.device == "cpu" || !o.distill, "distill", "runs on --device cpu only (the device step has one pass)");
+  require(o.device == "cpu" || o.capacity.rfind("sandwich", 0) != 0, "capacity",
+          "sandwich runs on --device cpu only (the device step has one pass)");
   require(o.router_init_std >= 0, "router-init-std", "must be >= 0");
   require(o.router_loss_weight >= 0, "router-loss-weight", "must be >= 0");
   require(o.eval_batch > 0, "eval-batch", "must be positive");

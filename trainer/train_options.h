@@ -23,6 +23,7 @@ struct TrainOptions {
   // The architecture (model/config.h): mone | vmoe; V-MoE's fields (0: the
   // defaults of ModelConfig), its super-class file and router loss weight.
   std::string arch = "mone";
+  std::string router = "learned";  // learned | random (MoNE: model/config.h, Router)
   int64_t moe_blocks = 0, top_k = 0;
   std::string superclasses;          // empty: no super-class loss
   double router_loss_weight = 0.3;
@@ -41,6 +42,15 @@ struct TrainOptions {
   int threads = 0;          // set to default_thread_count() before parsing
   std::string capacity = "random";
   int64_t full_capacity_steps = 0;  // steps at e_c = 1 before --capacity applies
+  // In-place distillation (method page): every step starts with a pass at
+  // e_c = 1 that learns from the labels; the step's other passes learn from
+  // its logits: distill_weight * tau^2 KL + distill_label_weight * CE.
+  bool distill = false;
+  double distill_temperature = 1.0;
+  double distill_weight = 1.0;
+  double distill_label_weight = 0.0;
+  // Initialisation (model/parameters.h, InitScheme): small | fan-in.
+  std::string init = "fan-in";
   // Initialisation of the routing parameters (method page: router weight
   // normal with std 0.02, alpha 0); the trainer's ablations change them.
   double router_init_std = kInitStd;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "comm/host_values.h"
+#include "model/random.h"
 #include "model/routing_plan.h"
 #include "trainer/exit_codes.h"
 #include "trainer/metrics.h"
@@ -42,11 +43,26 @@ TrainingStep::TrainingStep(const TrainOptions& options, const ModelConfig& model
       comm_(comm),
       checkpoints_(checkpoints) {}
 
+// The step's passes: the schedule's, and with --distill a first pass at
+// e_c = 1 (unless the schedule starts there) that the others learn from.
+std::vector<TrainingPass> TrainingStep::passes(int64_t step, uint64_t seed) const {
+  std::vector<double> capacities = capacity_.passes(seed, step);
+  if (options_.distill && capacities.front() != 1.0) capacities.insert(capacities.begin(), 1.0);
+  std::vector<TrainingPass> result;
+  for (const double capacity : capacities) {
+    const uint64_t key = mix64(seed ^ mix64(static_cast<uint64_t>(step) * 64 + result.size() + 1));
+    result.push_back({plan_routing(model_, capacity), options_.distill && !result.empty(), key});
+  }
+  return result;
+}
+
 StepResult TrainingStep::run(Loader& loader, int64_t step, uint64_t seed) {
   StepResult result;
-  const RoutingPlan plan = plan_routing(model_, capacity_.at(seed, step));
+  const std::vector<TrainingPass> step_passes = passes(step, seed);
+  const RoutingPlan& plan = step_passes.back().plan;  // the one the log names: the drawn e_c
   result.capacity = plan.requested_capacity;
   result.realised_capacity = plan.realised_capacity;
+  for (const TrainingPass& pass : step_passes) result.forward_flops_per_image += pass.plan.forward_flops_per_image;
   result.lr = lr_.at(step);
   const std::string context = "step " + std::to_string(step + 1);
   backend_.begin_step(context);
@@ -54,7 +70,7 @@ StepResult TrainingStep::run(Loader& loader, int64_t step, uint64_t seed) {
     const Clock::time_point wait = Clock::now();
     loader.next(batch_);
     result.data_wait_ms += std::chrono::duration<double, std::milli>(Clock::now() - wait).count();
-    backend_.micro_step(batch_, plan, micro + 1 == options_.accumulate);
+    backend_.micro_step(batch_, step_passes, micro + 1 == options_.accumulate);
   }
   result.loss = backend_.finish_gradients();  // the gradients are now the mean over all ranks' samples
   // The step's loss and data wait averaged over the ranks (equal batches, so

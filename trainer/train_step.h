@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "data/loader.h"
@@ -19,8 +20,9 @@ namespace mone {
 
 struct StepResult {
   double loss = 0;
-  double capacity = 0;           // requested e_c
+  double capacity = 0;           // requested e_c of the step's last pass
   double realised_capacity = 0;  // after flooring
+  double forward_flops_per_image = 0;  // summed over the step's passes
   double lr = 0;
   double grad_norm = 0;          // before clipping
   double data_wait_ms = 0;       // mean over the ranks
@@ -38,6 +40,8 @@ class TrainingStep {
   StepResult run(Loader& loader, int64_t step, uint64_t seed);
 
  private:
+  std::vector<TrainingPass> passes(int64_t step, uint64_t seed) const;
+
   const TrainOptions& options_;
   ModelConfig model_;
   LrSchedule lr_;

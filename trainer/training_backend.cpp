@@ -18,10 +18,13 @@ namespace {
 }
 #endif
 // The device step has no V-MoE ops yet (docs/method.md, section 5).
-void require_cpu_for_vmoe(const std::string& device, const ModelConfig& config) {
+// The models the device step cannot run yet.
+void require_cpu_where_needed(const std::string& device, const ModelConfig& config) {
   if (device != "cpu" && config.is_vmoe())
     throw UsageError("--device " + device + ": --arch vmoe runs on the CPU only in this build (no device path for "
                      "its per-image routing yet); use --device cpu");
+  if (device != "cpu" && config.router == Router::random)
+    throw UsageError("--device " + device + ": the random router runs on the CPU only in this build; use --device cpu");
 }
 }  // namespace
 
@@ -35,7 +38,7 @@ BucketOptions bucket_options(const TrainOptions& options) {
 
 std::unique_ptr<TrainingBackend> make_training_backend(const TrainOptions& options, const ModelConfig& config,
                                                        const World& world, Communicator& host) {
-  require_cpu_for_vmoe(options.device, config);
+  require_cpu_where_needed(options.device, config);
   if (options.device == "cpu") return make_cpu_training_backend(options, config, host);
 #ifdef MONE_HAVE_CUDA
   return make_cuda_training_backend(options, config, world, host);
@@ -48,7 +51,7 @@ std::unique_ptr<TrainingBackend> make_training_backend(const TrainOptions& optio
 std::unique_ptr<ForwardModel> make_forward_model(const std::string& device, const std::string& precision,
                                                  const ModelConfig& config, const std::vector<float>& values,
                                                  int64_t max_batch, const World& world) {
-  require_cpu_for_vmoe(device, config);
+  require_cpu_where_needed(device, config);
   if (device == "cpu") {
     auto forward = std::make_unique<OwnedCpuModel>(config, 0);
     std::copy(values.begin(), values.end(), forward->model().params().values());

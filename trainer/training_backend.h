@@ -29,6 +29,17 @@
 
 namespace mone {
 
+// One pass of a training step over the step's batch. A step runs its passes
+// in order and sums their gradients (--capacity sandwich, --distill).
+struct TrainingPass {
+  RoutingPlan plan;
+  // In-place distillation: this pass learns from the step's first pass's
+  // logits (detached), not from the labels alone (train_options.h).
+  bool distilled = false;
+  // The random router's key (model.h, set_random_routing): from (seed, step, pass).
+  uint64_t routing_key = 0;
+};
+
 class TrainingBackend {
  public:
   virtual ~TrainingBackend() = default;
@@ -43,13 +54,15 @@ class TrainingBackend {
   virtual void push_state() = 0;
 
   // One optimizer step: begin_step, then micro_step for each micro-batch in
-  // order (`last` on the final one), then finish_gradients, after which the
-  // gradients are the mean over all ranks' samples of the step (each
-  // micro-step's gradient scaled by 1 / micro-steps); then clip_gradients
-  // and update.
+  // order (`last` on the final one), each running the step's passes, then
+  // finish_gradients, after which the gradients are the mean over all ranks'
+  // samples of the step (each micro-step's gradient scaled by 1 /
+  // micro-steps); then clip_gradients and update. The CUDA backend runs one
+  // pass per step (the options refuse more there).
   virtual void begin_step(const std::string& context) = 0;
-  virtual void micro_step(const Batch& batch, const RoutingPlan& plan, bool last) = 0;
-  // This rank's micro-step losses (each the mean over its micro-batch), summed in order.
+  virtual void micro_step(const Batch& batch, const std::vector<TrainingPass>& passes, bool last) = 0;
+  // This rank's micro-step losses (each the mean over its micro-batch, summed
+  // over the passes), summed in order.
   virtual double finish_gradients() = 0;
   // The global gradient norm before clipping (max_norm <= 0: no clipping).
   virtual double clip_gradients(double max_norm) = 0;

@@ -1,5 +1,6 @@
 #include "trainer/training_evaluation.h"
 
+#include <cstdio>
 #include <iostream>
 
 #include "comm/host_values.h"
@@ -64,7 +65,9 @@ bool TrainingEvaluation::run(TrainingBackend& backend, Communicator& comm, Train
     backend.pull_state();
     const std::filesystem::path path =
         checkpoints_.save_best(model_, backend.parameters(), backend.optimizer(), progress, config_ini_);
-    std::cout << "best so far (mean top-1 " << format_double(100 * top1) << "%): " << path.string() << "\n";
+    char mean[32];
+    std::snprintf(mean, sizeof(mean), "%.2f", 100 * top1);
+    std::cout << "best so far (mean top-1 " << mean << "%): " << path.string() << "\n";
   }
   return true;
 }

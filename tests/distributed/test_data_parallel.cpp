@@ -136,6 +136,28 @@ TEST_F(DataParallel, VmoeTwoRanksMatchOneRank) {
             kParameterTolerance);
 }
 
+// Several passes per step on two ranks: the sandwich rule with in-place
+// distillation (each rank's teacher is its own e_c = 1 pass over its half of
+// the batch, and the summed gradients are averaged once), and the random
+// router (permutations keyed by each image's sample index, not its rank).
+TEST_F(DataParallel, SandwichDistillationAndRandomRouterTwoRanksMatchOneRank) {
+  const std::vector<std::vector<std::string>> recipes = {
+      {"--capacity", "sandwich:1", "--distill", "--distill-temperature", "2", "--distill-label-weight", "0.5",
+       "--init", "fan-in"},
+      {"--router", "random"}};
+  for (size_t r = 0; r < recipes.size(); ++r) {
+    const std::string one_rank = "recipe" + std::to_string(r) + "-one-rank";
+    const std::string two_ranks = "recipe" + std::to_string(r) + "-two-ranks";
+    const testing::ProcessResult one = run_mone(with(args(one_rank), recipes[r]));
+    ASSERT_EQ(one.exit_code, 0) << one.out << one.err;
+    const testing::ProcessResult two = run_mone_ranks(2, with(args(two_ranks), recipes[r]));
+    ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+    expect_losses_match(losses(run(one_rank)), losses(run(two_ranks)), 1);
+    EXPECT_LT(parameter_difference(final_checkpoint(one_rank), final_checkpoint(two_ranks)), kParameterTolerance)
+        << recipes[r][1];
+  }
+}
+
 // Four ranks: equivalence, identical parameters on every rank at every step
 // (--check-params-every 1 fails the run otherwise), and a checkpoint at step
 // 10 that two ranks resume from, continuing the same global sample sequence.

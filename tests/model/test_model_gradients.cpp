@@ -76,6 +76,45 @@ INSTANTIATE_TEST_SUITE_P(Capacities, ModelGradients, ::testing::Values(1.0, 0.5,
                            return "capacity_" + std::to_string(static_cast<int>(info.param * 100));
                          });
 
+// In-place distillation: a pass at e_c 0.5 learns from the model's own
+// logits at e_c 1 (detached, as in training) at temperature 2, plus 0.3 of
+// its label loss; every parameter against finite differences of that loss.
+TEST(ModelGradientsDistillation, StudentPassMatchesFiniteDifferences) {
+  const testing::SingleThreaded single_threaded;
+  const ModelConfig config = testing::small_config(4);
+  Model<double> model(config, 3);
+  testing::randomise_parameters(model.params(), 4);
+  const auto batch = testing::random_batch<double>(config, 2, 5);
+  ParameterSet<double>& params = model.params();
+  const double* full = model.forward(batch.images.data(), batch.size, plan_routing(config, 1.0));
+  const std::vector<double> teacher(full, full + batch.size * config.classes);
+
+  DistillationLoss<double> distillation;
+  distillation.teacher_logits = teacher.data();
+  distillation.temperature = 2.0;
+  distillation.kl_weight = 0.7;
+  distillation.label_weight = 0.3;
+  params.zero_grads();
+  const double analytic_loss = model.forward_backward(batch.images.data(), batch.labels.data(), batch.size,
+                                                      plan_routing(config, 0.5), &distillation);
+  const std::vector<double> analytic(params.grads(), params.grads() + params.numel());
+  const std::vector<int32_t> routing = model.routing().expert_of_token;
+
+  int64_t routing_changes = 0;
+  const int64_t BC = batch.size * config.classes;
+  auto loss = [&] {
+    const double* logits = model.forward(batch.images.data(), batch.size, plan_routing(config, 0.5));
+    if (model.routing().expert_of_token != routing) ++routing_changes;
+    std::vector<double> probs(BC), soft(BC), teacher_soft(BC);
+    return 0.3 * cross_entropy_forward(logits, batch.labels.data(), batch.size, config.classes, probs.data()) +
+           0.7 * distillation_forward(logits, teacher.data(), batch.size, config.classes, 2.0, soft.data(),
+                                      teacher_soft.data());
+  };
+  EXPECT_NEAR(analytic_loss, loss(), 1e-12);
+  testing::expect_parameter_gradients(params, analytic, loss, 6, kTolerance, "distilled e_c 0.5");
+  EXPECT_EQ(routing_changes, 0) << "a perturbation flipped a routing near-tie: pick another seed";
+}
+
 TEST(ModelGradientsConvention, ForwardBackwardAccumulatesIntoGrads) {
   // "parameter gradients accumulate (the caller zeroes them)": two passes
   // without zeroing give twice one pass.

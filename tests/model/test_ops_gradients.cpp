@@ -436,6 +436,49 @@ void check_cross_entropy(double label_smoothing, uint64_t seed) {
 TEST(OpGradients, CrossEntropy) { check_cross_entropy(0.0, 131); }
 TEST(OpGradients, CrossEntropyWithLabelSmoothing) { check_cross_entropy(0.1, 133); }
 
+// In-place distillation's loss, with respect to the student's logits (the
+// teacher's are detached), at temperature 1 and at 2.
+void check_distillation(double temperature, uint64_t seed) {
+  const int64_t B = 3, C = 4;
+  const double weight = 0.7;
+  TestRandom random(seed);
+  std::vector<double> logits = random.nonzero_vector(B * C, 0.1, 2.0), dlogits;
+  const std::vector<double> teacher = random.nonzero_vector(B * C, 0.1, 2.0);
+  std::vector<double> soft(B * C), teacher_soft(B * C);
+  OpGradientCheck check(seed + 1);
+  check.add_input("distillation logits", &logits, &dlogits, GradWrite::accumulate);
+  auto reports = check.run(
+      [&](std::vector<double>& loss) {
+        loss = {weight * distillation_forward(logits.data(), teacher.data(), B, C, temperature, soft.data(),
+                                              teacher_soft.data())};
+      },
+      [&](const std::vector<double>& dloss) {
+        distillation_forward(logits.data(), teacher.data(), B, C, temperature, soft.data(), teacher_soft.data());
+        distillation_backward(soft.data(), teacher_soft.data(), B, C, temperature, weight * dloss[0], dlogits.data());
+      });
+  EXPECT_TRUE(all_within_tolerance(reports, kTolerance)) << "temperature " << temperature;
+}
+
+TEST(OpGradients, Distillation) { check_distillation(1.0, 135); }
+TEST(OpGradients, DistillationAtTemperatureTwo) { check_distillation(2.0, 137); }
+
+// KL(q || q) = 0, and tau^2 KL against a hand-computed pair.
+TEST(OpGradients, DistillationIsZeroAgainstItselfAndMatchesByHand) {
+  const std::vector<double> z = {1.0, -0.5, 0.25}, t = {0.0, 1.0, 2.0};
+  std::vector<double> soft(3), teacher_soft(3);
+  EXPECT_NEAR(distillation_forward(z.data(), z.data(), 1, 3, 2.0, soft.data(), teacher_soft.data()), 0.0, 1e-15);
+  const double tau = 2.0;
+  double zs = 0, ts = 0;
+  for (int c = 0; c < 3; ++c) zs += std::exp(z[c] / tau), ts += std::exp(t[c] / tau);
+  double kl = 0;
+  for (int c = 0; c < 3; ++c) {
+    const double q = std::exp(t[c] / tau) / ts, p = std::exp(z[c] / tau) / zs;
+    kl += q * std::log(q / p);
+  }
+  EXPECT_NEAR(distillation_forward(z.data(), t.data(), 1, 3, tau, soft.data(), teacher_soft.data()), tau * tau * kl,
+              1e-14);
+}
+
 // ---- Mobile V-MoE (model/ops_moe.h).
 
 TEST(OpGradients, ImageTopK) {

@@ -174,6 +174,40 @@ TEST(ModelRouting, FollowsRouterProbabilitiesAndCapacity) {
   }
 }
 
+// The random router (method page, "Random router"): each image gets the
+// plan's k_j tokens per expert in an order drawn from (key, sample index):
+// the same image with the same key routes alike wherever it sits in a batch,
+// another key routes it differently, and the router's weights play no part.
+TEST(ModelRouting, RandomRouterIsAPermutationOfKeyAndSample) {
+  ModelConfig config = testing::small_config();
+  config.router = Router::random;
+  Model<double> model(config, 7);
+  testing::randomise_parameters(model.params(), 8);
+  const auto batch = testing::random_batch<double>(config, 3, 9);
+  const int64_t N = config.tokens(), E = config.experts;
+  const RoutingPlan plan = plan_routing(config, 0.5);
+  const auto routed = [&](uint64_t key, std::vector<int64_t> samples) {
+    model.set_random_routing(key, std::move(samples));
+    model.forward(batch.images.data(), batch.size, plan);
+    return model.routing().expert_of_token;
+  };
+  const std::vector<int32_t> first = routed(11, {4, 5, 6});
+  for (int64_t b = 0; b < batch.size; ++b) {
+    std::vector<int64_t> count(static_cast<size_t>(E), 0);
+    for (int64_t n = 0; n < N; ++n) ++count[static_cast<size_t>(first[static_cast<size_t>(b * N + n)])];
+    EXPECT_EQ(count, plan.tokens_per_expert) << "image " << b;
+  }
+  EXPECT_EQ(routed(11, {4, 5, 6}), first);
+  // Image 0 now carries sample 5: it must route as image 1 did.
+  const std::vector<int32_t> moved = routed(11, {5, 4, 6});
+  EXPECT_TRUE(std::equal(moved.begin(), moved.begin() + N, first.begin() + N));
+  EXPECT_NE(routed(12, {4, 5, 6}), first);
+  testing::randomise_parameters(model.params(), 10);  // another router: the same assignment
+  EXPECT_EQ(routed(11, {4, 5, 6}), first);
+  model.set_random_routing(11, {});
+  EXPECT_THROW(model.forward(batch.images.data(), batch.size, plan), std::logic_error);
+}
+
 // ---- Mobile V-MoE: per-image top-k and the image-sorted layout (model/ops_moe.h).
 
 TEST(ImageTopK, HighestFirstTiesToTheLowerExpertWeightsRenormalised) {

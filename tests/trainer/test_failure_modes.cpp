@@ -340,10 +340,28 @@ TEST(FailureModes, StopSignalDuringEvaluationStopsItAndTheResumedRunEvaluates) {
   EXPECT_TRUE(fs::exists(run_dir / "eval" / "val-step-00000006.csv"));
 }
 
+// Waits (up to 10 s) until process `pid` has a handler for `signal`: the
+// SigCgt mask of /proc/PID/status has its bit set.
+void wait_until_catching(pid_t pid, int signal) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("SigCgt:", 0) != 0) continue;
+      const unsigned long long caught = std::stoull(line.substr(7), nullptr, 16);
+      if (caught & (1ull << (signal - 1))) return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
 TEST(FailureModes, StopSignalDuringTheStartEndsWithACheckpointAndExit75) {
   testing::TrainerFixture fixture;
   const ProcessResult stopped = run_mone(with(small_run(fixture, "run"), {"--steps", "1000"}), [](pid_t pid) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(150));  // in MPI's start, before the model exists
+    // As soon as the handler is in place (on a busy machine that can take
+    // longer than a fixed sleep), i.e. in MPI's start, before the model exists.
+    wait_until_catching(pid, SIGTERM);
     kill(pid, SIGTERM);
   });
   EXPECT_EQ(stopped.exit_code, 75) << stopped.out << stopped.err;

@@ -63,6 +63,13 @@ TEST(MoneCli, ErrorsNameTheOption) {
   expect_usage_error(with(base, {"--device", "gpu"}), "--device: must be cpu or cuda, got 'gpu'");
   expect_usage_error(with(base, {"--precision", "fp16"}), "--precision: must be bf16 or fp32, got 'fp16'");
   expect_usage_error(with(base, {"--device", "cuda", "--allreduce-dtype", "bf16"}), "--allreduce-dtype");
+  expect_usage_error(with(base, {"--init", "xavier"}), "--init: 'xavier' is not one of small, fan-in");
+  expect_usage_error(with(base, {"--router", "lucky"}), "--router: model config: unknown router 'lucky'");
+  expect_usage_error(with(base, {"--capacity", "sandwich:x"}), "--capacity");
+  expect_usage_error(with(base, {"--distill", "--distill-temperature", "0"}), "--distill-temperature");
+  expect_usage_error(with(base, {"--distill", "--device", "cuda"}), "--distill: runs on --device cpu only");
+  expect_usage_error(with(base, {"--capacity", "sandwich", "--device", "cuda"}), "--capacity: sandwich runs on");
+  expect_usage_error(with(base, {"--router", "random", "--device", "cuda"}), "--router: random runs on");
   expect_usage_error({"train", "--run-dir", "x"}, "--data");
   expect_usage_error({"frobnicate"}, "unknown command 'frobnicate'");
   expect_usage_error({"eval", "--data", fixture.data().string()}, "--checkpoint");

@@ -76,6 +76,24 @@ TEST(Resume, VmoeStoppedBySignalAndResumedEqualsUninterrupted) {
   expect_stopped_and_resumed_equals_uninterrupted(fixture, testing::small_vmoe_run);
 }
 
+// Several passes per step (the sandwich rule with in-place distillation) and
+// the random router: the passes, their draws and the token permutations are
+// pure functions of (seed, step, sample), so a resumed run has the same bits.
+TEST(Resume, SandwichWithDistillationStoppedAndResumedEqualsUninterrupted) {
+  testing::TrainerFixture fixture;
+  expect_stopped_and_resumed_equals_uninterrupted(fixture, [](const testing::TrainerFixture& f, const std::string& dir) {
+    return with(small_run(f, dir), {"--capacity", "sandwich:1", "--distill", "--distill-temperature", "2",
+                                    "--distill-label-weight", "0.5", "--init", "fan-in"});
+  });
+}
+
+TEST(Resume, RandomRouterStoppedAndResumedEqualsUninterrupted) {
+  testing::TrainerFixture fixture;
+  expect_stopped_and_resumed_equals_uninterrupted(fixture, [](const testing::TrainerFixture& f, const std::string& dir) {
+    return with(small_run(f, dir), {"--router", "random"});
+  });
+}
+
 TEST(Resume, AutoSkipsABrokenNewestCheckpoint) {
   testing::TrainerFixture fixture;
   const fs::path run = fixture.root() / "run";
@@ -153,6 +171,9 @@ TEST(Resume, DifferentModelIsRefusedNamingTheFields) {
   const testing::ProcessResult result = run_mone(with(small_run(fixture, "run"), {"--steps", "2", "--dim", "64"}));
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("dim: checkpoint 32, this run 64"), std::string::npos) << result.err;
+  const testing::ProcessResult router = run_mone(with(small_run(fixture, "run"), {"--steps", "2", "--router", "random"}));
+  EXPECT_EQ(router.exit_code, 2);
+  EXPECT_NE(router.err.find("router: checkpoint learned, this run random"), std::string::npos) << router.err;
 }
 
 TEST(Resume, OtherArchitectureIsRefused) {

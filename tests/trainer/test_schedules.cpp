@@ -26,8 +26,8 @@ TEST(CapacitySchedule, DrawsArePureFunctionsOfSeedAndStep) {
   ASSERT_EQ(allowed.size(), 10u);
   std::set<double> seen;
   for (int64_t step = 0; step < 200; ++step) {
-    const double value = schedule.at(7, step);
-    EXPECT_EQ(value, CapacitySchedule::parse("random", 4).at(7, step));
+    const double value = schedule.passes(7, step).at(0);
+    EXPECT_EQ(value, CapacitySchedule::parse("random", 4).passes(7, step).at(0));
     EXPECT_NE(std::find(allowed.begin(), allowed.end(), value), allowed.end());
     seen.insert(value);
   }
@@ -35,27 +35,52 @@ TEST(CapacitySchedule, DrawsArePureFunctionsOfSeedAndStep) {
 }
 
 TEST(CapacitySchedule, FixedListAndRange) {
-  EXPECT_EQ(CapacitySchedule::parse("fixed:0.5", 4).at(1, 9), 0.5);
+  EXPECT_EQ(CapacitySchedule::parse("fixed:0.5", 4).passes(1, 9).at(0), 0.5);
   const CapacitySchedule list = CapacitySchedule::parse("random:0.25,1", 4);
   const CapacitySchedule range = CapacitySchedule::parse("range:0.2-0.6", 4);
   for (int64_t step = 0; step < 50; ++step) {
-    const double value = list.at(3, step);
+    const double value = list.passes(3, step).at(0);
     EXPECT_TRUE(value == 0.25 || value == 1.0);
-    EXPECT_GE(range.at(3, step), 0.2);
-    EXPECT_LT(range.at(3, step), 0.6);
+    EXPECT_GE(range.passes(3, step).at(0), 0.2);
+    EXPECT_LT(range.passes(3, step).at(0), 0.6);
   }
 }
 
 TEST(CapacitySchedule, FullCapacityStepsComeFirstThenTheSameDraws) {
   const CapacitySchedule plain = CapacitySchedule::parse("random", 4);
   const CapacitySchedule warm = CapacitySchedule::parse("random", 4, 5);
-  for (int64_t step = 0; step < 5; ++step) EXPECT_EQ(warm.at(3, step), 1.0) << step;
+  for (int64_t step = 0; step < 5; ++step) EXPECT_EQ(warm.passes(3, step).at(0), 1.0) << step;
   bool below_one = false;
   for (int64_t step = 5; step < 40; ++step) {
-    EXPECT_EQ(warm.at(3, step), plain.at(3, step)) << step;
-    below_one = below_one || warm.at(3, step) < 1.0;
+    EXPECT_EQ(warm.passes(3, step).at(0), plain.passes(3, step).at(0)) << step;
+    below_one = below_one || warm.passes(3, step).at(0) < 1.0;
   }
   EXPECT_TRUE(below_one);
+}
+
+// The sandwich rule: the largest budget, the smallest of the default set and
+// K draws from it, each a pure function of (seed, step); the warm-up still
+// comes first with its one pass.
+TEST(CapacitySchedule, SandwichTrainsTheLargestTheSmallestAndKDraws) {
+  const CapacitySchedule sandwich = CapacitySchedule::parse("sandwich:3", 4, 2);
+  EXPECT_EQ(sandwich.passes(5, 0), std::vector<double>{1.0});
+  EXPECT_EQ(sandwich.passes(5, 1), std::vector<double>{1.0});
+  const std::vector<double> allowed = default_capacities(4);
+  std::set<double> drawn;
+  for (int64_t step = 2; step < 100; ++step) {
+    const std::vector<double> passes = sandwich.passes(5, step);
+    ASSERT_EQ(passes.size(), 5u);
+    EXPECT_EQ(passes[0], 1.0);
+    EXPECT_EQ(passes[1], 0.15);
+    EXPECT_EQ(passes, CapacitySchedule::parse("sandwich:3", 4, 2).passes(5, step));
+    for (size_t k = 2; k < passes.size(); ++k) {
+      EXPECT_NE(std::find(allowed.begin(), allowed.end(), passes[k]), allowed.end());
+      drawn.insert(passes[k]);
+    }
+  }
+  EXPECT_EQ(drawn.size(), allowed.size());
+  EXPECT_EQ(CapacitySchedule::parse("sandwich", 4).passes(5, 9).size(), 4u);  // K = 2 by default
+  EXPECT_EQ(CapacitySchedule::parse("sandwich:0", 4).passes(5, 9), (std::vector<double>{1.0, 0.15}));
 }
 
 TEST(CapacitySchedule, DefaultSetDropsInfeasibleValues) {
@@ -75,6 +100,8 @@ TEST(CapacitySchedule, BadSpecificationsSayWhatIsWrong) {
   EXPECT_NE(message("fixed:abc").find("'abc' is not a number"), std::string::npos);
   EXPECT_NE(message("range:0.6-0.2").find("LO must be below HI"), std::string::npos);
   EXPECT_NE(message("sometimes").find("is not one of"), std::string::npos);
+  EXPECT_NE(message("sandwich:x").find("K must be a whole number"), std::string::npos);
+  EXPECT_NE(message("sandwich:17").find("K must be a whole number"), std::string::npos);
   EXPECT_THROW(parse_capacity_list("0.5,,1", 4), std::invalid_argument);
 }
 
