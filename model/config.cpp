@@ -32,6 +32,14 @@ Router parse_router(const std::string& name) {
   throw ConfigError("model config: unknown router '" + name + "' (known: learned, random)");
 }
 
+std::string gelu_name(Gelu gelu) { return gelu == Gelu::tanh ? "tanh" : "erf"; }
+
+Gelu parse_gelu(const std::string& name) {
+  if (name == "tanh") return Gelu::tanh;
+  if (name == "erf") return Gelu::erf;
+  throw ConfigError("model config: unknown gelu '" + name + "' (known: tanh, erf)");
+}
+
 void ModelConfig::validate() const {
   for (const auto& [name, value] : fields())
     require(value > 0, "model config: " + name + " must be positive, got " + std::to_string(value));

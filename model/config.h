@@ -31,9 +31,17 @@ std::string router_name(Router router);
 // "learned" | "random"; throws ConfigError for anything else.
 Router parse_router(const std::string& name);
 
+// The MLP's GELU (method page): the tanh approximation (PyTorch
+// approximate='tanh', ours) or the exact erf form (torchvision's ViT).
+enum class Gelu { tanh, erf };
+std::string gelu_name(Gelu gelu);
+// "tanh" | "erf"; throws ConfigError for anything else.
+Gelu parse_gelu(const std::string& name);
+
 struct ModelConfig {
   Arch arch = Arch::mone;
   Router router = Router::learned;
+  Gelu gelu = Gelu::tanh;
   int64_t image_height = 28;
   int64_t image_width = 28;
   int64_t channels = 1;

@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/config.h"
+
 namespace mone {
 
 // Rows [row_begin, row_begin + rows) are tokens of one expert whose width is
@@ -138,11 +140,11 @@ void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<
 //   x being gelu(pre).
 template <class T>
 void nested_in_gelu_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W,
-                            const T* b, int64_t out, T* pre, T* y);
+                            const T* b, int64_t out, T* pre, T* y, Gelu kind = Gelu::tanh);
 template <class T>
 void gelu_nested_out_backward(const T* dy, const T* x, const T* pre, int64_t in,
                               const std::vector<ExpertGroup>& groups, const T* W, int64_t out, T* dpre, T* dW,
-                              T* db);
+                              T* db, Gelu kind = Gelu::tanh);
 
 // ---- multi-head self-attention, bidirectional, at full width. qkv rows hold
 // [q | k | v] (3D wide, heads contiguous within each); out rows are D wide.
@@ -155,12 +157,13 @@ template <class T>
 void attention_backward(const T* dout, const T* qkv, const T* probs, const TokenLayout& layout,
                         int64_t heads, int64_t D, T* dqkv);
 
-// ---- GELU, tanh approximation (PyTorch approximate='tanh'); y may alias x.
+// ---- GELU: the tanh approximation (PyTorch approximate='tanh') or the exact
+// x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (model/config.h, Gelu); y may alias x.
 template <class T>
-void gelu_forward(const T* x, int64_t n, T* y);
+void gelu_forward(const T* x, int64_t n, T* y, Gelu kind = Gelu::tanh);
 // dx = dy * gelu'(x) (assigned; dx may alias dy).
 template <class T>
-void gelu_backward(const T* dy, const T* x, int64_t n, T* dx);
+void gelu_backward(const T* dy, const T* x, int64_t n, T* dx, Gelu kind = Gelu::tanh);
 
 // ---- router: probs[M, E] = softmax(x[M, D] @ W[D, E] + b)
 template <class T>

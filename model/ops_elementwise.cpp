@@ -34,8 +34,33 @@ constexpr double kGeluK1 = 0.044715;
 
 // 0.5 x (1 + tanh(u)) = x * sigmoid(2u): same function, no cancellation near 0,
 // and one exp instead of a tanh.
+namespace {
+// The exact GELU and its derivative Phi(x) + x phi(x), in double whatever T
+// (the erf form is the ablation's, not the fast path).
 template <class T>
-void gelu_forward(const T* x, int64_t n, T* y) {
+void exact_gelu_forward(const T* x, int64_t n, T* y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    y[i] = static_cast<T>(0.5 * v * (1.0 + std::erf(v * M_SQRT1_2)));
+  }
+}
+
+template <class T>
+void exact_gelu_backward(const T* dy, const T* x, int64_t n, T* dx) {
+  constexpr double kInverseSqrtTwoPi = 0.3989422804014327;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    const double slope = 0.5 * (1.0 + std::erf(v * M_SQRT1_2)) + v * kInverseSqrtTwoPi * std::exp(-0.5 * v * v);
+    dx[i] = static_cast<T>(static_cast<double>(dy[i]) * slope);
+  }
+}
+}  // namespace
+
+template <class T>
+void gelu_forward(const T* x, int64_t n, T* y, Gelu kind) {
+  if (kind == Gelu::erf) return exact_gelu_forward(x, n, y);
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const T v = x[i];
@@ -45,7 +70,8 @@ void gelu_forward(const T* x, int64_t n, T* y) {
 }
 
 template <class T>
-void gelu_backward(const T* dy, const T* x, int64_t n, T* dx) {
+void gelu_backward(const T* dy, const T* x, int64_t n, T* dx, Gelu kind) {
+  if (kind == Gelu::erf) return exact_gelu_backward(dy, x, n, dx);
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const T v = x[i];
@@ -190,8 +216,8 @@ void add_inplace(T* x, const T* y, int64_t n) {
 #define MONE_INSTANTIATE(T)                                                                                     \
   template void position_embed_forward<T>(T*, const T*, int64_t, int64_t, int64_t);                             \
   template void position_embed_backward<T>(const T*, int64_t, int64_t, int64_t, T*);                            \
-  template void gelu_forward<T>(const T*, int64_t, T*);                                                         \
-  template void gelu_backward<T>(const T*, const T*, int64_t, T*);                                              \
+  template void gelu_forward<T>(const T*, int64_t, T*, Gelu);                                                   \
+  template void gelu_backward<T>(const T*, const T*, int64_t, T*, Gelu);                                        \
   template void add_inplace<T>(T*, const T*, int64_t);                                              \
   template T distillation_forward<T>(const T*, const T*, int64_t, int64_t, T, T*, T*);                           \
   template void distillation_backward<T>(const T*, const T*, int64_t, int64_t, T, T, T*);                        \

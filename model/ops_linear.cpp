@@ -106,17 +106,17 @@ void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<
 
 template <class T>
 void nested_in_gelu_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W,
-                            const T* b, int64_t out, T* pre, T* y) {
+                            const T* b, int64_t out, T* pre, T* y, Gelu kind) {
   nested_in_forward(x, ldx, groups, W, b, out, pre);
-  gelu_forward(pre, group_rows(groups) * out, y);
+  gelu_forward(pre, group_rows(groups) * out, y, kind);
 }
 
 template <class T>
 void gelu_nested_out_backward(const T* dy, const T* x, const T* pre, int64_t in,
                               const std::vector<ExpertGroup>& groups, const T* W, int64_t out, T* dpre, T* dW,
-                              T* db) {
+                              T* db, Gelu kind) {
   nested_out_backward(dy, x, in, groups, W, out, dpre, dW, db);
-  gelu_backward(dpre, pre, group_rows(groups) * in, dpre);
+  gelu_backward(dpre, pre, group_rows(groups) * in, dpre, kind);
 }
 
 #define MONE_INSTANTIATE(T)                                                                                    \
@@ -136,9 +136,10 @@ void gelu_nested_out_backward(const T* dy, const T* x, const T* pre, int64_t in,
   template void nested_out_backward<T>(const T*, const T*, int64_t, const std::vector<ExpertGroup>&, const T*, \
                                        int64_t, T*, T*, T*);                                                   \
   template void nested_in_gelu_forward<T>(const T*, int64_t, const std::vector<ExpertGroup>&, const T*,        \
-                                          const T*, int64_t, T*, T*);                                          \
+                                          const T*, int64_t, T*, T*, Gelu);                                    \
   template void gelu_nested_out_backward<T>(const T*, const T*, const T*, int64_t,                             \
-                                            const std::vector<ExpertGroup>&, const T*, int64_t, T*, T*, T*);
+                                            const std::vector<ExpertGroup>&, const T*, int64_t, T*, T*, T*,    \
+                                            Gelu);
 MONE_INSTANTIATE(float)
 MONE_INSTANTIATE(double)
 #undef MONE_INSTANTIATE

@@ -65,6 +65,17 @@ class CpuStepOps {
   // The pass learns from a teacher (null: from the labels alone).
   void set_distillation(const DistillationLoss<T>* distillation) { distillation_ = distillation; }
 
+  // The MLP's fc1 + GELU and its backward, with the config's GELU.
+  void nested_in_gelu_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W, const T* b,
+                              int64_t out, T* pre, T* y) const {
+    ::mone::nested_in_gelu_forward(x, ldx, groups, W, b, out, pre, y, config_.gelu);
+  }
+  void gelu_nested_out_backward(const T* dy, const T* x, const T* pre, int64_t in,
+                                const std::vector<ExpertGroup>& groups, const T* W, int64_t out, T* dpre, T* dW,
+                                T* db) const {
+    ::mone::gelu_nested_out_backward(dy, x, pre, in, groups, W, out, dpre, dW, db, config_.gelu);
+  }
+
   // The loss's gradient at the logits (assigned).
   void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, int64_t C, T* dlogits,
                               T label_smoothing) const {
@@ -88,8 +99,6 @@ class CpuStepOps {
   MONE_HOST_STEP_OP(nested_in_backward)
   MONE_HOST_STEP_OP(nested_out_forward)
   MONE_HOST_STEP_OP(nested_out_backward)
-  MONE_HOST_STEP_OP(nested_in_gelu_forward)
-  MONE_HOST_STEP_OP(gelu_nested_out_backward)
   MONE_HOST_STEP_OP(scaled_residual_forward)
   MONE_HOST_STEP_OP(scaled_residual_backward)
   MONE_HOST_STEP_OP(add_inplace)

@@ -33,6 +33,7 @@ Header header_of(const Checkpoint& c) {
   // Only the ablation's random router is written: a learned router's header
   // is the one its checkpoints always had, so their checksums still hold.
   if (c.model.router != Router::learned) header.emplace_back("model.router", router_name(c.model.router));
+  if (c.model.gelu != Gelu::tanh) header.emplace_back("model.gelu", gelu_name(c.model.gelu));
   for (const auto& [field, value] : c.model.fields()) header.emplace_back("model." + field, value);
   const TrainingProgress& p = c.progress;
   header.insert(header.end(), {{"step", p.step},
@@ -143,8 +144,10 @@ Checkpoint read_checkpoint(const fs::path& path) {
     // says which fields follow.
     if (reader.has_attribute("model.arch"))
       checkpoint.model.arch = parse_arch(reader.read_string_attribute("model.arch"));
-    if (reader.has_attribute("model.router"))  // absent before the random router: learned
+    if (reader.has_attribute("model.router"))  // absent for the learned router
       checkpoint.model.router = parse_router(reader.read_string_attribute("model.router"));
+    if (reader.has_attribute("model.gelu"))  // absent for the tanh GELU
+      checkpoint.model.gelu = parse_gelu(reader.read_string_attribute("model.gelu"));
     for (const auto& [field, value] : checkpoint.model.fields()) {
       checkpoint.model.set(field, reader.read_int_attribute("model." + field));
     }
@@ -201,6 +204,8 @@ std::vector<std::string> model_differences(const ModelConfig& checkpoint, const 
   if (checkpoint.router != run.router)
     differences.push_back("router: checkpoint " + router_name(checkpoint.router) + ", this run " +
                           router_name(run.router));
+  if (checkpoint.gelu != run.gelu)
+    differences.push_back("gelu: checkpoint " + gelu_name(checkpoint.gelu) + ", this run " + gelu_name(run.gelu));
   const auto theirs = checkpoint.fields();
   const auto ours = run.fields();
   for (size_t i = 0; i < theirs.size(); ++i) {

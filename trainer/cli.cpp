@@ -95,6 +95,7 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("init", &o.init,
             "initialisation: fan-in (weights scaled by fan-in and fan-out, zero head) | small (every weight "
             "truncated normal, std 0.02)");
+  table.add("gelu", &o.gelu, "the MLP's GELU: tanh (the approximation) | erf (exact; cpu)");
   table.add("router", &o.router,
             "token assignment: learned (EPR on the router) | random (a random permutation per image and "
             "step; the ablation, cpu)");

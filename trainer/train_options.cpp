@@ -41,6 +41,13 @@ ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t i
   }
   require(!vmoe || router == Router::learned, "router", "random is for --arch mone (V-MoE routes whole images)");
   require(options.device == "cpu" || router == Router::learned, "router", "random runs on --device cpu only");
+  Gelu gelu = Gelu::tanh;
+  try {
+    gelu = parse_gelu(options.gelu);
+  } catch (const ConfigError& error) {
+    throw UsageError(std::string("--gelu: ") + error.what());
+  }
+  require(options.device == "cpu" || gelu == Gelu::tanh, "gelu", "erf runs on --device cpu only");
   require(vmoe || options.superclasses.empty(), "superclasses", "is for --arch vmoe");
   if (!options.superclasses.empty()) {
     try {
@@ -86,6 +93,7 @@ ModelConfig resolve_model(TrainOptions& options, int64_t image_height, int64_t i
     }
   }
   config.router = router;
+  config.gelu = gelu;
   // V-MoE has no capacity (model/routing_plan.h): say so rather than ignore the option.
   require(!vmoe || options.capacity == "fixed:1", "capacity",
           "--arch vmoe routes whole images and has no effective capacity; pass --capacity fixed:1, got '" +

@@ -24,6 +24,7 @@ struct TrainOptions {
   // defaults of ModelConfig), its super-class file and router loss weight.
   std::string arch = "mone";
   std::string router = "learned";  // learned | random (MoNE: model/config.h, Router)
+  std::string gelu = "tanh";       // tanh | erf (model/config.h, Gelu)
   int64_t moe_blocks = 0, top_k = 0;
   std::string superclasses;          // empty: no super-class loss
   double router_loss_weight = 0.3;

@@ -25,6 +25,8 @@ void require_cpu_where_needed(const std::string& device, const ModelConfig& conf
                      "its per-image routing yet); use --device cpu");
   if (device != "cpu" && config.router == Router::random)
     throw UsageError("--device " + device + ": the random router runs on the CPU only in this build; use --device cpu");
+  if (device != "cpu" && config.gelu == Gelu::erf)
+    throw UsageError("--device " + device + ": the erf GELU runs on the CPU only in this build; use --device cpu");
 }
 }  // namespace
 

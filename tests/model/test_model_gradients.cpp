@@ -35,10 +35,10 @@ constexpr double kTolerance = 1e-6;
 
 class ModelGradients : public ::testing::TestWithParam<double> {};
 
-TEST_P(ModelGradients, EveryParameterMatchesFiniteDifferences) {
-  const double capacity = GetParam();
+void expect_every_parameter_matches_finite_differences(double capacity, Gelu gelu) {
   const testing::SingleThreaded single_threaded;  // ~1500 tiny forwards
-  const ModelConfig config = testing::small_config(4);
+  ModelConfig config = testing::small_config(4);
+  config.gelu = gelu;
   Model<double> model(config, 3);
   testing::randomise_parameters(model.params(), 4);
   const auto batch = testing::random_batch<double>(config, 2, 5);
@@ -69,6 +69,15 @@ TEST_P(ModelGradients, EveryParameterMatchesFiniteDifferences) {
   };
   EXPECT_GT(largest("router.weight"), 1e-4);
   for (int64_t l = 0; l < config.depth; ++l) EXPECT_GT(largest(testing::block_param(l, "alpha")), 1e-4);
+}
+
+TEST_P(ModelGradients, EveryParameterMatchesFiniteDifferences) {
+  expect_every_parameter_matches_finite_differences(GetParam(), Gelu::tanh);
+}
+
+// The erf GELU (the ablation's), at one capacity with every expert in use.
+TEST(ModelGradientsErfGelu, EveryParameterMatchesFiniteDifferences) {
+  expect_every_parameter_matches_finite_differences(0.5, Gelu::erf);
 }
 
 INSTANTIATE_TEST_SUITE_P(Capacities, ModelGradients, ::testing::Values(1.0, 0.5, 0.2),

@@ -204,6 +204,15 @@ TEST(OpsForward, GeluIsTheTanhApproximation) {
   EXPECT_TRUE(within_tolerance(compare_buffers("gelu", y.data(), expected.data(), 8), kTolerance));
 }
 
+// The exact form against values of x Phi(x) from tables of the normal CDF.
+TEST(OpsForward, ErfGeluIsXTimesTheNormalCdf) {
+  const std::vector<double> x = {-2.0, -1.0, 0.0, 0.5, 1.0, 3.0};
+  const std::vector<double> phi = {0.0227501319, 0.1586552539, 0.5, 0.6914624613, 0.8413447461, 0.9986501020};
+  std::vector<double> y(x.size()), expected(x.size());
+  gelu_forward(x.data(), static_cast<int64_t>(x.size()), y.data(), Gelu::erf);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], x[i] * phi[i], 1e-9) << x[i];
+}
+
 TEST(OpsForward, RouterSoftmax) {
   const int64_t M = 4, D = 3, E = 4;
   TestRandom random(8);

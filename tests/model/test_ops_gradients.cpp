@@ -198,8 +198,9 @@ TEST(OpGradients, NestedOutProjection) {
   EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
 }
 
-// fc2 on GELU(pre), the pair the step's gelu_nested_out_backward differentiates.
-TEST(OpGradients, GeluThenNestedOutProjection) {
+// fc2 on GELU(pre), the pair the step's gelu_nested_out_backward
+// differentiates, with either GELU.
+void check_gelu_then_nested_out(Gelu kind) {
   const int64_t M = kMixedRows, in = 6, D_out = kMixedFullWidth;
   TestRandom random(65);
   std::vector<double> pre = random.nonzero_vector(M * in, 0.05, 3.0), W = random.nonzero_vector(in * D_out),
@@ -211,17 +212,20 @@ TEST(OpGradients, GeluThenNestedOutProjection) {
   check.add_input("gelu_nested_out b", &b, &db, GradWrite::accumulate);
   auto reports = check.run(
       [&](std::vector<double>& y) {
-        gelu_forward(pre.data(), M * in, hidden.data());
+        gelu_forward(pre.data(), M * in, hidden.data(), kind);
         y.assign(M * D_out, 0.0);
         nested_out_forward(hidden.data(), in, kMixedGroups, W.data(), b.data(), D_out, y.data());
       },
       [&](const std::vector<double>& dy) {
-        gelu_forward(pre.data(), M * in, hidden.data());
+        gelu_forward(pre.data(), M * in, hidden.data(), kind);
         gelu_nested_out_backward(dy.data(), hidden.data(), pre.data(), in, kMixedGroups, W.data(), D_out,
-                                 dpre.data(), dW.data(), db.data());
+                                 dpre.data(), dW.data(), db.data(), kind);
       });
-  EXPECT_TRUE(all_within_tolerance(reports, kTolerance));
+  EXPECT_TRUE(all_within_tolerance(reports, kTolerance)) << gelu_name(kind);
 }
+
+TEST(OpGradients, GeluThenNestedOutProjection) { check_gelu_then_nested_out(Gelu::tanh); }
+TEST(OpGradients, ErfGeluThenNestedOutProjection) { check_gelu_then_nested_out(Gelu::erf); }
 
 // fc1 with its GELU gives exactly the two ops one after the other.
 TEST(OpGradients, NestedInGeluIsNestedInThenGelu) {

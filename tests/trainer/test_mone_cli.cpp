@@ -70,6 +70,8 @@ TEST(MoneCli, ErrorsNameTheOption) {
   expect_usage_error(with(base, {"--distill", "--device", "cuda"}), "--distill: runs on --device cpu only");
   expect_usage_error(with(base, {"--capacity", "sandwich", "--device", "cuda"}), "--capacity: sandwich runs on");
   expect_usage_error(with(base, {"--router", "random", "--device", "cuda"}), "--router: random runs on");
+  expect_usage_error(with(base, {"--gelu", "relu"}), "--gelu: model config: unknown gelu 'relu'");
+  expect_usage_error(with(base, {"--gelu", "erf", "--device", "cuda"}), "--gelu: erf runs on");
   expect_usage_error({"train", "--run-dir", "x"}, "--data");
   expect_usage_error({"frobnicate"}, "unknown command 'frobnicate'");
   expect_usage_error({"eval", "--data", fixture.data().string()}, "--checkpoint");
