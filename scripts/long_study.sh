@@ -3,12 +3,12 @@
 # specialised models close with training time? Trains, with the main recipe
 # (scripts/main.ini) stretched to 25 epochs (21485 steps of 64; the dense
 # warm-up stays the first quarter), the dense D64, the MoNE model at fixed
-# e_c 0.5 and the best one-model recipe of the 8000-step study (random e_c
-# with in-place distillation), two at a time in the background, one thread
-# each; then evaluates them on the test split and prints the table.
+# e_c 0.5 and the best one-model recipe of the 8000-step study (the sandwich
+# rule with in-place distillation), two at a time in the background, one
+# thread each; then evaluates them on the test split and prints the table.
 #
-# About 2.7 core-hours on the 2-core VM (the distilled recipe runs two passes
-# per step): start it and come back (`tail -f runs/long/*.log`). A model
+# About 4 core-hours on the 2-core VM (the sandwich recipe runs four passes
+# per step, about 2.3x a dense step): start it and come back (`tail -f runs/long/*.log`). A model
 # already trained is resumed or skipped (--resume auto), so the script can be
 # run again after an interruption.
 # Environment: MONE_LONG_DIR (default runs/long), MONE_LONG_STEPS (21485).
@@ -29,19 +29,19 @@ train() {  # name, extra options
     > "$long/$name.log" 2>&1 || { echo "long_study.sh: error: training $name failed, see $long/$name.log" >&2; return 1; }
   echo "trained $name"
 }
-train random-distill --capacity random --distill & first=$!
+train sandwich-distill --capacity sandwich --distill & first=$!
 train dense --capacity fixed:1 & second=$!
 wait $first
 train fixed-0.5 --capacity fixed:0.5 & first=$!
 wait $second && wait $first
 
 test_report() { ls -t "$1"/eval/test-step-*.csv | head -n 1; }
-for name in random-distill fixed-0.5; do
+for name in sandwich-distill fixed-0.5; do
   "$mone" eval --data "$data" --checkpoint "$long/$name" --split test --capacities "$capacities" > /dev/null
 done
 "$mone" eval --data "$data" --checkpoint "$long/dense" --split test --capacities 1 > /dev/null
 /usr/bin/python3 "$root/scripts/plot_study.py" --out "$long/accuracy-vs-gflops.png" \
   --title "Fashion-MNIST test after $steps steps" \
-  "MoNE, random e_c + distillation=$(test_report "$long/random-distill")" \
+  "MoNE, sandwich + distillation=$(test_report "$long/sandwich-distill")" \
   "MoNE, trained at e_c 0.5=$(test_report "$long/fixed-0.5")" \
   "dense D64=$(test_report "$long/dense")"
