@@ -77,9 +77,11 @@ class Model {
   // The random router (config().router == Router::random) orders each
   // image's tokens by uniforms drawn from (key, samples[b] * N + n): set
   // before every pass, samples[b] being image b's index in its split.
-  void set_random_routing(uint64_t key, std::vector<int64_t> samples) {
+  // A no-op for the learned router, so callers may set it before every pass.
+  void set_random_routing(uint64_t key, const std::vector<int64_t>& samples) {
+    if (config_.router != Router::random) return;
     random_routing_key_ = key;
-    random_routing_samples_ = std::move(samples);
+    random_routing_samples_ = samples;
   }
 
   const Routing& routing() const { return routing_; }  // of the last pass

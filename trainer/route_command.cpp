@@ -52,7 +52,7 @@ SampleImages read_first_images(const Dataset& data, int64_t count) {
 std::vector<int32_t> route(Model<float>& model, const SampleImages& images, int64_t count, double capacity) {
   std::vector<int64_t> samples(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) samples[static_cast<size_t>(i)] = i;  // the split's first images
-  model.set_random_routing(kEvaluationRoutingKey, std::move(samples));
+  model.set_random_routing(kEvaluationRoutingKey, samples);
   model.forward(images.normalised.data(), count, plan_routing(model.config(), capacity));
   return model.routing().expert_of_token;
 }
