@@ -46,6 +46,7 @@ double median(std::vector<double> values) {
 }  // namespace
 
 int main(int argc, char** argv) try {
+  mone::restart_with_passive_openmp_wait(argv);  // as `mone` runs (model/model.h)
   mone::World world(&argc, &argv);
   std::string preset;
   int64_t batch = 0, steps = 0, warmup = 0;

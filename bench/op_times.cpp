@@ -28,6 +28,7 @@ std::vector<float> random_buffer(int64_t n, uint64_t stream) {
 }  // namespace
 
 int main(int argc, char** argv) try {
+  mone::restart_with_passive_openmp_wait(argv);  // as `mone` runs (model/model.h)
   std::string preset, capacities_text;
   int64_t batch;
   int threads, repeats;
@@ -55,8 +56,10 @@ int main(int argc, char** argv) try {
               threads, repeats);
   std::printf("%-34s %10s\n", "op (one block)", "ms");
   auto row = [&](const std::string& name, double ms) { std::printf("%-34s %10.3f\n", name.c_str(), ms); };
-  row("attention forward", mone::median_ms([&] { mone::attention_forward(qkv.data(), layout, H, D, out.data(), probs.data()); }, repeats));
-  row("attention backward", mone::median_ms([&] { mone::attention_backward(dy.data(), qkv.data(), probs.data(), layout, H, D, dqkv.data()); }, repeats));
+  row("attention forward (fused)", mone::median_ms([&] { mone::attention_forward(qkv.data(), layout, H, D, out.data(), probs.data()); }, repeats));
+  row("attention backward (fused)", mone::median_ms([&] { mone::attention_backward(dy.data(), qkv.data(), probs.data(), layout, H, D, dqkv.data()); }, repeats));
+  row("attention forward, reference", mone::median_ms([&] { mone::attention_reference_forward(qkv.data(), layout, H, D, out.data(), probs.data()); }, repeats));
+  row("attention backward, reference", mone::median_ms([&] { mone::attention_reference_backward(dy.data(), qkv.data(), probs.data(), layout, H, D, dqkv.data()); }, repeats));
   row("layernorm forward", mone::median_ms([&] { mone::layernorm_forward(x.data(), M, D, gain.data(), gain.data(), out.data(), mean.data(), rstd.data()); }, repeats));
   row("layernorm backward", mone::median_ms([&] { mone::layernorm_backward(dy.data(), x.data(), mean.data(), rstd.data(), gain.data(), M, D, dx.data(), db.data(), db.data()); }, repeats));
   row("gelu forward", mone::median_ms([&] { mone::gelu_forward(h.data(), M * hidden, out.data()); }, repeats));

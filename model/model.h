@@ -120,4 +120,20 @@ int default_thread_count();
 void set_thread_count(int threads);
 int thread_count();
 
+// Restarts this program (exec, same pid and arguments) with
+// OMP_WAIT_POLICY=passive unless the user set OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT; returns when there is nothing to do or the exec failed.
+// libgomp reads its wait policy once, when it is loaded, before main (a
+// setenv in main, or even in a .preinit_array entry, comes too late), so a
+// program that wants another default must start again. Call it first in
+// main, before any thread or MPI starts.
+//
+// Why passive: libgomp's default spins for a while at every barrier, and when
+// another process holds one of the cores (a shared node) the spinning thread
+// takes the time slices that the thread it waits for needs. Measured on 2
+// cores (tiny, batch 128, 2 threads, one busy process at nice 0 beside it;
+// docs/performance.md): spinning, a step took 2.7-3.5x its time on the quiet
+// machine; sleeping, 1.6x, at about 5% more time when the machine is quiet.
+void restart_with_passive_openmp_wait(char** argv);
+
 }  // namespace mone

@@ -156,6 +156,15 @@ void attention_forward(const T* qkv, const TokenLayout& layout, int64_t heads, i
 template <class T>
 void attention_backward(const T* dout, const T* qkv, const T* probs, const TokenLayout& layout,
                         int64_t heads, int64_t D, T* dqkv);
+// The same two through OpenBLAS, one GEMM per (image, head) and product: the
+// reference the fused kernels above are tested against (the path they take
+// for head dims other than 8 and 16).
+template <class T>
+void attention_reference_forward(const T* qkv, const TokenLayout& layout, int64_t heads, int64_t D, T* out,
+                                 T* probs);
+template <class T>
+void attention_reference_backward(const T* dout, const T* qkv, const T* probs, const TokenLayout& layout,
+                                  int64_t heads, int64_t D, T* dqkv);
 
 // ---- GELU: the tanh approximation (PyTorch approximate='tanh') or the exact
 // x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (model/config.h, Gelu); y may alias x.

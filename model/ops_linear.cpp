@@ -2,6 +2,8 @@
 // that implement the experts as slices of one dense weight.
 #include <algorithm>
 
+#include <omp.h>
+
 #include "model/ops.h"
 #include "model/row_reduce.h"
 
@@ -62,46 +64,111 @@ void patch_embed_backward(const T* dout, const T* patches, int64_t rows, int64_t
   linear_backward<T>(dout, D, patches, patch_dim, rows, patch_dim, nullptr, D, D, nullptr, 0, dweight, dbias);
 }
 
+// The nested projections run each expert group's GEMM on every thread, in one
+// parallel region per op: thread t takes its share of each group's rows (the
+// outputs and dx), or of the shared weight gradient's columns or rows (dW, db:
+// accumulated over the groups in their fixed order). Splitting GEMM by GEMM
+// instead woke the threads twice per group and per product (a bias fill and
+// the GEMM), and each wake-up is a barrier: on a machine whose other core is
+// busy, every one of them waits for a thread that is not running. No share
+// spans a GEMM's reduction dimension, so each element is summed as in one call.
+namespace {
+// Below this many multiply-adds in the whole op one thread is faster than waking others.
+constexpr double kNestedParallelWork = 1 << 18;
+
+// Runs work(t, threads) on each thread of one parallel region (one thread when
+// nested in another region or when the op is small).
+template <class Work>
+void on_threads(double macs, Work work) {
+  const int threads = omp_in_parallel() || macs < kNestedParallelWork ? 1 : omp_get_max_threads();
+  if (threads == 1) return work(0, 1);
+#pragma omp parallel num_threads(threads)
+  work(omp_get_thread_num(), omp_get_num_threads());
+}
+
+// Thread t's part [begin, end) of n items.
+struct Share {
+  int64_t begin, end;
+  int64_t count() const { return end - begin; }
+};
+Share share(int64_t n, int t, int threads) {
+  const int64_t per = (n + threads - 1) / threads;
+  return {std::min(n, t * per), std::min(n, (t + 1) * per)};
+}
+
+double group_macs(const std::vector<ExpertGroup>& groups, int64_t per_width) {
+  double macs = 0;
+  for (const ExpertGroup& g : groups) macs += static_cast<double>(g.rows) * g.width * per_width;
+  return macs;
+}
+}  // namespace
+
 template <class T>
 void nested_in_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W, const T* b,
                        int64_t out, T* y) {
-  for (const ExpertGroup& g : groups)
-    linear_forward(x + g.row_begin * ldx, ldx, g.rows, g.width, W, out, b, out, y + g.row_begin * out, out);
+  on_threads(group_macs(groups, out), [&](int t, int threads) {
+    for (const ExpertGroup& g : groups) {
+      const Share rows = share(g.rows, t, threads);
+      const int64_t first = g.row_begin + rows.begin;
+      linear_forward(x + first * ldx, ldx, rows.count(), g.width, W, out, b, out, y + first * out, out);
+    }
+  });
 }
 
 template <class T>
 void nested_in_backward(const T* dy, const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W,
                         int64_t out, T* dx, T* dW, T* db) {
-  // Group by group in a fixed order: rows of W below the smallest width get
-  // gradient from every expert, accumulated deterministically.
-  for (const ExpertGroup& g : groups) {
-    linear_backward(dy + g.row_begin * out, out, x + g.row_begin * ldx, ldx, g.rows, g.width, W, out, out,
-                    dx + g.row_begin * ldx, ldx, dW, db);
-    if (g.width < ldx) {
-      for (int64_t i = g.row_begin; i < g.row_begin + g.rows; ++i)
-        std::fill(dx + i * ldx + g.width, dx + (i + 1) * ldx, T(0));
+  on_threads(2 * group_macs(groups, out), [&](int t, int threads) {
+    const Share columns = share(out, t, threads);  // of dW and db
+    for (const ExpertGroup& g : groups) {
+      const Share rows = share(g.rows, t, threads);
+      const int64_t first = g.row_begin + rows.begin;
+      if (rows.count() > 0)
+        gemm<T>(false, true, rows.count(), g.width, out, T(1), dy + first * out, out, W, out, T(0), dx + first * ldx,
+                ldx);
+      for (int64_t i = first; i < first + rows.count(); ++i) std::fill(dx + i * ldx + g.width, dx + (i + 1) * ldx, T(0));
+      if (g.rows == 0 || columns.count() == 0) continue;
+      const T* dy_g = dy + g.row_begin * out + columns.begin;
+      gemm<T>(true, false, g.width, columns.count(), g.rows, T(1), x + g.row_begin * ldx, ldx, dy_g, out, T(1),
+              dW + columns.begin, out);
+      if (db) add_column_sums(dy_g, out, g.rows, columns.count(), db + columns.begin);
     }
-  }
+  });
 }
 
 template <class T>
 void nested_out_forward(const T* x, int64_t in, const std::vector<ExpertGroup>& groups, const T* W, const T* b,
                         int64_t out, T* y) {
-  for (const ExpertGroup& g : groups) {
-    linear_forward(x + g.row_begin * in, in, g.rows, in, W, out, b, g.width, y + g.row_begin * out, out);
-    if (g.width < out) {  // channels beyond the expert's width are not updated
-      for (int64_t i = g.row_begin; i < g.row_begin + g.rows; ++i)
-        std::fill(y + i * out + g.width, y + (i + 1) * out, T(0));
+  on_threads(group_macs(groups, in), [&](int t, int threads) {
+    for (const ExpertGroup& g : groups) {
+      const Share rows = share(g.rows, t, threads);
+      const int64_t first = g.row_begin + rows.begin;
+      linear_forward(x + first * in, in, rows.count(), in, W, out, b, g.width, y + first * out, out);
+      // Channels beyond the expert's width are not updated.
+      for (int64_t i = first; i < first + rows.count(); ++i) std::fill(y + i * out + g.width, y + (i + 1) * out, T(0));
     }
-  }
+  });
 }
 
 template <class T>
 void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<ExpertGroup>& groups, const T* W,
                          int64_t out, T* dx, T* dW, T* db) {
-  for (const ExpertGroup& g : groups)
-    linear_backward(dy + g.row_begin * out, out, x + g.row_begin * in, in, g.rows, in, W, out, g.width,
-                    dx + g.row_begin * in, in, dW, db);
+  on_threads(2 * group_macs(groups, in), [&](int t, int threads) {
+    const Share w_rows = share(in, t, threads);  // of dW
+    for (const ExpertGroup& g : groups) {
+      const Share rows = share(g.rows, t, threads);
+      const int64_t first = g.row_begin + rows.begin;
+      if (rows.count() > 0)
+        gemm<T>(false, true, rows.count(), in, g.width, T(1), dy + first * out, out, W, out, T(0), dx + first * in, in);
+      if (g.rows == 0) continue;
+      const T* dy_g = dy + g.row_begin * out;
+      if (w_rows.count() > 0)
+        gemm<T>(true, false, w_rows.count(), g.width, g.rows, T(1), x + g.row_begin * in + w_rows.begin, in, dy_g, out,
+                T(1), dW + w_rows.begin * out, out);
+      const Share columns = share(g.width, t, threads);  // of db
+      if (db && columns.count() > 0) add_column_sums(dy_g + columns.begin, out, g.rows, columns.count(), db + columns.begin);
+    }
+  });
 }
 
 template <class T>

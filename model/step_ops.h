@@ -139,8 +139,10 @@ class CpuStepOps {
     a.dispatch = image_sorted_dispatch(a.expert_of_slot, B, k, E, config_.tokens(), config_.dim);
   }
 
-  // EPR on the host, then the stored order and its groups.
-  void route(const T* probs, const RoutingPlan& plan, StepActivations<CpuStepOps>& a) const {
+  // EPR on the host, then the stored order and its groups. `A` is the step's
+  // activations (a template: a policy that wraps this one passes its own).
+  template <class A>
+  void route(const T* probs, const RoutingPlan& plan, A& a) const {
     const int64_t N = config_.tokens(), E = config_.experts, M = a.batch * N;
     expert_preferred_routing(routing_scores_ ? routing_scores_ : probs, a.batch, N, E, plan.tokens_per_expert,
                              a.expert_of_token);

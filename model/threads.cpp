@@ -1,4 +1,5 @@
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -24,6 +25,7 @@ int ranks_on_this_machine() {
   return 1;
 }
 int current_threads = 0;
+
 }  // namespace
 
 int default_thread_count() {
@@ -38,6 +40,18 @@ void set_thread_count(int threads) {
 #ifdef MONE_HAVE_OPENBLAS
   openblas_set_num_threads(current_threads);
 #endif
+}
+
+void restart_with_passive_openmp_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  // The binary's own path, not /proc/self/exe: the process name (comm, what
+  // ps and pgrep show) comes from the path executed.
+  char self[4096];
+  const ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (length <= 0) return;
+  self[length] = '\0';
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv(self, argv);  // returns only when it failed: then run on with libgomp's default
 }
 
 int thread_count() {

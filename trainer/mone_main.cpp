@@ -1,9 +1,12 @@
 // mone: the trainer's command line (train, eval, route, data). See docs/trainer.md.
 #include "comm/world.h"
+#include "model/model.h"
 #include "trainer/cli.h"
 #include "trainer/exit_codes.h"
 
 int main(int argc, char** argv) {
+  // OpenMP threads that sleep while they wait, unless the user chose (model/model.h).
+  mone::restart_with_passive_openmp_wait(argv);
   // A command that needs ranks starts MPI (world size 1 without a launcher)
   // after its options are checked; --help, option errors and `mone data`
   // never start it. With --device cuda the CUDA backend picks this rank's

@@ -38,7 +38,13 @@ using testing::trajectory;
 using testing::with;
 
 constexpr double kLossTolerance = 1e-5;
-constexpr double kParameterTolerance = 2e-5;
+// Parameters after 20 AdamW steps: summation-order differences in the
+// gradients (one GEMM against R partial GEMMs and the allreduce) are divided
+// by sqrt(v) in every update, so a parameter whose gradient is near zero moves
+// by a part of the learning rate (2e-3) either way. Largest difference seen:
+// 6.3e-5 (four ranks against one, fused attention), with the losses 1.6e-7
+// apart (relative).
+constexpr double kParameterTolerance = 1e-4;
 constexpr int64_t kSteps = 20;
 
 // step -> loss of every train record.

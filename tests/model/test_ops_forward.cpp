@@ -2,6 +2,7 @@
 // page's definitions (double, 1e-12 scaled error, see compare_buffers). The
 // gradient checks prove backward == d(forward); these prove forward == the
 // method, so the pair pins each op down.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -161,8 +162,8 @@ TEST(OpsForward, NestedOutWritesFirstWidthChannelsAndZeroes) {
   EXPECT_TRUE(within_tolerance(compare_buffers("nested_out", y.data(), expected.data(), kRows * kFull), kTolerance));
 }
 
-void check_attention_forward(const TokenLayout& layout) {
-  const int64_t heads = 2, D = 6, hd = D / heads, N = layout.tokens, B = layout.images, rows = B * N;
+void check_attention_forward(const TokenLayout& layout, int64_t heads = 2, int64_t D = 6) {
+  const int64_t hd = D / heads, N = layout.tokens, B = layout.images, rows = B * N;
   TestRandom random(7);
   std::vector<double> qkv = random.nonzero_vector(rows * 3 * D), out(rows * D), probs(B * heads * N * N);
   attention_forward(qkv.data(), layout, heads, D, out.data(), probs.data());
@@ -194,6 +195,67 @@ void check_attention_forward(const TokenLayout& layout) {
 
 TEST(OpsForward, AttentionImageMajor) { check_attention_forward(TokenLayout::image_major(2, 4)); }
 TEST(OpsForward, AttentionTokenMajor) { check_attention_forward(TokenLayout::token_major(2, 4)); }
+// Head dims of the fused kernels; 5 and 21 tokens: a block of 4 query rows and a
+// tail, more than one vector of score columns.
+TEST(OpsForward, FusedAttentionHeadDim8) { check_attention_forward(TokenLayout::token_major(2, 5), 2, 16); }
+TEST(OpsForward, FusedAttentionHeadDim16) { check_attention_forward(TokenLayout::image_major(2, 21), 2, 32); }
+TEST(OpsForward, AttentionHeadDim64) { check_attention_forward(TokenLayout::image_major(2, 5), 2, 128); }
+
+// The step's fused kernels against the OpenBLAS reference in float, forward
+// and backward: tiny's shape (49 tokens, head dim 16), and 100 tokens at head
+// dim 8. Scaled error 1e-5: float, different summation orders.
+void check_fused_attention_in_float(const TokenLayout& layout, int64_t heads, int64_t D) {
+  const int64_t N = layout.tokens, rows = layout.images * N, P = layout.images * heads * N * N;
+  TestRandom random(11);
+  std::vector<float> qkv(rows * 3 * D), dout(rows * D);
+  for (float& v : qkv) v = static_cast<float>(random.uniform(-2.0, 2.0));
+  for (float& v : dout) v = static_cast<float>(random.uniform(-1.0, 1.0));
+  std::vector<float> out(rows * D), probs(P), dqkv(rows * 3 * D), ref_out(rows * D), ref_probs(P), ref_dqkv(rows * 3 * D);
+  attention_forward(qkv.data(), layout, heads, D, out.data(), probs.data());
+  attention_backward(dout.data(), qkv.data(), probs.data(), layout, heads, D, dqkv.data());
+  attention_reference_forward(qkv.data(), layout, heads, D, ref_out.data(), ref_probs.data());
+  attention_reference_backward(dout.data(), qkv.data(), ref_probs.data(), layout, heads, D, ref_dqkv.data());
+  EXPECT_TRUE(within_tolerance(compare_buffers("fused attention out", out.data(), ref_out.data(), rows * D), 1e-5));
+  EXPECT_TRUE(within_tolerance(compare_buffers("fused attention probs", probs.data(), ref_probs.data(), P), 1e-5));
+  EXPECT_TRUE(
+      within_tolerance(compare_buffers("fused attention dqkv", dqkv.data(), ref_dqkv.data(), rows * 3 * D), 1e-5));
+}
+
+TEST(OpsForward, FusedAttentionMatchesReferenceTiny) {
+  check_fused_attention_in_float(TokenLayout::token_major(3, 49), 4, 64);
+}
+TEST(OpsForward, FusedAttentionMatchesReferenceHeadDim8) {
+  check_fused_attention_in_float(TokenLayout::image_major(2, 100), 3, 24);
+}
+
+// An image's attention must not depend on the batch it is in (data parallel
+// splits batches): the fused kernels on 5 images against each image alone, bitwise.
+TEST(OpsForward, FusedAttentionOfAnImageIsTheSameInAnyBatch) {
+  const int64_t B = 5, N = 49, heads = 4, D = 64;
+  TestRandom random(13);
+  std::vector<float> qkv(B * N * 3 * D), dout(B * N * D);
+  for (float& v : qkv) v = static_cast<float>(random.uniform(-2.0, 2.0));
+  for (float& v : dout) v = static_cast<float>(random.uniform(-1.0, 1.0));
+  const TokenLayout all = TokenLayout::token_major(B, N);
+  std::vector<float> out(B * N * D), probs(B * heads * N * N), dqkv(B * N * 3 * D);
+  attention_forward(qkv.data(), all, heads, D, out.data(), probs.data());
+  attention_backward(dout.data(), qkv.data(), probs.data(), all, heads, D, dqkv.data());
+  const TokenLayout one = TokenLayout::token_major(1, N);
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<float> q1(N * 3 * D), g1(N * D), o1(N * D), p1(heads * N * N), d1(N * 3 * D);
+    for (int64_t n = 0; n < N; ++n) {
+      std::copy_n(&qkv[all.row(b, n) * 3 * D], 3 * D, &q1[n * 3 * D]);
+      std::copy_n(&dout[all.row(b, n) * D], D, &g1[n * D]);
+    }
+    attention_forward(q1.data(), one, heads, D, o1.data(), p1.data());
+    attention_backward(g1.data(), q1.data(), p1.data(), one, heads, D, d1.data());
+    for (int64_t n = 0; n < N; ++n) {
+      ASSERT_TRUE(std::equal(o1.begin() + n * D, o1.begin() + (n + 1) * D, out.begin() + all.row(b, n) * D)) << b;
+      ASSERT_TRUE(std::equal(d1.begin() + n * 3 * D, d1.begin() + (n + 1) * 3 * D, dqkv.begin() + all.row(b, n) * 3 * D))
+          << b;
+    }
+  }
+}
 
 TEST(OpsForward, GeluIsTheTanhApproximation) {
   const std::vector<double> x = {-4.0, -1.5, -0.3, 0.0, 0.2, 1.0, 2.5, 6.0};

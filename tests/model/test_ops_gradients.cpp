@@ -241,8 +241,9 @@ TEST(OpGradients, NestedInGeluIsNestedInThenGelu) {
   EXPECT_EQ(y, expected);
 }
 
-void check_attention(const TokenLayout& layout, uint64_t seed) {
-  const int64_t heads = 2, D = 6;  // head_dim 3: the 1/sqrt(head_dim) scale is not 1/sqrt(2^k)
+// head_dim 3 (the default): the reference path, and a 1/sqrt(head_dim) scale that
+// is not 1/sqrt(2^k); head_dim 8 or 16: the fused kernels.
+void check_attention(const TokenLayout& layout, uint64_t seed, int64_t heads = 2, int64_t D = 6) {
   const int64_t rows = layout.images * layout.tokens;
   TestRandom random(seed);
   std::vector<double> qkv = random.nonzero_vector(rows * 3 * D), dqkv;
@@ -264,6 +265,8 @@ void check_attention(const TokenLayout& layout, uint64_t seed) {
 
 TEST(OpGradients, AttentionImageMajor) { check_attention(TokenLayout::image_major(2, 3), 71); }
 TEST(OpGradients, AttentionTokenMajor) { check_attention(TokenLayout::token_major(2, 3), 73); }
+TEST(OpGradients, FusedAttentionHeadDim8) { check_attention(TokenLayout::token_major(2, 5), 75, 2, 16); }
+TEST(OpGradients, FusedAttentionHeadDim16) { check_attention(TokenLayout::image_major(1, 18), 77, 1, 16); }
 
 TEST(OpGradients, Gelu) {
   const int64_t n = 24;

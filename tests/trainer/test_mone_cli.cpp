@@ -49,6 +49,30 @@ void expect_usage_error(const std::vector<std::string>& args, const std::string&
   EXPECT_EQ(result.err.find("terminate"), std::string::npos) << result.err;
 }
 
+// The spin count libgomp settled on in the last program image of `mone --help`
+// (OMP_DISPLAY_ENV=verbose prints it at every start: before and after the restart).
+std::string last_spin_count() {
+  const testing::ProcessResult result = run_mone({"--help"});
+  const std::string text = result.err + result.out, key = "GOMP_SPINCOUNT = '";
+  const size_t at = text.rfind(key);
+  if (at == std::string::npos) return "no GOMP_SPINCOUNT in: " + text;
+  const size_t begin = at + key.size();
+  return text.substr(begin, text.find('\'', begin) - begin);
+}
+
+TEST(MoneCli, OpenMPThreadsSleepWhileWaitingUnlessTheUserChose) {
+  ScopedVariable display("OMP_DISPLAY_ENV", "verbose");
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT"))
+    GTEST_SKIP() << "OMP_WAIT_POLICY or GOMP_SPINCOUNT is set in this environment";
+  EXPECT_EQ(last_spin_count(), "0");  // passive (libgomp's own default spins 300000 times)
+  {
+    ScopedVariable policy("OMP_WAIT_POLICY", "active");
+    EXPECT_NE(last_spin_count(), "0");
+  }
+  ScopedVariable spin("GOMP_SPINCOUNT", "1000");
+  EXPECT_EQ(last_spin_count(), "1000");
+}
+
 TEST(MoneCli, ErrorsNameTheOption) {
   testing::TrainerFixture fixture;
   const std::vector<std::string> base = small_run(fixture, "run");
