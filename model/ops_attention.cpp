@@ -316,18 +316,29 @@ struct ImageTiles {
   }
 };
 
-template <class T, int64_t HD>
-void fused_forward(const T* qkv, const TokenLayout& layout, int64_t heads, int64_t D, T* out, T* probs) {
-  const int64_t N = layout.tokens, per_task = images_per_task(layout.images);
+// Runs work(images, scratch, b0, count) on each block of images [b0, b0 + count),
+// their qkv rows gathered into images.qkv, one block per task of a parallel loop.
+template <class T, int64_t HD, class Work>
+void over_image_blocks(const T* qkv, const TokenLayout& layout, int64_t D, Work work) {
+  const int64_t per_task = images_per_task(layout.images);
   const int64_t tasks = (layout.images + per_task - 1) / per_task;
 #pragma omp parallel for schedule(static)
   for (int64_t task = 0; task < tasks; ++task) {
     thread_local ImageTiles<T> images;
     thread_local HeadScratch<T> scratch;
     const int64_t b0 = task * per_task, count = std::min(per_task, layout.images - b0);
-    images.size_for(count, N, D);
-    scratch.size_for(N, HD);
+    images.size_for(count, layout.tokens, D);
+    scratch.size_for(layout.tokens, HD);
     gather_images(qkv, layout, 3 * D, b0, count, images.qkv.data());
+    work(images, scratch, b0, count);
+  }
+}
+
+template <class T, int64_t HD>
+void fused_forward(const T* qkv, const TokenLayout& layout, int64_t heads, int64_t D, T* out, T* probs) {
+  const int64_t N = layout.tokens;
+  over_image_blocks<T, HD>(qkv, layout, D, [&](ImageTiles<T>& images, HeadScratch<T>& scratch, int64_t b0,
+                                               int64_t count) {
     for (int64_t g = 0; g < count; ++g)
       for (int64_t hh = 0; hh < heads; ++hh) {
         const T* q = images.qkv.data() + g * N * 3 * D + hh * HD;
@@ -340,22 +351,15 @@ void fused_forward(const T* qkv, const TokenLayout& layout, int64_t heads, int64
         for (; i < N; ++i) forward_rows<T, HD, 1>(h, scratch, i, p, o, D);
       }
     scatter_images(images.out.data(), layout, D, b0, count, out);
-  }
+  });
 }
 
 template <class T, int64_t HD>
 void fused_backward(const T* dout, const T* qkv, const T* probs, const TokenLayout& layout, int64_t heads,
                     int64_t D, T* dqkv) {
-  const int64_t N = layout.tokens, per_task = images_per_task(layout.images);
-  const int64_t tasks = (layout.images + per_task - 1) / per_task;
-#pragma omp parallel for schedule(static)
-  for (int64_t task = 0; task < tasks; ++task) {
-    thread_local ImageTiles<T> images;
-    thread_local HeadScratch<T> scratch;
-    const int64_t b0 = task * per_task, count = std::min(per_task, layout.images - b0);
-    images.size_for(count, N, D);
-    scratch.size_for(N, HD);
-    gather_images(qkv, layout, 3 * D, b0, count, images.qkv.data());
+  const int64_t N = layout.tokens;
+  over_image_blocks<T, HD>(qkv, layout, D, [&](ImageTiles<T>& images, HeadScratch<T>& scratch, int64_t b0,
+                                               int64_t count) {
     gather_images(dout, layout, D, b0, count, images.out.data());
     for (int64_t g = 0; g < count; ++g)
       for (int64_t hh = 0; hh < heads; ++hh) {
@@ -377,7 +381,7 @@ void fused_backward(const T* dout, const T* qkv, const T* probs, const TokenLayo
         }
       }
     scatter_images(images.d_qkv.data(), layout, 3 * D, b0, count, dqkv);
-  }
+  });
 }
 }  // namespace
 
