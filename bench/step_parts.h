@@ -67,12 +67,6 @@ auto timed(PartTotals& totals, Part part, double macs, F&& f) {
   return f();
 }
 
-inline double group_macs(const std::vector<ExpertGroup>& groups, double per_row_and_width) {
-  double sum = 0;
-  for (const ExpertGroup& g : groups) sum += static_cast<double>(g.rows) * static_cast<double>(g.width);
-  return sum * per_row_and_width;
-}
-
 // CpuStepOps<float> with every op charged to its part. The fused fc1 + GELU
 // and GELU + fc2 backward are run as their two halves, so GELU is a part of
 // its own (the same calls ops_linear.cpp makes).

@@ -33,6 +33,14 @@ inline int64_t group_rows(const std::vector<ExpertGroup>& groups) {
   return rows;
 }
 
+// Multiply-adds of a nested projection over these groups: sum of rows x width,
+// times the other side's width (`out` of a nested in-projection, `in` of an out-projection).
+inline double group_macs(const std::vector<ExpertGroup>& groups, double other_width) {
+  double macs = 0;
+  for (const ExpertGroup& g : groups) macs += static_cast<double>(g.rows) * static_cast<double>(g.width);
+  return macs * other_width;
+}
+
 // Where token p of image b sits: row = p * token_stride + b * image_stride.
 // The expert-sorted layout [N, B, D] has token_stride B, image_stride 1; the
 // original layout [B, N, D] has token_stride 1, image_stride N.

@@ -95,18 +95,12 @@ Share share(int64_t n, int t, int threads) {
   const int64_t per = (n + threads - 1) / threads;
   return {std::min(n, t * per), std::min(n, (t + 1) * per)};
 }
-
-double group_macs(const std::vector<ExpertGroup>& groups, int64_t per_width) {
-  double macs = 0;
-  for (const ExpertGroup& g : groups) macs += static_cast<double>(g.rows) * g.width * per_width;
-  return macs;
-}
 }  // namespace
 
 template <class T>
 void nested_in_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W, const T* b,
                        int64_t out, T* y) {
-  on_threads(group_macs(groups, out), [&](int t, int threads) {
+  on_threads(group_macs(groups, double(out)), [&](int t, int threads) {
     for (const ExpertGroup& g : groups) {
       const Share rows = share(g.rows, t, threads);
       const int64_t first = g.row_begin + rows.begin;
@@ -118,7 +112,7 @@ void nested_in_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& 
 template <class T>
 void nested_in_backward(const T* dy, const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W,
                         int64_t out, T* dx, T* dW, T* db) {
-  on_threads(2 * group_macs(groups, out), [&](int t, int threads) {
+  on_threads(group_macs(groups, 2.0 * out), [&](int t, int threads) {
     const Share columns = share(out, t, threads);  // of dW and db
     for (const ExpertGroup& g : groups) {
       const Share rows = share(g.rows, t, threads);
@@ -139,7 +133,7 @@ void nested_in_backward(const T* dy, const T* x, int64_t ldx, const std::vector<
 template <class T>
 void nested_out_forward(const T* x, int64_t in, const std::vector<ExpertGroup>& groups, const T* W, const T* b,
                         int64_t out, T* y) {
-  on_threads(group_macs(groups, in), [&](int t, int threads) {
+  on_threads(group_macs(groups, double(in)), [&](int t, int threads) {
     for (const ExpertGroup& g : groups) {
       const Share rows = share(g.rows, t, threads);
       const int64_t first = g.row_begin + rows.begin;
@@ -153,7 +147,7 @@ void nested_out_forward(const T* x, int64_t in, const std::vector<ExpertGroup>& 
 template <class T>
 void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<ExpertGroup>& groups, const T* W,
                          int64_t out, T* dx, T* dW, T* db) {
-  on_threads(2 * group_macs(groups, in), [&](int t, int threads) {
+  on_threads(group_macs(groups, 2.0 * in), [&](int t, int threads) {
     const Share w_rows = share(in, t, threads);  // of dW
     for (const ExpertGroup& g : groups) {
       const Share rows = share(g.rows, t, threads);

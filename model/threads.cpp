@@ -25,7 +25,6 @@ int ranks_on_this_machine() {
   return 1;
 }
 int current_threads = 0;
-
 }  // namespace
 
 int default_thread_count() {
