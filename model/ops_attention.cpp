@@ -17,7 +17,6 @@
 // take the reference.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -26,6 +25,7 @@
 #include "model/fast_math.h"
 #include "model/lane_reduce.h"
 #include "model/ops.h"
+#include "model/vector_lanes.h"
 
 namespace mone {
 
@@ -36,7 +36,10 @@ void softmax_rows(T* s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     T* row = s + i * n;
     const T top = lane_max(row, n);
-    for (int64_t j = 0; j < n; ++j) row[j] = fast_exp(row[j] - top);
+    for_each_lanes_in<T>(0, n, [row, top](int64_t j, auto lanes) {
+      using V = decltype(lanes);
+      store(row + j, fast_exp(load<V>(row + j) - top));
+    });
     const T inverse = T(1) / lane_sum(row, n);
     for (int64_t j = 0; j < n; ++j) row[j] *= inverse;
   }
@@ -97,30 +100,15 @@ void attention_reference_backward(const T* dout, const T* qkv, const T* probs, c
 namespace {
 constexpr int64_t kRowBlock = 4;  // query rows sharing each load of a key or value
 
-// L elements of T as one value (GCC's vector extension): one register where
-// the target has registers that wide, several otherwise. Loads and stores go
-// through memcpy, so no alignment is assumed.
-template <class T, int64_t L>
-struct Lanes {
-  typedef T type __attribute__((vector_size(sizeof(T) * L)));
-};
-template <class V, class T>
-V load(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class V, class T>
-void store(T* p, const V& v) {
-  std::memcpy(p, &v, sizeof v);
-}
-// Lanes of a 64-byte vector, and of the vectors a head-dim-wide row is cut into.
+// Lanes of one vector register, and of the vectors a head-dim-wide row is cut
+// into.
 template <class T>
-constexpr int64_t kWide = 64 / sizeof(T);
+constexpr int64_t kWide = kRegisterBytes / sizeof(T);
 template <class T, int64_t HD>
 constexpr int64_t kRowLanes = HD < kWide<T> ? HD : kWide<T>;
 
-// Score rows are padded to whole 64-byte vectors of floats (and so of doubles).
+// Score rows are padded to whole 64-byte vectors of floats (and so to whole
+// registers of any width here).
 int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
 
 // Sum and maximum of a padded row, lane-wise, the lanes then combined by
@@ -248,7 +236,10 @@ void forward_rows(const Head<T>& h, HeadScratch<T>& t, int64_t i0, T* p, T* out,
   T top[R], inverse[R];
   for (int64_t r = 0; r < R; ++r) top[r] = padded_max(s + r * Np, Np);
   for (int64_t r = 0; r < R; ++r)
-    for (int64_t j = 0; j < Np; ++j) s[r * Np + j] = fast_exp(s[r * Np + j] - top[r]);
+    for_each_lanes_in<T>(r * Np, (r + 1) * Np, [s, t = top[r]](int64_t j, auto lanes) {
+      using V = decltype(lanes);
+      store(s + j, fast_exp(load<V>(s + j) - t));
+    });
   for (int64_t r = 0; r < R; ++r) inverse[r] = T(1) / padded_sum(s + r * Np, Np);
   for (int64_t r = 0; r < R; ++r) {
     T* pr = p + (i0 + r) * N;

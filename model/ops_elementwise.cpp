@@ -6,6 +6,7 @@
 #include "model/fast_math.h"
 #include "model/lane_reduce.h"
 #include "model/ops.h"
+#include "model/vector_lanes.h"
 
 namespace mone {
 
@@ -61,25 +62,25 @@ void exact_gelu_backward(const T* dy, const T* x, int64_t n, T* dx) {
 template <class T>
 void gelu_forward(const T* x, int64_t n, T* y, Gelu kind) {
   if (kind == Gelu::erf) return exact_gelu_forward(x, n, y);
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const T v = x[i];
-    const T u = T(kGeluK0) * (v + T(kGeluK1) * v * v * v);
-    y[i] = v / (T(1) + fast_exp(T(-2) * u));
-  }
+  for_each_lanes<T>(n, [=](int64_t i, auto lanes) {
+    using V = decltype(lanes);
+    const V v = load<V>(x + i);
+    const V u = T(kGeluK0) * (v + T(kGeluK1) * v * v * v);
+    store(y + i, v / (T(1) + fast_exp(T(-2) * u)));
+  });
 }
 
 template <class T>
 void gelu_backward(const T* dy, const T* x, int64_t n, T* dx, Gelu kind) {
   if (kind == Gelu::erf) return exact_gelu_backward(dy, x, n, dx);
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const T v = x[i];
-    const T u = T(kGeluK0) * (v + T(kGeluK1) * v * v * v);
-    const T s = T(1) / (T(1) + fast_exp(T(-2) * u));
-    const T du = T(kGeluK0) * (T(1) + T(3 * kGeluK1) * v * v);
-    dx[i] = dy[i] * (s + v * s * (T(1) - s) * T(2) * du);
-  }
+  for_each_lanes<T>(n, [=](int64_t i, auto lanes) {
+    using V = decltype(lanes);
+    const V v = load<V>(x + i);
+    const V u = T(kGeluK0) * (v + T(kGeluK1) * v * v * v);
+    const V s = T(1) / (T(1) + fast_exp(T(-2) * u));
+    const V du = T(kGeluK0) * (T(1) + T(3 * kGeluK1) * v * v);
+    store(dx + i, load<V>(dy + i) * (s + v * s * (T(1) - s) * T(2) * du));
+  });
 }
 
 template <class T>

@@ -6,6 +6,7 @@
 
 #include "model/ops.h"
 #include "model/row_reduce.h"
+#include "model/small_gemm.h"
 
 namespace mone {
 
@@ -95,6 +96,36 @@ Share share(int64_t n, int t, int threads) {
   const int64_t per = (n + threads - 1) / threads;
   return {std::min(n, t * per), std::min(n, (t + 1) * per)};
 }
+
+
+// One thread's product in a nested op, C = start + A B, start being C itself
+// (accumulate) or the bias row (zero without one). A(i, k) = a[i * a_row +
+// k * a_col]; B(k, j) = b[k * ldb + j], or b[j * ldb + k] when b_transposed.
+// Float takes the register-tiled kernel of model/small_gemm.h, built for the
+// experts' narrow shapes; double takes BLAS, the reference the gradient tests
+// compare with.
+void product(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_row, int64_t a_col, bool b_transposed,
+             const float* b, int64_t ldb, const float* bias, bool accumulate, float* c, int64_t ldc) {
+  const StridedMatrix A{a, a_row, a_col};
+  if (b_transposed)
+    small_gemm_bt(M, N, K, A, b, ldb, bias, accumulate, c, ldc);
+  else
+    small_gemm(M, N, K, A, b, ldb, bias, accumulate, c, ldc);
+}
+void product(int64_t M, int64_t N, int64_t K, const double* a, int64_t a_row, int64_t a_col, bool b_transposed,
+             const double* b, int64_t ldb, const double* bias, bool accumulate, double* c, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (!accumulate)
+    for (int64_t i = 0; i < M; ++i) {
+      double* row = c + i * ldc;
+      if (bias)
+        std::copy(bias, bias + N, row);
+      else
+        std::fill(row, row + N, 0.0);
+    }
+  const bool a_transposed = a_col != 1;
+  gemm<double>(a_transposed, b_transposed, M, N, K, 1.0, a, a_transposed ? a_col : a_row, b, ldb, 1.0, c, ldc);
+}
 }  // namespace
 
 template <class T>
@@ -104,7 +135,7 @@ void nested_in_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& 
     for (const ExpertGroup& g : groups) {
       const Share rows = share(g.rows, t, threads);
       const int64_t first = g.row_begin + rows.begin;
-      linear_forward(x + first * ldx, ldx, rows.count(), g.width, W, out, b, out, y + first * out, out);
+      product(rows.count(), out, g.width, x + first * ldx, ldx, 1, false, W, out, b, false, y + first * out, out);
     }
   });
 }
@@ -117,13 +148,14 @@ void nested_in_backward(const T* dy, const T* x, int64_t ldx, const std::vector<
     for (const ExpertGroup& g : groups) {
       const Share rows = share(g.rows, t, threads);
       const int64_t first = g.row_begin + rows.begin;
-      if (rows.count() > 0)
-        gemm<T>(false, true, rows.count(), g.width, out, T(1), dy + first * out, out, W, out, T(0), dx + first * ldx,
-                ldx);
+      // dx = dy W_g^T, W_g being the first g.width rows of W.
+      product(rows.count(), g.width, out, dy + first * out, out, 1, true, W, out, nullptr, false, dx + first * ldx,
+              ldx);
       for (int64_t i = first; i < first + rows.count(); ++i) std::fill(dx + i * ldx + g.width, dx + (i + 1) * ldx, T(0));
       if (g.rows == 0 || columns.count() == 0) continue;
+      // dW_g += x_g^T dy_g, this thread's columns.
       const T* dy_g = dy + g.row_begin * out + columns.begin;
-      gemm<T>(true, false, g.width, columns.count(), g.rows, T(1), x + g.row_begin * ldx, ldx, dy_g, out, T(1),
+      product(g.width, columns.count(), g.rows, x + g.row_begin * ldx, 1, ldx, false, dy_g, out, nullptr, true,
               dW + columns.begin, out);
       if (db) add_column_sums(dy_g, out, g.rows, columns.count(), db + columns.begin);
     }
@@ -137,7 +169,7 @@ void nested_out_forward(const T* x, int64_t in, const std::vector<ExpertGroup>& 
     for (const ExpertGroup& g : groups) {
       const Share rows = share(g.rows, t, threads);
       const int64_t first = g.row_begin + rows.begin;
-      linear_forward(x + first * in, in, rows.count(), in, W, out, b, g.width, y + first * out, out);
+      product(rows.count(), g.width, in, x + first * in, in, 1, false, W, out, b, false, y + first * out, out);
       // Channels beyond the expert's width are not updated.
       for (int64_t i = first; i < first + rows.count(); ++i) std::fill(y + i * out + g.width, y + (i + 1) * out, T(0));
     }
@@ -152,13 +184,14 @@ void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<
     for (const ExpertGroup& g : groups) {
       const Share rows = share(g.rows, t, threads);
       const int64_t first = g.row_begin + rows.begin;
-      if (rows.count() > 0)
-        gemm<T>(false, true, rows.count(), in, g.width, T(1), dy + first * out, out, W, out, T(0), dx + first * in, in);
+      // dx = dy_g W_g^T, W_g being the first g.width columns of W.
+      product(rows.count(), in, g.width, dy + first * out, out, 1, true, W, out, nullptr, false, dx + first * in, in);
       if (g.rows == 0) continue;
+      // dW_g += x_g^T dy_g, this thread's rows of dW.
       const T* dy_g = dy + g.row_begin * out;
       if (w_rows.count() > 0)
-        gemm<T>(true, false, w_rows.count(), g.width, g.rows, T(1), x + g.row_begin * in + w_rows.begin, in, dy_g, out,
-                T(1), dW + w_rows.begin * out, out);
+        product(w_rows.count(), g.width, g.rows, x + g.row_begin * in + w_rows.begin, 1, in, false, dy_g, out,
+                nullptr, true, dW + w_rows.begin * out, out);
       const Share columns = share(g.width, t, threads);  // of db
       if (db && columns.count() > 0) add_column_sums(dy_g + columns.begin, out, g.rows, columns.count(), db + columns.begin);
     }

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "model/ops.h"
+#include "model/small_gemm.h"
 #include "tests/common/gradcheck.h"
 #include "tests/common/test_random.h"
 
@@ -56,6 +57,62 @@ TEST(OpsForward, GemmAllTransposes) {
       EXPECT_TRUE(within_tolerance(compare_buffers("gemm", C.data(), expected.data(), M * ldc), kTolerance))
           << "transpose_a " << ta << " transpose_b " << tb;
     }
+}
+
+// The nested projections' float kernel (model/small_gemm.h) against plain
+// double loops, over shapes that reach every edge of its tiling: rows not a
+// multiple of 4, 6 or 12; columns with 16-, 8- and 1-wide remainders and more
+// than one 256-column block; K = 0, 1 and more than one 256-deep block; A
+// strided both ways, B in place and transposed, C with a padding column that
+// must stay untouched. Float against double: a K-term float sum of terms at
+// most 1 in size is off by at most about K float epsilons (6e-8 each), so the
+// scaled error allowed is 2.4e-7 (K + 2).
+TEST(OpsForward, SmallGemmMatchesPlainLoops) {
+  TestRandom random(71);
+  int cases = 0;
+  for (int64_t M : {1, 5, 8, 13, 30})
+    for (int64_t N : {1, 8, 9, 24, 33, 300})
+      for (int64_t K : {0, 1, 17, 600})
+        for (bool a_transposed : {false, true})
+          for (bool b_transposed : {false, true})
+            for (int start = 0; start < 3; ++start) {  // zero, bias, accumulate
+              const int64_t lda = (a_transposed ? M : K) + 2, ldb = (b_transposed ? K : N) + 3, ldc = N + 1;
+              const int64_t a_stored = (a_transposed ? K : M) * lda, b_stored = (b_transposed ? N : K) * ldb;
+              auto floats = [&](int64_t n) {
+                std::vector<float> v(n);
+                for (float& x : v) x = static_cast<float>(random.uniform(-1.0, 1.0));
+                return v;
+              };
+              const std::vector<float> a = floats(a_stored), b = floats(b_stored), bias = floats(N);
+              std::vector<float> c = floats(M * ldc);
+              const std::vector<float> c_before = c;
+              const StridedMatrix A{a.data(), a_transposed ? 1 : lda, a_transposed ? lda : 1};
+              const float* bias_or_null = start == 1 ? bias.data() : nullptr;
+              if (b_transposed)
+                small_gemm_bt(M, N, K, A, b.data(), ldb, bias_or_null, start == 2, c.data(), ldc);
+              else
+                small_gemm(M, N, K, A, b.data(), ldb, bias_or_null, start == 2, c.data(), ldc);
+              std::vector<double> got(M * ldc), expected(M * ldc);
+              for (int64_t i = 0; i < M; ++i)
+                for (int64_t j = 0; j <= N; ++j) {
+                  got[i * ldc + j] = c[i * ldc + j];
+                  if (j == N) {  // the padding column
+                    expected[i * ldc + j] = c_before[i * ldc + j];
+                    continue;
+                  }
+                  double sum = start == 2 ? c_before[i * ldc + j] : start == 1 ? bias[j] : 0.0;
+                  for (int64_t k = 0; k < K; ++k)
+                    sum += double(a[i * A.row_stride + k * A.column_stride]) *
+                           double(b_transposed ? b[j * ldb + k] : b[k * ldb + j]);
+                  expected[i * ldc + j] = sum;
+                }
+              ASSERT_TRUE(within_tolerance(compare_buffers("small_gemm", got.data(), expected.data(), M * ldc),
+                                          2.4e-7 * double(K + 2)))
+                  << "M " << M << " N " << N << " K " << K << " A^T " << a_transposed << " B^T " << b_transposed
+                  << " start " << start;
+              ++cases;
+            }
+  EXPECT_EQ(cases, 5 * 6 * 4 * 2 * 2 * 3);
 }
 
 TEST(OpsForward, Linear) {
@@ -160,6 +217,49 @@ TEST(OpsForward, NestedOutWritesFirstWidthChannelsAndZeroes) {
         expected[i * kFull + o] = sum;
       }
   EXPECT_TRUE(within_tolerance(compare_buffers("nested_out", y.data(), expected.data(), kRows * kFull), kTolerance));
+}
+
+// The nested projections in float (the register-tiled kernel) against the
+// same ops in double (BLAS): forward, and backward with dx, dW and db, for
+// both directions, expert widths 8, 16 and 32 of a 32-wide stream and a
+// 48-wide hidden layer. Float against double: 1e-5 scaled error.
+TEST(OpsForward, NestedProjectionsInFloatMatchDouble) {
+  const std::vector<ExpertGroup> groups = {{0, 11, 32}, {11, 9, 16}, {20, 13, 8}};
+  const int64_t rows = 33, D = 32, hidden = 48;
+  TestRandom random(72);
+  auto both = [&](int64_t n) {
+    std::vector<double> d = random.nonzero_vector(n);
+    return std::make_pair(d, std::vector<float>(d.begin(), d.end()));
+  };
+  auto compare = [](const char* name, const std::vector<float>& f, const std::vector<double>& d) {
+    const std::vector<double> widened(f.begin(), f.end());
+    return within_tolerance(compare_buffers(name, widened.data(), d.data(), int64_t(d.size())), 1e-5);
+  };
+  for (bool into_hidden : {true, false}) {  // fc1 (nested_in) or fc2 (nested_out)
+    const int64_t in = into_hidden ? D : hidden, out = into_hidden ? hidden : D;
+    auto [xd, xf] = both(rows * in);
+    auto [Wd, Wf] = both(in * out);
+    auto [bd, bf] = both(out);
+    auto [dyd, dyf] = both(rows * out);
+    std::vector<double> yd(rows * out), dxd(rows * in), dWd(in * out, 0.5), dbd(out, 0.25);
+    std::vector<float> yf(rows * out), dxf(rows * in), dWf(in * out, 0.5f), dbf(out, 0.25f);
+    if (into_hidden) {
+      nested_in_forward(xd.data(), in, groups, Wd.data(), bd.data(), out, yd.data());
+      nested_in_forward(xf.data(), in, groups, Wf.data(), bf.data(), out, yf.data());
+      nested_in_backward(dyd.data(), xd.data(), in, groups, Wd.data(), out, dxd.data(), dWd.data(), dbd.data());
+      nested_in_backward(dyf.data(), xf.data(), in, groups, Wf.data(), out, dxf.data(), dWf.data(), dbf.data());
+    } else {
+      nested_out_forward(xd.data(), in, groups, Wd.data(), bd.data(), out, yd.data());
+      nested_out_forward(xf.data(), in, groups, Wf.data(), bf.data(), out, yf.data());
+      nested_out_backward(dyd.data(), xd.data(), in, groups, Wd.data(), out, dxd.data(), dWd.data(), dbd.data());
+      nested_out_backward(dyf.data(), xf.data(), in, groups, Wf.data(), out, dxf.data(), dWf.data(), dbf.data());
+    }
+    SCOPED_TRACE(into_hidden ? "nested_in" : "nested_out");
+    EXPECT_TRUE(compare("y", yf, yd));
+    EXPECT_TRUE(compare("dx", dxf, dxd));
+    EXPECT_TRUE(compare("dW", dWf, dWd));
+    EXPECT_TRUE(compare("db", dbf, dbd));
+  }
 }
 
 void check_attention_forward(const TokenLayout& layout, int64_t heads = 2, int64_t D = 6) {

@@ -1,0 +1,117 @@
+#include "model/small_gemm.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "model/vector_lanes.h"
+
+namespace mone {
+
+namespace {
+// A wide tile is two registers across, so 6 rows keep 12 of AVX2's 16
+// registers accumulating: enough independent FMA chains to hide their latency
+// on two FMA units.
+constexpr int64_t kRegisterFloats = kRegisterBytes / sizeof(float);
+constexpr int64_t kWideColumns = 2 * kRegisterFloats;
+constexpr int64_t kNarrowColumns = 8;  // an expert of width 8 in fc2's output
+// A block of B, 256 x 256 floats (256 KB), stays in L2 while every row of A
+// passes over it; a tile's rows of A (6 KB) stay in L1 across the block.
+constexpr int64_t kDepthBlock = 256;
+constexpr int64_t kColumnBlock = 256;
+
+struct Product {
+  StridedMatrix A;
+  const float* b;
+  int64_t ldb;
+  const float* bias;
+  float* c;
+  int64_t ldc;
+};
+
+// C[i..i+Rows, j..j+Vectors * Width] over k in [k0, k0 + depth): Rows x
+// Vectors accumulators of Width floats, each one register.
+template <int64_t Rows, int64_t Vectors, int64_t Width>
+void tile(const Product& p, int64_t i, int64_t j, int64_t k0, int64_t depth, bool accumulate) {
+  using V = typename Lanes<float, Width>::type;
+  V acc[Rows][Vectors];
+  for (int64_t v = 0; v < Vectors; ++v) {
+    const V start = !accumulate && p.bias ? load<V>(p.bias + j + v * Width) : V{};
+    for (int64_t r = 0; r < Rows; ++r) acc[r][v] = accumulate ? load<V>(p.c + (i + r) * p.ldc + j + v * Width) : start;
+  }
+  const float* a = p.A.a + i * p.A.row_stride + k0 * p.A.column_stride;
+  const float* b = p.b + k0 * p.ldb + j;
+  for (int64_t k = 0; k < depth; ++k, a += p.A.column_stride, b += p.ldb) {
+    V bk[Vectors];
+    for (int64_t v = 0; v < Vectors; ++v) bk[v] = load<V>(b + v * Width);
+    for (int64_t r = 0; r < Rows; ++r) {
+      const float ar = a[r * p.A.row_stride];
+      for (int64_t v = 0; v < Vectors; ++v) acc[r][v] += ar * bk[v];
+    }
+  }
+  for (int64_t r = 0; r < Rows; ++r)
+    for (int64_t v = 0; v < Vectors; ++v) store(p.c + (i + r) * p.ldc + j + v * Width, acc[r][v]);
+}
+
+// A tile of `rows` <= Rows rows: the last one of a column strip.
+template <int64_t Rows, int64_t Vectors, int64_t Width>
+void tile_of_rows(int64_t rows, const Product& p, int64_t i, int64_t j, int64_t k0, int64_t depth, bool accumulate) {
+  if constexpr (Rows > 1) {
+    if (rows < Rows) return tile_of_rows<Rows - 1, Vectors, Width>(rows, p, i, j, k0, depth, accumulate);
+  }
+  tile<Rows, Vectors, Width>(p, i, j, k0, depth, accumulate);
+}
+
+// Columns [j_begin, j_end) (a multiple of Vectors * Width wide) of every row.
+template <int64_t Rows, int64_t Vectors, int64_t Width>
+void strip(int64_t M, int64_t j_begin, int64_t j_end, const Product& p, int64_t k0, int64_t depth, bool accumulate) {
+  for (int64_t i = 0; i < M; i += Rows)
+    for (int64_t j = j_begin; j < j_end; j += Vectors * Width)
+      tile_of_rows<Rows, Vectors, Width>(std::min(Rows, M - i), p, i, j, k0, depth, accumulate);
+}
+
+// The last (j_end - j_begin) < 8 columns, one element at a time.
+void scalar_columns(int64_t M, int64_t j_begin, int64_t j_end, const Product& p, int64_t k0, int64_t depth,
+                    bool accumulate) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = j_begin; j < j_end; ++j) {
+      float sum = accumulate ? p.c[i * p.ldc + j] : (p.bias ? p.bias[j] : 0.0f);
+      for (int64_t k = k0; k < k0 + depth; ++k) sum += p.A.a[i * p.A.row_stride + k * p.A.column_stride] * p.b[k * p.ldb + j];
+      p.c[i * p.ldc + j] = sum;
+    }
+}
+}  // namespace
+
+void small_gemm(int64_t M, int64_t N, int64_t K, StridedMatrix A, const float* b, int64_t ldb, const float* bias,
+                bool accumulate, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const Product p{A, b, ldb, bias, C, ldc};
+  // Rows of a wide tile: 6, or 4 when that divides M and 6 does not (an
+  // 8-row weight gradient as two full tiles, not a full one and a thin one).
+  const bool four_rows = M % 6 != 0 && M % 4 == 0;
+  // K = 0 still writes the start (bias or zero) once.
+  for (int64_t k0 = 0; k0 < std::max<int64_t>(K, 1); k0 += kDepthBlock) {
+    const int64_t depth = std::min(kDepthBlock, K - k0);
+    const bool onto_c = accumulate || k0 > 0;
+    for (int64_t j0 = 0; j0 < N; j0 += kColumnBlock) {
+      const int64_t j1 = std::min(N, j0 + kColumnBlock);
+      const int64_t wide_end = j1 - (j1 - j0) % kWideColumns, narrow_end = j1 - (j1 - j0) % kNarrowColumns;
+      if (four_rows)
+        strip<4, 2, kRegisterFloats>(M, j0, wide_end, p, k0, depth, onto_c);
+      else
+        strip<6, 2, kRegisterFloats>(M, j0, wide_end, p, k0, depth, onto_c);
+      strip<12, 1, kNarrowColumns>(M, wide_end, narrow_end, p, k0, depth, onto_c);
+      scalar_columns(M, narrow_end, j1, p, k0, depth, onto_c);
+    }
+  }
+}
+
+void small_gemm_bt(int64_t M, int64_t N, int64_t K, StridedMatrix A, const float* bt, int64_t ldbt,
+                   const float* bias, bool accumulate, float* C, int64_t ldc) {
+  thread_local std::vector<float> packed;  // kept: a training step allocates only on its first run
+  if (packed.size() < static_cast<size_t>(K * N)) packed.resize(K * N);
+  for (int64_t j = 0; j < N; ++j)
+    for (int64_t k = 0; k < K; ++k) packed[k * N + j] = bt[j * ldbt + k];
+  small_gemm(M, N, K, A, packed.data(), N, bias, accumulate, C, ldc);
+}
+
+}  // namespace mone
