@@ -1,8 +1,11 @@
-// GEMM through CBLAS, split across threads here rather than by OpenBLAS.
+// GEMM through CBLAS, split across threads here rather than by OpenBLAS: the
+// patch embedding, router, head, the reference attention and every product
+// in double. (The float nested projections take model/small_gemm.h.)
 //
 // OpenBLAS divides small-K products (the small experts' K = 8 or 16) poorly
-// between threads: on 2 threads the nested projections gained almost nothing
-// from the second core. So each call is cut into one block of C per thread,
+// between threads: on 2 threads the nested projections, when they still came
+// here, gained almost nothing from the second core. So each call is cut into
+// one block of C per thread,
 // by rows of C or, when C has few rows (weight gradients of narrow experts),
 // by columns; each block is one single-threaded CBLAS call (OpenBLAS's OpenMP
 // build runs single-threaded inside a parallel region). No block spans the

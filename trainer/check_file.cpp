@@ -81,6 +81,7 @@ void write_check_file(const std::string& path, const CheckStep& step) {
   file.write_attribute("version", int64_t{1});
   file.write_attribute("arch", arch_name(config.arch));
   for (const auto& [name, value] : config.fields()) file.write_attribute(name, value);
+  file.write_attribute("gelu", gelu_name(config.gelu));
   file.write_attribute("seed", static_cast<int64_t>(step.settings.seed));
   file.write_attribute("batch", batch);
   if (vmoe) {

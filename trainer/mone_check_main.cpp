@@ -41,6 +41,7 @@ int run(int argc, char** argv) {
   std::string preset;
   std::string arch;
   std::string out;
+  std::string gelu;
   std::vector<std::string> overrides;
   uint64_t seed = 0;
   mone::CheckSettings settings;
@@ -54,6 +55,7 @@ int run(int argc, char** argv) {
       ("batch", po::value(&settings.batch)->default_value(8), "images in the batch")
       ("capacity", po::value(&settings.effective_capacity)->default_value(1.0), "effective capacity e_c in (2^(1-E), 1]")
       ("alpha", po::value(&settings.alpha)->default_value(0.0), "block l's alpha is alpha * (1 + l) / depth")
+      ("gelu", po::value(&gelu)->default_value("tanh"), "tanh | erf: the MLP's GELU")
       ("superclass-groups", po::value(&settings.superclass_groups)->default_value(0),
        "vmoe: class c in super-class c % G, with the router's super-class loss (0: none)")
       ("router-loss-weight", po::value(&settings.router_loss_weight)->default_value(0.3),
@@ -75,6 +77,11 @@ int run(int argc, char** argv) {
 
   settings.seed = seed;
   settings.config = configured_model(preset, overrides, mone::parse_arch(arch));
+  try {
+    settings.config.gelu = mone::parse_gelu(gelu);
+  } catch (const std::exception& error) {
+    throw std::invalid_argument(std::string("--gelu: ") + error.what());
+  }
   if (settings.batch <= 0) throw std::invalid_argument("--batch: must be positive, got " + std::to_string(settings.batch));
   if (settings.superclass_groups < 0 || settings.superclass_groups > settings.config.experts)
     throw std::invalid_argument("--superclass-groups: must be in [0, experts]");

@@ -45,6 +45,11 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, (bytes, np.bytes_)) else str(value)
 
 
+def _gelu(attrs) -> str:
+    """The GELU the file's model used; files written before the attribute existed used tanh."""
+    return _text(attrs.get("gelu", b"tanh"))
+
+
 def _group(f, name: str) -> Dict[str, np.ndarray]:
     return {key: f[name][key][()] for key in f[name]}
 
@@ -52,7 +57,7 @@ def _group(f, name: str) -> Dict[str, np.ndarray]:
 def load(path: str) -> CheckFile:
     with h5py.File(path, "r") as f:
         attrs = f.attrs
-        config = mt.Config(**{field: int(attrs[field]) for field in CONFIG_FIELDS})
+        config = mt.Config(**{field: int(attrs[field]) for field in CONFIG_FIELDS}, gelu=_gelu(attrs))
 
         return CheckFile(
             config=config, seed=int(attrs["seed"]),
@@ -91,7 +96,7 @@ def load_vmoe(path: str) -> VmoeCheckFile:
     fields = CONFIG_FIELDS + ["moe_blocks", "top_k"]
     with h5py.File(path, "r") as f:
         attrs = f.attrs
-        config = vt.VmoeConfig(**{field: int(attrs[field]) for field in fields})
+        config = vt.VmoeConfig(**{field: int(attrs[field]) for field in fields}, gelu=_gelu(attrs))
 
         return VmoeCheckFile(
             config=config, superclass_groups=int(attrs["superclass_groups"]),
@@ -140,6 +145,7 @@ def layout_problems(path: str) -> List[str]:
             expect(name in attrs and np.asarray(attrs[name]).dtype == np.int64, f"attribute {name} missing or not int64")
         for name in ["requested_capacity", "realised_capacity"]:
             expect(name in attrs and np.asarray(attrs[name]).dtype == np.float64, f"attribute {name} missing or not float64")
+        expect(_gelu(attrs) in ("tanh", "erf"), f"attribute gelu is {attrs.get('gelu')!r}, not tanh or erf")
         if any(name not in attrs for name in ["batch"] + CONFIG_FIELDS):
             return problems  # the shapes below cannot be known
         expect(int(attrs.get("version", 0)) == 1, f"version {attrs.get('version')}")

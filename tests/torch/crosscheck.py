@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Tuple
 
 import numpy as np
@@ -37,23 +37,28 @@ import vmoe_torch as vt
 TOLERANCE = 1e-4
 
 # (name, mone-check arguments). Non-zero alpha so the router gets gradient;
-# the last case has an odd shape: non-square grid, 3 channels, 3 experts.
+# one case takes the exact (erf) GELU of --gelu erf; the last case has an odd
+# shape: non-square grid, 3 channels, 3 experts.
 CASES = [
     ("tiny e_c=1.0", ["--preset", "tiny", "--batch", "8", "--capacity", "1.0", "--alpha", "0.5"]),
     ("tiny e_c=0.5", ["--preset", "tiny", "--batch", "8", "--capacity", "0.5", "--alpha", "0.5"]),
     ("tiny e_c=0.3", ["--preset", "tiny", "--batch", "8", "--capacity", "0.3", "--alpha", "0.5", "--seed", "7"]),
+    ("tiny erf e_c=0.5", ["--preset", "tiny", "--batch", "8", "--capacity", "0.5", "--alpha", "0.5", "--seed", "11",
+                          "--gelu", "erf"]),
     ("odd E=3 e_c=0.4", ["--preset", "tiny", "--batch", "5", "--capacity", "0.4", "--alpha", "0.8", "--seed", "3",
                          "--set", "dim=32", "--set", "heads=2", "--set", "depth=2", "--set", "experts=3",
                          "--set", "image_height=20", "--set", "channels=3"]),
 ]
 
-# Mobile V-MoE: top-1 and top-2 with the super-class loss, top-2 without, and
-# an odd shape (3 MoE blocks of 4, 4 experts, 3 channels, non-square grid).
+# Mobile V-MoE: top-1 and top-2 with the super-class loss, top-2 without,
+# top-1 with the exact GELU, and an odd shape (3 MoE blocks of 4, 4 experts, 3 channels, non-square grid).
 VMOE_CASES = [
     ("vmoe top-1 sc", ["--arch", "vmoe", "--batch", "8", "--set", "experts=3", "--superclass-groups", "3"]),
     ("vmoe top-2 sc", ["--arch", "vmoe", "--batch", "8", "--set", "experts=3", "--set", "top_k=2",
                        "--superclass-groups", "3", "--seed", "5"]),
     ("vmoe top-2", ["--arch", "vmoe", "--batch", "6", "--set", "experts=3", "--set", "top_k=2", "--seed", "9"]),
+    ("vmoe erf", ["--arch", "vmoe", "--batch", "6", "--set", "experts=3", "--superclass-groups", "3", "--seed", "13",
+                  "--gelu", "erf"]),
     ("vmoe odd", ["--arch", "vmoe", "--batch", "5", "--seed", "3", "--set", "dim=32", "--set", "heads=2",
                   "--set", "depth=4", "--set", "moe_blocks=3", "--set", "experts=4", "--set", "top_k=2",
                   "--set", "image_height=20", "--set", "channels=3", "--superclass-groups", "2",
@@ -77,6 +82,21 @@ def relative_error(cpp: np.ndarray, reference: np.ndarray) -> float:
     if scale == 0.0:
         return 0.0 if difference == 0.0 else math.inf
     return float(difference / scale)
+
+
+def gelu_failures(data, logits_of) -> List[str]:
+    """For an erf file: the file's logits must sit 10x closer to the torch model
+    with the exact GELU than to the one with the tanh GELU. The two functions
+    differ by 1e-5 or less at the pre-activations of a freshly initialised
+    model, so the tolerance alone would not tell them apart."""
+    if data.config.gelu != "erf":
+        return []
+    errors = {gelu: relative_error(data.logits, logits_of(replace(data.config, gelu=gelu)))
+              for gelu in ("erf", "tanh")}
+    if errors["erf"] * 10 <= errors["tanh"]:
+        return []
+    return [f"logits relative error {errors['erf']:.2e} with the exact GELU, {errors['tanh']:.2e} with tanh: "
+            "the file does not show the exact GELU"]
 
 
 def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -> Tuple[List[Comparison], List[str]]:
@@ -110,6 +130,13 @@ def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -
     own_mismatched = int((output.expert_of_token.numpy() != data.expert_of_token).sum())
     if own_mismatched:
         failures.append(f"the torch model's routing differs from the file's at {own_mismatched} tokens")
+
+    def mone_logits(config):
+        other = mt.MoNEViT(config)
+        other.load_file_parameters(data.params)
+        with torch.no_grad():
+            return other(images, data.requested_capacity).logits.numpy()
+    failures += gelu_failures(data, mone_logits)
 
     return compared_outputs(name, data, output, loss, model), failures
 
@@ -153,6 +180,13 @@ def run_vmoe_case(mone_check: str, name: str, arguments: List[str],
         failures.append(f"top-k experts torch {output.experts.tolist()} c++ {data.expert_of_slot.tolist()}")
     if len(np.unique(data.expert_of_slot)) < 2:
         failures.append("every image took the same experts: the case checks too little, pick another seed")
+
+    def vmoe_logits(config):
+        other = vt.VmoeViT(config)
+        other.load_file_parameters(data.params)
+        with torch.no_grad():
+            return other(torch.from_numpy(data.images)).logits.numpy()
+    failures += gelu_failures(data, vmoe_logits)
     return compared_outputs(name, data, output, loss, model), failures
 
 

@@ -36,6 +36,12 @@ class Config:
     experts: int = 4
     classes: int = 10
     mlp_ratio: int = 4
+    gelu: str = "tanh"  # or "erf": the exact GELU (the check file's attribute gelu)
+
+    @property
+    def gelu_approximate(self) -> str:
+        """F.gelu's name for this GELU."""
+        return {"tanh": "tanh", "erf": "none"}[self.gelu]
 
     @property
     def tokens(self) -> int:
@@ -171,13 +177,14 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, gelu_approximate: str = "tanh"):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
+        self.gelu_approximate = gelu_approximate
 
     def forward(self, x_normed: torch.Tensor, experts: NestedTokens) -> torch.Tensor:
-        hidden = F.gelu(nested_in(x_normed, self.fc1, experts), approximate="tanh")
+        hidden = F.gelu(nested_in(x_normed, self.fc1, experts), approximate=self.gelu_approximate)
         return nested_out(hidden, self.fc2, experts)
 
 
@@ -187,7 +194,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(config.dim, eps=LAYERNORM_EPS)
         self.attn = Attention(config.dim, config.heads)
         self.norm2 = nn.LayerNorm(config.dim, eps=LAYERNORM_EPS)
-        self.mlp = Mlp(config.dim, config.mlp_ratio * config.dim)
+        self.mlp = Mlp(config.dim, config.mlp_ratio * config.dim, config.gelu_approximate)
         self.alpha = nn.Parameter(torch.zeros(1))
 
     def forward(self, x, experts: NestedTokens, chosen_probability, batch: int):

@@ -38,13 +38,14 @@ class VmoeConfig(mt.Config):
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, gelu_approximate: str):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
+        self.gelu_approximate = gelu_approximate
 
     def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return self.fc2(F.gelu(self.fc1(x), approximate=self.gelu_approximate))
 
 
 class Block(nn.Module):
@@ -56,8 +57,8 @@ class Block(nn.Module):
         self.proj = nn.Linear(c.dim, c.dim)
         self.norm2 = nn.LayerNorm(c.dim, eps=LAYERNORM_EPS)
         hidden = c.mlp_ratio * c.dim
-        self.experts = nn.ModuleList(Mlp(c.dim, hidden) for _ in range(c.experts)) if moe else None
-        self.mlp = None if moe else Mlp(c.dim, hidden)
+        self.experts = nn.ModuleList(Mlp(c.dim, hidden, c.gelu_approximate) for _ in range(c.experts)) if moe else None
+        self.mlp = None if moe else Mlp(c.dim, hidden, c.gelu_approximate)
 
     def attention(self, x_normed):
         batch, tokens, dim = x_normed.shape
