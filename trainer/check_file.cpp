@@ -55,6 +55,10 @@ CheckStep run_check_step(const CheckSettings& settings) {
       superclass_of_class.push_back(static_cast<int32_t>(c % settings.superclass_groups));
     model.set_superclasses(superclass_of_class, settings.router_loss_weight);
   }
+  // The random router's draws: key = seed, image b as sample b (a no-op for the learned router).
+  std::vector<int64_t> samples(static_cast<size_t>(settings.batch));
+  for (int64_t b = 0; b < settings.batch; ++b) samples[static_cast<size_t>(b)] = b;
+  model.set_random_routing(settings.seed, samples);
   model.params().zero_grads();
   step.loss = model.forward_backward(step.batch.images.data(), step.batch.labels.data(), settings.batch,
                                      plan_routing(settings.config, settings.effective_capacity));
@@ -82,6 +86,7 @@ void write_check_file(const std::string& path, const CheckStep& step) {
   file.write_attribute("arch", arch_name(config.arch));
   for (const auto& [name, value] : config.fields()) file.write_attribute(name, value);
   file.write_attribute("gelu", gelu_name(config.gelu));
+  if (!vmoe) file.write_attribute("router", router_name(config.router));
   file.write_attribute("seed", static_cast<int64_t>(step.settings.seed));
   file.write_attribute("batch", batch);
   if (vmoe) {

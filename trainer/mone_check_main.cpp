@@ -42,6 +42,7 @@ int run(int argc, char** argv) {
   std::string arch;
   std::string out;
   std::string gelu;
+  std::string router;
   std::vector<std::string> overrides;
   uint64_t seed = 0;
   mone::CheckSettings settings;
@@ -56,6 +57,8 @@ int run(int argc, char** argv) {
       ("capacity", po::value(&settings.effective_capacity)->default_value(1.0), "effective capacity e_c in (2^(1-E), 1]")
       ("alpha", po::value(&settings.alpha)->default_value(0.0), "block l's alpha is alpha * (1 + l) / depth")
       ("gelu", po::value(&gelu)->default_value("tanh"), "tanh | erf: the MLP's GELU")
+      ("router", po::value(&router)->default_value("learned"),
+       "learned | random: MoNE's routing (random: each image's tokens in an order drawn from (seed, image))")
       ("superclass-groups", po::value(&settings.superclass_groups)->default_value(0),
        "vmoe: class c in super-class c % G, with the router's super-class loss (0: none)")
       ("router-loss-weight", po::value(&settings.router_loss_weight)->default_value(0.3),
@@ -81,6 +84,12 @@ int run(int argc, char** argv) {
     settings.config.gelu = mone::parse_gelu(gelu);
   } catch (const std::exception& error) {
     throw std::invalid_argument(std::string("--gelu: ") + error.what());
+  }
+  try {
+    settings.config.router = mone::parse_router(router);
+    settings.config.validate();
+  } catch (const std::exception& error) {
+    throw std::invalid_argument(std::string("--router: ") + error.what());
   }
   if (settings.batch <= 0) throw std::invalid_argument("--batch: must be positive, got " + std::to_string(settings.batch));
   if (settings.superclass_groups < 0 || settings.superclass_groups > settings.config.experts)

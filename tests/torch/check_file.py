@@ -50,6 +50,11 @@ def _gelu(attrs) -> str:
     return _text(attrs.get("gelu", b"tanh"))
 
 
+def _router(attrs) -> str:
+    """MoNE's router; files written before the attribute existed used the learned one."""
+    return _text(attrs.get("router", b"learned"))
+
+
 def _group(f, name: str) -> Dict[str, np.ndarray]:
     return {key: f[name][key][()] for key in f[name]}
 
@@ -57,7 +62,8 @@ def _group(f, name: str) -> Dict[str, np.ndarray]:
 def load(path: str) -> CheckFile:
     with h5py.File(path, "r") as f:
         attrs = f.attrs
-        config = mt.Config(**{field: int(attrs[field]) for field in CONFIG_FIELDS}, gelu=_gelu(attrs))
+        config = mt.Config(**{field: int(attrs[field]) for field in CONFIG_FIELDS}, gelu=_gelu(attrs),
+                           router=_router(attrs))
 
         return CheckFile(
             config=config, seed=int(attrs["seed"]),
@@ -146,6 +152,7 @@ def layout_problems(path: str) -> List[str]:
         for name in ["requested_capacity", "realised_capacity"]:
             expect(name in attrs and np.asarray(attrs[name]).dtype == np.float64, f"attribute {name} missing or not float64")
         expect(_gelu(attrs) in ("tanh", "erf"), f"attribute gelu is {attrs.get('gelu')!r}, not tanh or erf")
+        expect(_router(attrs) in ("learned", "random"), f"attribute router is {attrs.get('router')!r}")
         if any(name not in attrs for name in ["batch"] + CONFIG_FIELDS):
             return problems  # the shapes below cannot be known
         expect(int(attrs.get("version", 0)) == 1, f"version {attrs.get('version')}")

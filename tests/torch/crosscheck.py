@@ -37,12 +37,15 @@ import vmoe_torch as vt
 TOLERANCE = 1e-4
 
 # (name, mone-check arguments). Non-zero alpha so the router gets gradient;
-# one case takes the exact (erf) GELU of --gelu erf; the last case has an odd
-# shape: non-square grid, 3 channels, 3 experts.
+# one case takes the random router (torch then takes the file's routing and
+# checks that it is not EPR's), one the exact (erf) GELU of --gelu erf; the
+# last case has an odd shape: non-square grid, 3 channels, 3 experts.
 CASES = [
     ("tiny e_c=1.0", ["--preset", "tiny", "--batch", "8", "--capacity", "1.0", "--alpha", "0.5"]),
     ("tiny e_c=0.5", ["--preset", "tiny", "--batch", "8", "--capacity", "0.5", "--alpha", "0.5"]),
     ("tiny e_c=0.3", ["--preset", "tiny", "--batch", "8", "--capacity", "0.3", "--alpha", "0.5", "--seed", "7"]),
+    ("random e_c=0.5", ["--preset", "tiny", "--batch", "8", "--capacity", "0.5", "--alpha", "0.5", "--seed", "17",
+                        "--router", "random"]),
     ("tiny erf e_c=0.5", ["--preset", "tiny", "--batch", "8", "--capacity", "0.5", "--alpha", "0.5", "--seed", "11",
                           "--gelu", "erf"]),
     ("odd E=3 e_c=0.4", ["--preset", "tiny", "--batch", "5", "--capacity", "0.4", "--alpha", "0.8", "--seed", "3",
@@ -113,7 +116,11 @@ def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -
     model.load_file_parameters(data.params)
     images = torch.from_numpy(data.images)
     labels = torch.from_numpy(data.labels).long()
-    output = model(images, data.requested_capacity)
+    # The random router's draws are the C++ side's: torch takes its routing
+    # from the file and checks everything that follows from it.
+    random_router = data.config.router == "random"
+    given_routing = torch.from_numpy(data.expert_of_token).long() if random_router else None
+    output = model(images, data.requested_capacity, given_routing)
     loss = F.cross_entropy(output.logits, labels)
     loss.backward()
 
@@ -125,7 +132,10 @@ def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -
         file_counts = data.tokens_per_expert.tolist()
         epr_on_file_probs = mt.expert_preferred_routing(torch.from_numpy(data.router_probs), file_counts)
         mismatched = int((epr_on_file_probs.numpy() != data.expert_of_token).sum())
-        if mismatched:
+        if random_router and mismatched < data.expert_of_token.size // 4:
+            failures.append(f"the random routing agrees with EPR on the router's probabilities at all but "
+                            f"{mismatched} tokens: it does not look random")
+        if not random_router and mismatched:
             failures.append(f"EPR on the file's probabilities differs from the file's routing at {mismatched} tokens")
     own_mismatched = int((output.expert_of_token.numpy() != data.expert_of_token).sum())
     if own_mismatched:
@@ -135,7 +145,7 @@ def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -
         other = mt.MoNEViT(config)
         other.load_file_parameters(data.params)
         with torch.no_grad():
-            return other(images, data.requested_capacity).logits.numpy()
+            return other(images, data.requested_capacity, given_routing).logits.numpy()
     failures += gelu_failures(data, mone_logits)
 
     return compared_outputs(name, data, output, loss, model), failures

@@ -37,6 +37,7 @@ class Config:
     classes: int = 10
     mlp_ratio: int = 4
     gelu: str = "tanh"  # or "erf": the exact GELU (the check file's attribute gelu)
+    router: str = "learned"  # or "random": the routing comes from outside (the check file's expert_of_token)
 
     @property
     def gelu_approximate(self) -> str:
@@ -251,13 +252,18 @@ class MoNEViT(nn.Module):
         patches = grid.permute(0, 1, 3, 2, 4, 5).reshape(images.shape[0], c.tokens, c.patch_dim)
         return self.patch_embed(patches) + self.pos_embed
 
-    def forward(self, images: torch.Tensor, effective_capacity: float) -> Output:
+    def forward(self, images: torch.Tensor, effective_capacity: float,
+                expert_of_token: Optional[torch.Tensor] = None) -> Output:
+        """expert_of_token [B, N] replaces EPR's choice (the random router's
+        draws, which the C++ side makes); r is still the router's probability
+        of the token's expert."""
         batch, config = images.shape[0], self.config
         embedded = self.embed(images)
         router_probs = torch.softmax(self.router(embedded), dim=-1)
         capacity = capacity_distribution(effective_capacity, config.experts)
         counts = tokens_per_expert(capacity, config.tokens)
-        expert_of_token = expert_preferred_routing(router_probs, counts)
+        if expert_of_token is None:
+            expert_of_token = expert_preferred_routing(router_probs, counts)
         experts = NestedTokens(expert_of_token, config.expert_widths())
         chosen_probability = router_probs.gather(2, expert_of_token.unsqueeze(2)).reshape(-1, 1)
 
