@@ -103,7 +103,7 @@ constexpr int64_t kRowBlock = 4;  // query rows sharing each load of a key or va
 // Lanes of one vector register, and of the vectors a head-dim-wide row is cut
 // into.
 template <class T>
-constexpr int64_t kWide = kRegisterBytes / sizeof(T);
+constexpr int64_t kWide = kRegisterLanes<T>;
 template <class T, int64_t HD>
 constexpr int64_t kRowLanes = HD < kWide<T> ? HD : kWide<T>;
 

@@ -11,7 +11,7 @@ namespace {
 // A wide tile is two registers across, so 6 rows keep 12 of AVX2's 16
 // registers accumulating: enough independent FMA chains to hide their latency
 // on two FMA units.
-constexpr int64_t kRegisterFloats = kRegisterBytes / sizeof(float);
+constexpr int64_t kRegisterFloats = kRegisterLanes<float>;
 constexpr int64_t kWideColumns = 2 * kRegisterFloats;
 constexpr int64_t kNarrowColumns = 8;  // an expert of width 8 in fc2's output
 // A block of B, 256 x 256 floats (256 KB), stays in L2 while every row of A

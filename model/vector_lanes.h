@@ -20,6 +20,9 @@ constexpr int64_t kRegisterBytes = 64;
 #else
 constexpr int64_t kRegisterBytes = 32;
 #endif
+// Elements of T in one register.
+template <class T>
+constexpr int64_t kRegisterLanes = kRegisterBytes / int64_t(sizeof(T));
 
 // L elements of T as one value.
 template <class T, int64_t L>
@@ -47,7 +50,7 @@ void store(T* p, const V& v) {
 // element: its math is the reference's (std::exp, not fast_exp).
 template <class T, class F>
 void for_each_lanes_in(int64_t begin, int64_t end, F f) {
-  constexpr int64_t L = std::is_same_v<T, float> ? kRegisterBytes / int64_t(sizeof(T)) : 1;
+  constexpr int64_t L = std::is_same_v<T, float> ? kRegisterLanes<T> : 1;
   using V = std::conditional_t<L == 1, T, typename Lanes<T, L>::type>;
   const int64_t whole = end - (end - begin) % L;
   for (int64_t i = begin; i < whole; i += L) f(i, V{});
