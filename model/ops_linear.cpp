@@ -181,6 +181,10 @@ void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<
                          int64_t out, T* dx, T* dW, T* db) {
   on_threads(group_macs(groups, 2.0 * in), [&](int t, int threads) {
     const Share w_rows = share(in, t, threads);  // of dW
+    // Of db: the same columns for every group, as threads do not wait for each
+    // other between groups (a share of each group's own width let two threads
+    // add into one column at once).
+    const Share columns = share(out, t, threads);
     for (const ExpertGroup& g : groups) {
       const Share rows = share(g.rows, t, threads);
       const int64_t first = g.row_begin + rows.begin;
@@ -192,8 +196,9 @@ void nested_out_backward(const T* dy, const T* x, int64_t in, const std::vector<
       if (w_rows.count() > 0)
         product(w_rows.count(), g.width, g.rows, x + g.row_begin * in + w_rows.begin, 1, in, false, dy_g, out,
                 nullptr, true, dW + w_rows.begin * out, out);
-      const Share columns = share(g.width, t, threads);  // of db
-      if (db && columns.count() > 0) add_column_sums(dy_g + columns.begin, out, g.rows, columns.count(), db + columns.begin);
+      const int64_t db_end = std::min(columns.end, g.width);  // the group updates its first g.width columns
+      if (db && db_end > columns.begin)
+        add_column_sums(dy_g + columns.begin, out, g.rows, db_end - columns.begin, db + columns.begin);
     }
   });
 }

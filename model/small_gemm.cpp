@@ -69,16 +69,6 @@ void strip(int64_t M, int64_t j_begin, int64_t j_end, const Product& p, int64_t 
       tile_of_rows<Rows, Vectors, Width>(std::min(Rows, M - i), p, i, j, k0, depth, accumulate);
 }
 
-// The last (j_end - j_begin) < 8 columns, one element at a time.
-void scalar_columns(int64_t M, int64_t j_begin, int64_t j_end, const Product& p, int64_t k0, int64_t depth,
-                    bool accumulate) {
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = j_begin; j < j_end; ++j) {
-      float sum = accumulate ? p.c[i * p.ldc + j] : (p.bias ? p.bias[j] : 0.0f);
-      for (int64_t k = k0; k < k0 + depth; ++k) sum += p.A.a[i * p.A.row_stride + k * p.A.column_stride] * p.b[k * p.ldb + j];
-      p.c[i * p.ldc + j] = sum;
-    }
-}
 }  // namespace
 
 void small_gemm(int64_t M, int64_t N, int64_t K, StridedMatrix A, const float* b, int64_t ldb, const float* bias,
@@ -100,7 +90,11 @@ void small_gemm(int64_t M, int64_t N, int64_t K, StridedMatrix A, const float* b
       else
         strip<6, 2, kRegisterFloats>(M, j0, wide_end, p, k0, depth, onto_c);
       strip<12, 1, kNarrowColumns>(M, wide_end, narrow_end, p, k0, depth, onto_c);
-      scalar_columns(M, narrow_end, j1, p, k0, depth, onto_c);
+      // The last < 8 columns one at a time, through the same tile code, so that
+      // they are rounded as the vector columns are (a plain scalar loop was
+      // not contracted into FMAs, and a column's bits then depended on where a
+      // caller's split put it).
+      strip<12, 1, 1>(M, narrow_end, j1, p, k0, depth, onto_c);
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include "model/ops.h"
 #include "model/small_gemm.h"
@@ -217,6 +218,50 @@ TEST(OpsForward, NestedOutWritesFirstWidthChannelsAndZeroes) {
         expected[i * kFull + o] = sum;
       }
   EXPECT_TRUE(within_tolerance(compare_buffers("nested_out", y.data(), expected.data(), kRows * kFull), kTolerance));
+}
+
+// The nested projections' weight and bias gradients on 1 and on 3 threads,
+// in float, bitwise: each thread owns the same columns (db, nested_in's dW)
+// or rows (nested_out's dW) for every group, so each element is summed in the
+// same order. The threads do not wait for each other between groups, so a
+// share that depended on the group's width let two threads add into one db
+// column at once; repeated, to give such a race its chances.
+TEST(OpsForward, NestedGradientsAreTheSameOnAnyThreadCount) {
+  const std::vector<ExpertGroup> groups = {{0, 150, 64}, {150, 150, 32}, {300, 150, 16}, {450, 150, 8}};
+  const int64_t rows = 600, D = 64, hidden = 256;
+  TestRandom random(73);
+  auto floats = [&](int64_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = static_cast<float>(random.uniform(-1.0, 1.0));
+    return v;
+  };
+  const std::vector<float> x_in = floats(rows * D), W_in = floats(D * hidden), dy_in = floats(rows * hidden);
+  const std::vector<float> x_out = floats(rows * hidden), W_out = floats(hidden * D), dy_out = floats(rows * D);
+  struct Gradients {
+    std::vector<float> dW_in, db_in, dW_out, db_out;
+  };
+  auto gradients = [&]() {
+    Gradients g{std::vector<float>(D * hidden), std::vector<float>(hidden), std::vector<float>(hidden * D),
+                std::vector<float>(D)};
+    std::vector<float> dx_in(rows * D), dx_out(rows * hidden);
+    nested_in_backward(dy_in.data(), x_in.data(), D, groups, W_in.data(), hidden, dx_in.data(), g.dW_in.data(),
+                       g.db_in.data());
+    nested_out_backward(dy_out.data(), x_out.data(), hidden, groups, W_out.data(), D, dx_out.data(),
+                        g.dW_out.data(), g.db_out.data());
+    return g;
+  };
+  const int previous = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const Gradients one = gradients();
+  omp_set_num_threads(3);
+  for (int repeat = 0; repeat < 30; ++repeat) {
+    const Gradients many = gradients();
+    ASSERT_EQ(many.db_out, one.db_out) << "nested_out db, repeat " << repeat;
+    ASSERT_EQ(many.dW_out, one.dW_out) << "nested_out dW, repeat " << repeat;
+    ASSERT_EQ(many.db_in, one.db_in) << "nested_in db, repeat " << repeat;
+    ASSERT_EQ(many.dW_in, one.dW_in) << "nested_in dW, repeat " << repeat;
+  }
+  omp_set_num_threads(previous);
 }
 
 // The nested projections in float (the register-tiled kernel) against the
