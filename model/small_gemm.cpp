@@ -8,12 +8,23 @@
 namespace mone {
 
 namespace {
-// A wide tile is two registers across, so 6 rows keep 12 of AVX2's 16
-// registers accumulating: enough independent FMA chains to hide their latency
-// on two FMA units.
+// A wide tile is two registers across, and its rows give the accumulators:
+// 6 rows (12 registers of AVX2's 16) or 8 rows (16 of AVX-512's 32), enough
+// independent FMA chains to hide their latency on two FMA units. With
+// AVX-512, 6 rows of a weight gradient's A^T (M = 64 or 256) fell back to 4-row
+// tiles of 8 accumulators, at 60% of OpenBLAS's GFLOP/s; 8 rows reach it.
 constexpr int64_t kRegisterFloats = kRegisterLanes<float>;
 constexpr int64_t kWideColumns = 2 * kRegisterFloats;
-constexpr int64_t kNarrowColumns = 8;  // an expert of width 8 in fc2's output
+constexpr int64_t kWideRows = kVectorRegisters >= 32 ? 8 : 6;
+// With 6-row tiles, an M that is a multiple of 4 and not of 6 (an expert's 8
+// rows of a weight gradient) takes 4-row tiles: whole tiles instead of a full
+// and a thin one.
+constexpr int64_t kEvenRows = 4;
+// The columns left of a wide tile's multiple: one register (an expert of
+// width 16 with AVX-512, which took two 8-column strips before), then 8
+// (width 8, or the rest), 12 rows each.
+constexpr int64_t kNarrowRows = 12;
+constexpr int64_t kHalfColumns = 8;
 // A block of B, 256 x 256 floats (256 KB), stays in L2 while every row of A
 // passes over it; a tile's rows of A (6 KB) stay in L1 across the block.
 constexpr int64_t kDepthBlock = 256;
@@ -75,32 +86,34 @@ void small_gemm(int64_t M, int64_t N, int64_t K, StridedMatrix A, const float* b
                 bool accumulate, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   const Product p{A, b, ldb, bias, C, ldc};
-  // Rows of a wide tile: 6, or 4 when that divides M and 6 does not (an
-  // 8-row weight gradient as two full tiles, not a full one and a thin one).
-  const bool four_rows = M % 6 != 0 && M % 4 == 0;
+  const bool even_rows = kWideRows % kEvenRows != 0 && M % kWideRows != 0 && M % kEvenRows == 0;
   // K = 0 still writes the start (bias or zero) once.
   for (int64_t k0 = 0; k0 < std::max<int64_t>(K, 1); k0 += kDepthBlock) {
     const int64_t depth = std::min(kDepthBlock, K - k0);
     const bool onto_c = accumulate || k0 > 0;
     for (int64_t j0 = 0; j0 < N; j0 += kColumnBlock) {
       const int64_t j1 = std::min(N, j0 + kColumnBlock);
-      const int64_t wide_end = j1 - (j1 - j0) % kWideColumns, narrow_end = j1 - (j1 - j0) % kNarrowColumns;
-      if (four_rows)
-        strip<4, 2, kRegisterFloats>(M, j0, wide_end, p, k0, depth, onto_c);
+      const int64_t wide_end = j1 - (j1 - j0) % kWideColumns;
+      const int64_t register_end = j1 - (j1 - wide_end) % kRegisterFloats;
+      const int64_t half_end = j1 - (j1 - register_end) % kHalfColumns;
+      if (even_rows)
+        strip<kEvenRows, 2, kRegisterFloats>(M, j0, wide_end, p, k0, depth, onto_c);
       else
-        strip<6, 2, kRegisterFloats>(M, j0, wide_end, p, k0, depth, onto_c);
-      strip<12, 1, kNarrowColumns>(M, wide_end, narrow_end, p, k0, depth, onto_c);
+        strip<kWideRows, 2, kRegisterFloats>(M, j0, wide_end, p, k0, depth, onto_c);
+      strip<kNarrowRows, 1, kRegisterFloats>(M, wide_end, register_end, p, k0, depth, onto_c);
+      if constexpr (kRegisterFloats > kHalfColumns)
+        strip<kNarrowRows, 1, kHalfColumns>(M, register_end, half_end, p, k0, depth, onto_c);
       // The last < 8 columns one at a time, through the same tile code, so that
       // they are rounded as the vector columns are (a plain scalar loop was
       // not contracted into FMAs, and a column's bits then depended on where a
       // caller's split put it).
-      strip<12, 1, 1>(M, narrow_end, j1, p, k0, depth, onto_c);
+      strip<kNarrowRows, 1, 1>(M, half_end, j1, p, k0, depth, onto_c);
     }
   }
 }
 
-void small_gemm_bt(int64_t M, int64_t N, int64_t K, StridedMatrix A, const float* bt, int64_t ldbt,
-                   const float* bias, bool accumulate, float* C, int64_t ldc) {
+void small_gemm_bt(int64_t M, int64_t N, int64_t K, StridedMatrix A, const float* bt, int64_t ldbt, const float* bias,
+                   bool accumulate, float* C, int64_t ldc) {
   thread_local std::vector<float> packed;  // kept: a training step allocates only on its first run
   if (packed.size() < static_cast<size_t>(K * N)) packed.resize(K * N);
   for (int64_t j = 0; j < N; ++j)

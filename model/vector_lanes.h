@@ -17,8 +17,10 @@ namespace mone {
 // accumulators) end up on the stack: kernels size their vectors by this.
 #ifdef __AVX512F__
 constexpr int64_t kRegisterBytes = 64;
+constexpr int64_t kVectorRegisters = 32;
 #else
 constexpr int64_t kRegisterBytes = 32;
+constexpr int64_t kVectorRegisters = 16;
 #endif
 // Elements of T in one register.
 template <class T>

@@ -62,8 +62,8 @@ TEST(OpsForward, GemmAllTransposes) {
 
 // The nested projections' float kernel (model/small_gemm.h) against plain
 // double loops, over shapes that reach every edge of its tiling: rows not a
-// multiple of 4, 6 or 12; columns with 16-, 8- and 1-wide remainders and more
-// than one 256-column block; K = 0, 1 and more than one 256-deep block; A
+// multiple of 4, 6, 8 or 12; columns with 16-, 8- and 1-wide remainders (57:
+// a wide tile of AVX-512 and all three) and more than one 256-column block; K = 0, 1 and more than one 256-deep block; A
 // strided both ways, B in place and transposed, C with a padding column that
 // must stay untouched. Float against double: a K-term float sum of terms at
 // most 1 in size is off by at most about K float epsilons (6e-8 each), so the
@@ -72,7 +72,7 @@ TEST(OpsForward, SmallGemmMatchesPlainLoops) {
   TestRandom random(71);
   int cases = 0;
   for (int64_t M : {1, 5, 8, 13, 30})
-    for (int64_t N : {1, 8, 9, 24, 33, 300})
+    for (int64_t N : {1, 8, 9, 24, 33, 57, 300})
       for (int64_t K : {0, 1, 17, 600})
         for (bool a_transposed : {false, true})
           for (bool b_transposed : {false, true})
@@ -113,7 +113,7 @@ TEST(OpsForward, SmallGemmMatchesPlainLoops) {
                   << " start " << start;
               ++cases;
             }
-  EXPECT_EQ(cases, 5 * 6 * 4 * 2 * 2 * 3);
+  EXPECT_EQ(cases, 5 * 7 * 4 * 2 * 2 * 3);
 }
 
 TEST(OpsForward, Linear) {
