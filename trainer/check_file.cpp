@@ -60,8 +60,20 @@ CheckStep run_check_step(const CheckSettings& settings) {
   for (int64_t b = 0; b < settings.batch; ++b) samples[static_cast<size_t>(b)] = b;
   model.set_random_routing(settings.seed, samples);
   model.params().zero_grads();
-  step.loss = model.forward_backward(step.batch.images.data(), step.batch.labels.data(), settings.batch,
-                                     plan_routing(settings.config, settings.effective_capacity));
+  const float* images = step.batch.images.data();
+  const int32_t* labels = step.batch.labels.data();
+  DistillationLoss<float> distillation;
+  if (settings.distill) {
+    if (config.is_vmoe()) throw std::invalid_argument("distillation is MoNE's (the V-MoE step has one pass)");
+    step.loss = model.forward_backward(images, labels, settings.batch, plan_routing(config, 1.0));
+    step.teacher_logits.assign(model.logits(), model.logits() + settings.batch * config.classes);
+    distillation.teacher_logits = step.teacher_logits.data();
+    distillation.temperature = static_cast<float>(settings.distill_temperature);
+    distillation.kl_weight = static_cast<float>(settings.distill_weight);
+    distillation.label_weight = static_cast<float>(settings.distill_label_weight);
+  }
+  step.loss += model.forward_backward(images, labels, settings.batch, plan_routing(config, settings.effective_capacity),
+                                      settings.distill ? &distillation : nullptr);
   step.logits.assign(model.logits(), model.logits() + settings.batch * settings.config.classes);
   const float* probs = model.router_probs();
   const int64_t rows = settings.config.is_vmoe() ? settings.batch : settings.batch * settings.config.tokens();
@@ -95,6 +107,12 @@ void write_check_file(const std::string& path, const CheckStep& step) {
   } else {
     file.write_attribute("requested_capacity", routing.plan.requested_capacity);
     file.write_attribute("realised_capacity", routing.plan.realised_capacity);
+  }
+  if (!step.teacher_logits.empty()) {
+    file.write_attribute("distill_temperature", step.settings.distill_temperature);
+    file.write_attribute("distill_weight", step.settings.distill_weight);
+    file.write_attribute("distill_label_weight", step.settings.distill_label_weight);
+    file.write_dataset("/distill/teacher_logits", {batch, config.classes}, step.teacher_logits.data());
   }
 
   const ParameterSet<float>& params = model.params();

@@ -23,6 +23,14 @@ struct CheckSettings {
   // loss), the loss weighted by router_loss_weight.
   int64_t superclass_groups = 0;
   double router_loss_weight = 0.3;
+  // MoNE, in-place distillation as the trainer's --distill: a teacher pass at
+  // e_c = 1 learns from the labels, then the pass at effective_capacity from
+  // the teacher's detached logits (distill_weight * tau^2 KL +
+  // distill_label_weight * cross-entropy); gradients and losses summed.
+  bool distill = false;
+  double distill_temperature = 1.0;
+  double distill_weight = 1.0;
+  double distill_label_weight = 0.0;
 };
 
 // Images [B, H, W, C] standard normal and labels uniform over the classes,
@@ -43,9 +51,10 @@ struct CheckStep {
   CheckSettings settings;
   std::unique_ptr<Model<float>> model;  // parameters, gradients, routing
   SyntheticBatch batch;
-  float loss = 0;
-  std::vector<float> logits;            // [B, classes]
-  std::vector<float> router_probs;      // MoNE [B, N, E], original token order; V-MoE [B, E]
+  float loss = 0;                     // with distillation: the teacher's plus the student's
+  std::vector<float> logits;          // [B, classes]; with distillation the student's
+  std::vector<float> teacher_logits;  // [B, classes] of the teacher pass; empty without distillation
+  std::vector<float> router_probs;    // MoNE [B, N, E], original token order; V-MoE [B, E]
 };
 CheckStep run_check_step(const CheckSettings& settings);
 

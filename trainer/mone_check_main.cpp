@@ -63,6 +63,13 @@ int run(int argc, char** argv) {
        "vmoe: class c in super-class c % G, with the router's super-class loss (0: none)")
       ("router-loss-weight", po::value(&settings.router_loss_weight)->default_value(0.3),
        "vmoe: weight of the super-class loss")
+      ("distill", po::bool_switch(&settings.distill),
+       "mone: a teacher pass at e_c = 1, then the pass at --capacity learning from it (in-place distillation)")
+      ("distill-temperature", po::value(&settings.distill_temperature)->default_value(1.0),
+       "distillation temperature tau")
+      ("distill-weight", po::value(&settings.distill_weight)->default_value(1.0), "weight of tau^2 KL")
+      ("distill-label-weight", po::value(&settings.distill_label_weight)->default_value(0.0),
+       "weight of the student's label cross-entropy")
       ("out", po::value(&out)->required(), "the HDF5 file to write")
       ("set", po::value(&overrides)->composing(), "field=value: override one model field (repeatable)");
 
@@ -94,6 +101,11 @@ int run(int argc, char** argv) {
   if (settings.batch <= 0) throw std::invalid_argument("--batch: must be positive, got " + std::to_string(settings.batch));
   if (settings.superclass_groups < 0 || settings.superclass_groups > settings.config.experts)
     throw std::invalid_argument("--superclass-groups: must be in [0, experts]");
+  if (settings.distill && settings.config.is_vmoe())
+    throw std::invalid_argument("--distill: MoNE only (the V-MoE step has one pass)");
+  if (settings.distill_temperature <= 0) throw std::invalid_argument("--distill-temperature: must be positive");
+  if (settings.distill_weight < 0 || settings.distill_label_weight < 0)
+    throw std::invalid_argument("--distill-weight, --distill-label-weight: must be >= 0");
   try {
     mone::capacity_for(settings.effective_capacity, settings.config.experts);
   } catch (const std::exception& error) {

@@ -7,7 +7,7 @@ Run on its own: /usr/bin/python3 tests/torch/check_file.py FILE.h5 [...]
 
 import sys
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import h5py
 import numpy as np
@@ -34,6 +34,12 @@ class CheckFile:
     router_probs: np.ndarray      # [B, N, E] float32
     logits: np.ndarray            # [B, classes] float32
     loss: float
+    # In-place distillation (absent: none): the teacher pass's logits at e_c 1
+    # and the student's loss weights; the grads and loss are both passes' sums.
+    teacher_logits: Optional[np.ndarray] = None
+    distill_temperature: float = 1.0
+    distill_weight: float = 1.0
+    distill_label_weight: float = 0.0
 
     @property
     def batch(self) -> int:
@@ -73,7 +79,16 @@ def load(path: str) -> CheckFile:
             images=f["batch/images"][()], labels=f["batch/labels"][()],
             capacity=f["routing/capacity"][()], tokens_per_expert=f["routing/tokens_per_expert"][()],
             expert_of_token=f["routing/expert_of_token"][()], router_probs=f["routing/router_probs"][()],
-            logits=f["output/logits"][()], loss=float(f["output/loss"][0]))
+            logits=f["output/logits"][()], loss=float(f["output/loss"][0]),
+            **_distillation(f))
+
+
+def _distillation(f) -> dict:
+    if "distill" not in f:
+        return {}
+    return dict(teacher_logits=f["distill/teacher_logits"][()],
+                **{name: float(f.attrs[name]) for name in
+                   ("distill_temperature", "distill_weight", "distill_label_weight")})
 
 
 @dataclass
@@ -203,6 +218,12 @@ def layout_problems(path: str) -> List[str]:
             expect(per_expert.tolist() == counts.tolist(), f"image {image} has {per_expert.tolist()} tokens per expert")
         expect(np.abs(probs.sum(axis=2) - 1).max() < 1e-5, "router_probs rows do not sum to 1")
         expect(np.isfinite(logits).all() and np.isfinite(loss).all(), "logits or loss not finite")
+        if "distill" in f:
+            teacher = dataset("distill/teacher_logits", np.float32, (b, config.classes))
+            expect(teacher is None or bool(np.isfinite(teacher).all()), "/distill/teacher_logits not finite")
+            for name in ("distill_temperature", "distill_weight", "distill_label_weight"):
+                expect(name in attrs and np.asarray(attrs[name]).dtype == np.float64,
+                       f"attribute {name} missing or not float64")
     return problems
 
 

@@ -48,6 +48,11 @@ CASES = [
                         "--router", "random"]),
     ("tiny erf e_c=0.5", ["--preset", "tiny", "--batch", "8", "--capacity", "0.5", "--alpha", "0.5", "--seed", "11",
                           "--gelu", "erf"]),
+    # In-place distillation: a teacher pass at e_c 1, then e_c 0.5 learning from
+    # it at temperature 2, with the label term too so that every term counts.
+    ("distill e_c=0.5", ["--preset", "tiny", "--batch", "8", "--capacity", "0.5", "--alpha", "0.5", "--seed", "5",
+                         "--distill", "--distill-temperature", "2", "--distill-weight", "0.7",
+                         "--distill-label-weight", "0.4"]),
     ("odd E=3 e_c=0.4", ["--preset", "tiny", "--batch", "5", "--capacity", "0.4", "--alpha", "0.8", "--seed", "3",
                          "--set", "dim=32", "--set", "heads=2", "--set", "depth=2", "--set", "experts=3",
                          "--set", "image_height=20", "--set", "channels=3"]),
@@ -120,8 +125,12 @@ def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -
     # from the file and checks everything that follows from it.
     random_router = data.config.router == "random"
     given_routing = torch.from_numpy(data.expert_of_token).long() if random_router else None
+    teacher = model(images, 1.0) if data.teacher_logits is not None else None
     output = model(images, data.requested_capacity, given_routing)
-    loss = F.cross_entropy(output.logits, labels)
+    if teacher is None:
+        loss = F.cross_entropy(output.logits, labels)
+    else:
+        loss = F.cross_entropy(teacher.logits, labels) + distillation_loss(data, output.logits, teacher.logits, labels)
     loss.backward()
 
     if not np.allclose(output.capacity, data.capacity, rtol=0, atol=1e-9):
@@ -148,7 +157,22 @@ def run_case(mone_check: str, name: str, arguments: List[str], directory: str) -
             return other(images, data.requested_capacity, given_routing).logits.numpy()
     failures += gelu_failures(data, mone_logits)
 
-    return compared_outputs(name, data, output, loss, model), failures
+    comparisons = compared_outputs(name, data, output, loss, model)
+    if teacher is not None:
+        comparisons.append(Comparison(name, "teacher logits",
+                                      relative_error(data.teacher_logits, teacher.logits.detach().numpy())))
+    return comparisons, failures
+
+
+def distillation_loss(data, student_logits, teacher_logits, labels):
+    """The student's loss of docs/method.md, "In-place distillation", written
+    with torch's own KL divergence: weight * tau^2 KL(softmax(t / tau) ||
+    softmax(z / tau)), batch mean, with the teacher detached, plus the
+    label term."""
+    tau = data.distill_temperature
+    kl = F.kl_div(F.log_softmax(student_logits / tau, dim=1), F.softmax(teacher_logits.detach() / tau, dim=1),
+                  reduction="batchmean")
+    return data.distill_weight * tau * tau * kl + data.distill_label_weight * F.cross_entropy(student_logits, labels)
 
 
 def write_check_file(mone_check: str, name: str, arguments: List[str], directory: str) -> Tuple[str, str]:
