@@ -137,6 +137,7 @@ class CpuStepOps {
     const int64_t B = a.batch, E = config_.experts, k = config_.top_k;
     image_top_k_forward(probs, B, E, k, a.expert_of_slot, a.weight_of_slot);
     a.dispatch = image_sorted_dispatch(a.expert_of_slot, B, k, E, config_.tokens(), config_.dim);
+    std::copy(a.dispatch.position_of_slot.begin(), a.dispatch.position_of_slot.end(), a.position_of_slot);
   }
 
   // EPR on the host, then the stored order and its groups. `A` is the step's

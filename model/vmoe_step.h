@@ -35,7 +35,8 @@ struct VmoeActivations {
   int64_t batch = 0;
   TokenLayout layout;                 // image-major, the whole pass
   std::vector<ExpertGroup> dense;     // one group: every row at full width
-  ImageDispatch dispatch;             // set by route_images
+  ImageDispatch dispatch;             // set by route_images (on the host)
+  int32_t* position_of_slot;          // [B*k], dispatch.position_of_slot where the ops read it
   V* patches;
   V* router_in;                       // mean of the first MoE block's LN1 output over tokens [B, D]
   X* router_probs;                    // [B, E]
@@ -70,6 +71,7 @@ void plan_vmoe_step(Arena& arena, const Ops& ops, const ModelConfig& c, int64_t 
   a.router_probs = arena.template take<X>(batch * E, "router probabilities");
   a.expert_of_slot = arena.template take<int32_t>(slots, "expert of each slot");
   a.weight_of_slot = arena.template take<X>(slots, "combine weight of each slot");
+  a.position_of_slot = arena.template take<int32_t>(slots, "image-sorted position of each slot");
   a.blocks.resize(c.depth);
   V* x = arena.template take<V>(M * D, "residual stream");
   for (int64_t l = 0; l < c.depth; ++l) {
@@ -143,7 +145,7 @@ void vmoe_step_forward(Ops& ops, const ModelConfig& c, const typename Ops::Value
       continue;
     }
     // x' = z + sum_s w_s MLP_{e_s}(LN2(z)): one GEMM pair per expert over its rows.
-    ops.moe_dispatch_forward(b.ln2, a.dispatch.position_of_slot.data(), batch, k, N, D, b.dispatched);
+    ops.moe_dispatch_forward(b.ln2, a.position_of_slot, batch, k, N, D, b.dispatched);
     for (size_t g = 0; g < a.dispatch.groups.size(); ++g) {
       const int64_t e = a.dispatch.expert_of_group[g], first = a.dispatch.groups[g].row_begin;
       const std::vector<ExpertGroup> rows = expert_rows(a.dispatch.groups[g]);
@@ -155,8 +157,7 @@ void vmoe_step_forward(Ops& ops, const ModelConfig& c, const typename Ops::Value
                              expert_slab(ops.weight(p + "moe.fc2.weight"), e, hidden * D),
                              expert_slab(ops.weight(p + "moe.fc2.bias"), e, D), D, b.expert_out + first * D);
     }
-    ops.moe_combine_forward(b.mid, b.expert_out, a.weight_of_slot, a.dispatch.position_of_slot.data(), batch, k, N,
-                            D, next);
+    ops.moe_combine_forward(b.mid, b.expert_out, a.weight_of_slot, a.position_of_slot, batch, k, N, D, next);
   }
 
   head_forward(ops, c, a);
@@ -171,7 +172,7 @@ void vmoe_step_backward(Ops& ops, const ModelConfig& c, const int32_t* labels, c
   const int64_t batch = a.batch;
   const int64_t N = c.tokens(), D = c.dim, E = c.experts, k = c.top_k, hidden = c.hidden();
   const int64_t M = batch * N;
-  const int32_t* position_of_slot = a.dispatch.position_of_slot.data();
+  const int32_t* position_of_slot = a.position_of_slot;
   int64_t final_from = ops.gradient_numel();
   const auto gradients_final_from = [&](int64_t begin) {
     if (ready && begin < final_from) ready(begin, final_from);

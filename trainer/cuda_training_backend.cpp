@@ -122,9 +122,11 @@ class CudaTrainingBackend : public TrainingBackend {
         norm_(sizeof(double), "gradient norm") {
     // Graphs only where a step is nothing but the model's own work on fixed
     // buffers: one rank (the NCCL hook would start collectives inside the
-    // capture) and one micro-step (the loss slot moves with the micro-step).
-    if (options.cuda_graphs && world.size() == 1 && options.accumulate == 1)
+    // capture), one micro-step (the loss slot moves with the micro-step), and
+    // MoNE (a V-MoE pass waits for its routing on the host, model_cuda.h).
+    if (options.cuda_graphs && world.size() == 1 && options.accumulate == 1 && !config.is_vmoe())
       graphs_ = std::make_unique<cuda::StepGraphs>(context_);
+    if (config.is_vmoe()) model_.set_superclasses(options.superclass_of_class, options.router_loss_weight);
     // The trainer draws them (Trainer::initialise_parameters) before they are uploaded.
     model_.set_label_smoothing(options.label_smoothing);
     description_ = device + ", " + (sizeof(T) == 2 ? "bf16" : "fp32") + " compute, fp32 master weights";

@@ -17,12 +17,8 @@ namespace {
                    "compiler, or with MONE_CUDA=OFF); use --device cpu, or rebuild with nvcc (docs/cuda.md)");
 }
 #endif
-// The device step has no V-MoE ops yet (docs/method.md, section 5).
 // The models the device step cannot run yet.
 void require_cpu_where_needed(const std::string& device, const ModelConfig& config) {
-  if (device != "cpu" && config.is_vmoe())
-    throw UsageError("--device " + device + ": --arch vmoe runs on the CPU only in this build (no device path for "
-                     "its per-image routing yet); use --device cpu");
   if (device != "cpu" && config.router == Router::random)
     throw UsageError("--device " + device + ": the random router runs on the CPU only in this build; use --device cpu");
   if (device != "cpu" && config.gelu == Gelu::erf)

@@ -1,4 +1,4 @@
-// Internal to the .cu files: conversions, warp sums, launch sizes, and the
+// Internal to the .cu files: conversions, warp sums, launch sizes, element-wise launches, and the
 // deterministic column reduction that every bias-like gradient goes through.
 #pragma once
 
@@ -50,6 +50,19 @@ __device__ __forceinline__ T block_tree_sum(T value, T* scratch) {
 }
 inline unsigned blocks_for(int64_t work, int64_t per_block = kThreads) {
   return static_cast<unsigned>((work + per_block - 1) / per_block);
+}
+
+// Element-wise kernels: one thread per element; `op(i)` does element i.
+template <class Op>
+__global__ void for_each_kernel(int64_t n, Op op) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) op(i);
+}
+template <class Op>
+void for_each(int64_t n, Op op, const DeviceContext& context) {
+  if (n == 0) return;
+  for_each_kernel<<<blocks_for(n), kThreads, 0, context.stream()>>>(n, op);
+  MONE_CUDA_CHECK_LAUNCH(for_each_kernel);
 }
 
 // Rows per chunk of a column reduction: independent of the launch, so the

@@ -1,5 +1,6 @@
-// The device model: the one model step (model/step.h) over the CUDA ops
-// policy (model/cuda/step_ops.h), with its buffers on the device.
+// The device model: the model step of its arch (model/step.h,
+// model/vmoe_step.h) over the CUDA ops policy (model/cuda/step_ops.h), with
+// its buffers on the device.
 #include "model/cuda/model_cuda.h"
 
 #include <algorithm>
@@ -9,13 +10,17 @@
 #include "model/cuda/attention_cudnn.h"
 #include "model/cuda/check.h"
 #include "model/cuda/ops.h"
+#include "model/cuda/ops_moe.h"
 #include "model/cuda/step_ops.h"
 #include "model/step.h"
+#include "model/vmoe_step.h"
 
 namespace mone::cuda {
 
 template <class T>
 struct DeviceModel<T>::Activations : StepActivations<CudaStepOps<T>> {};
+template <class T>
+struct DeviceModel<T>::VmoeActs : VmoeActivations<CudaStepOps<T>> {};
 
 template <class T>
 CudaStepOps<T> DeviceModel<T>::step_ops() const {
@@ -55,9 +60,15 @@ DeviceModel<T>::DeviceModel(const ModelConfig& config, int64_t max_batch, const 
       numel_(aligned_end_of(infos_)),
       params_(numel_ * (sizeof(float) + sizeof(T)), "parameters (fp32 master and compute copy)"),
       grads_(numel_ * sizeof(float), "parameter gradients"),
-      acts_(std::make_unique<Activations>()) {
+      acts_(std::make_unique<Activations>()),
+      vmoe_acts_(std::make_unique<VmoeActs>()) {
   DeviceArena counting;
-  plan_step(counting, step_ops(), config_, max_batch, true, *acts_);
+  if (config_.is_vmoe()) {
+    plan_vmoe_step(counting, step_ops(), config_, max_batch, true, *vmoe_acts_);
+    superclass_ = DeviceBuffer(static_cast<size_t>(max_batch) * sizeof(int32_t), "super-class of each image");
+  } else {
+    plan_step(counting, step_ops(), config_, max_batch, true, *acts_);
+  }
   workspace_ = DeviceArena(counting.used(), "activation workspace (batch " + std::to_string(max_batch) + ")");
   zero_grads();
   set_cudnn_attention(true);
@@ -134,12 +145,34 @@ void DeviceModel<T>::zero_grads() {
 }
 
 template <class T>
+void DeviceModel<T>::set_superclasses(const std::vector<int32_t>& superclass_of_class, double router_loss_weight) {
+  if (!config_.is_vmoe()) throw std::invalid_argument("DeviceModel: super-classes are for --arch vmoe");
+  router_loss_weight_ = static_cast<float>(router_loss_weight);
+  superclass_of_class_ = DeviceBuffer();
+  if (superclass_of_class.empty()) return;
+  if (static_cast<int64_t>(superclass_of_class.size()) != config_.classes)
+    throw std::invalid_argument("DeviceModel: " + std::to_string(superclass_of_class.size()) +
+                                " super-class entries for " + std::to_string(config_.classes) + " classes");
+  for (const int32_t group : superclass_of_class)
+    if (group < 0 || group >= config_.experts)
+      throw std::invalid_argument("DeviceModel: super-class " + std::to_string(group) + " outside [0, " +
+                                  std::to_string(config_.experts) + ")");
+  superclass_of_class_ = DeviceBuffer(superclass_of_class.size() * sizeof(int32_t), "super-class of each class");
+  MONE_CUDA_CHECK(cudaMemcpy(superclass_of_class_.data(), superclass_of_class.data(),
+                             superclass_of_class.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+}
+
+template <class T>
 const float* DeviceModel<T>::logits() const {
-  return acts_->logits;
+  return config_.is_vmoe() ? vmoe_acts_->logits : acts_->logits;
 }
 template <class T>
 const int32_t* DeviceModel<T>::expert_of_token() const {
-  return acts_->expert_of_token;
+  return config_.is_vmoe() ? nullptr : acts_->expert_of_token;
+}
+template <class T>
+const int32_t* DeviceModel<T>::expert_of_slot() const {
+  return config_.is_vmoe() ? vmoe_acts_->expert_of_slot : nullptr;
 }
 
 template <class T>
@@ -148,14 +181,20 @@ void DeviceModel<T>::prepare(int64_t batch) {
     throw std::invalid_argument("DeviceModel: batch " + std::to_string(batch) + " exceeds the max_batch " +
                                 std::to_string(max_batch_) + " its workspace was sized for");
   workspace_.reset();
-  plan_step(workspace_, step_ops(), config_, batch, true, *acts_);
+  if (config_.is_vmoe())
+    plan_vmoe_step(workspace_, step_ops(), config_, batch, true, *vmoe_acts_);
+  else
+    plan_step(workspace_, step_ops(), config_, batch, true, *acts_);
 }
 
 template <class T>
 void DeviceModel<T>::forward_logits(const T* images, int64_t batch, const RoutingPlan& plan) {
   prepare(batch);
   CudaStepOps<T> ops = step_ops();
-  step_forward(ops, config_, images, plan, *acts_);
+  if (config_.is_vmoe())
+    vmoe_step_forward(ops, config_, images, *vmoe_acts_);
+  else
+    step_forward(ops, config_, images, plan, *acts_);
 }
 
 template <class T>
@@ -163,10 +202,23 @@ void DeviceModel<T>::forward_backward(const T* images, const int32_t* labels, in
                                       float* loss) {
   prepare(batch);
   CudaStepOps<T> ops = step_ops();
-  step_forward(ops, config_, images, plan, *acts_);
-  cross_entropy_forward(acts_->logits, labels, batch, config_.classes, acts_->class_probs, label_smoothing_, loss,
-                        context_);
-  step_backward(ops, config_, labels, *acts_, gradient_ready_);
+  if (!config_.is_vmoe()) {
+    step_forward(ops, config_, images, plan, *acts_);
+    cross_entropy_forward(acts_->logits, labels, batch, config_.classes, acts_->class_probs, label_smoothing_, loss,
+                          context_);
+    step_backward(ops, config_, labels, *acts_, gradient_ready_);
+    return;
+  }
+  auto& a = *vmoe_acts_;
+  vmoe_step_forward(ops, config_, images, a);
+  cross_entropy_forward(a.logits, labels, batch, config_.classes, a.class_probs, label_smoothing_, loss, context_);
+  int32_t* superclass = nullptr;
+  if (superclass_of_class_.data()) {
+    superclass = superclass_.as<int32_t>();
+    superclass_of_images(labels, superclass_of_class_.as<int32_t>(), batch, superclass, context_);
+    superclass_loss_forward(a.router_probs, superclass, batch, config_.experts, router_loss_weight_, loss, context_);
+  }
+  vmoe_step_backward(ops, config_, labels, superclass, router_loss_weight_, a, gradient_ready_);
 }
 
 template class DeviceModel<float>;

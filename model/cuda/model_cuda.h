@@ -11,9 +11,13 @@
 // bias epilogue need aligned operands, and in the CPU layout everything after
 // a block's one-element alpha is misaligned. load_parameters and
 // download_gradients convert between the CPU layout and this one.
-// Routing needs no device-to-host copy: the tokens per expert, hence the
-// expert groups, are a function of e_c and N alone (every image gets exactly
-// k_j tokens at expert j), and EPR itself runs on the device.
+// MoNE's routing needs no device-to-host copy: the tokens per expert, hence
+// the expert groups, are a function of e_c and N alone (every image gets
+// exactly k_j tokens at expert j), and EPR itself runs on the device.
+// Mobile V-MoE (--arch vmoe, model/vmoe_step.h) runs the same way except that
+// its experts' group sizes are data: a pass waits once for the router's
+// top-k to come back to the host (CudaStepOps::route_images), and so is
+// never captured into a CUDA graph.
 #pragma once
 
 #include <cstdint>
@@ -64,6 +68,10 @@ class DeviceModel {
   void refresh_compute_copy();
   void zero_grads();
   void set_label_smoothing(double epsilon) { label_smoothing_ = static_cast<float>(epsilon); }
+  // V-MoE: the router's auxiliary loss towards each image's super-class,
+  // superclass_of_class[label] (docs/method.md, section 5), with this weight;
+  // empty: none. As Model::set_superclasses.
+  void set_superclasses(const std::vector<int32_t>& superclass_of_class, double router_loss_weight);
   // Attention through cuDNN's fused SDPA (bf16, builds with cuDNN; the
   // default there) or always through our kernel. Call before the first pass.
   void set_cudnn_attention(bool enabled);
@@ -73,7 +81,9 @@ class DeviceModel {
 
   // images: device [B, H, W, C] of T; labels: device int32 [B]; B <=
   // max_batch. Gradients accumulate into grads(); *loss (device) is set to
-  // the mean cross-entropy. Nothing waits for the device.
+  // the mean cross-entropy (V-MoE: plus the weighted super-class loss). MoNE:
+  // nothing waits for the device. V-MoE ignores `plan` (it routes images, all
+  // tokens at full width).
   void forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan,
                         float* loss);
 
@@ -94,13 +104,16 @@ class DeviceModel {
   // the device.
   void forward_logits(const T* images, int64_t batch, const RoutingPlan& plan);
 
-  // Of the last pass, on the device: logits [B, classes] (fp32), expert of
-  // each token [B*N] in the original order.
+  // Of the last pass, on the device: logits [B, classes] (fp32); MoNE: the
+  // expert of each token [B*N] in the original order; V-MoE: the experts of
+  // each image [B*k], best first (null for the other architecture).
   const float* logits() const;
   const int32_t* expert_of_token() const;
+  const int32_t* expert_of_slot() const;
 
  private:
   struct Activations;
+  struct VmoeActs;
   // The ops policy of the step over this model's buffers.
   CudaStepOps<T> step_ops() const;
   // Checks the batch against max_batch and lays out its activations.
@@ -117,6 +130,11 @@ class DeviceModel {
   DeviceBuffer grads_;
   DeviceArena workspace_;
   std::unique_ptr<Activations> acts_;
+  std::unique_ptr<VmoeActs> vmoe_acts_;
+  // V-MoE's super-class loss: the table [classes] and each image's [max_batch].
+  DeviceBuffer superclass_of_class_;
+  DeviceBuffer superclass_;
+  float router_loss_weight_ = 0.f;
   float label_smoothing_ = 0.f;
   // Null in fp32 mode, in builds without cuDNN, or when switched off. A
   // shared_ptr: its deleter is bound where it is made, so builds without

@@ -10,19 +10,6 @@ namespace {
 constexpr float kGeluK0 = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kGeluK1 = 0.044715f;
 
-// Element-wise kernels: one thread per element; `op(i)` does element i.
-template <class Op>
-__global__ void for_each_kernel(int64_t n, Op op) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i < n) op(i);
-}
-template <class Op>
-void for_each(int64_t n, Op op, const DeviceContext& context) {
-  if (n == 0) return;
-  for_each_kernel<<<blocks_for(n), kThreads, 0, context.stream()>>>(n, op);
-  MONE_CUDA_CHECK_LAUNCH(for_each_kernel);
-}
-
 template <class From, class To>
 struct Convert {
   const From* x;

@@ -1,7 +1,9 @@
-// The device's ops policy for the one model step (model/step.h): the CUDA
-// twins of the ops (model/cuda/ops.h) on DeviceModel's buffers, T = bf16
-// (training) or float (the fp32 mode held to the CPU). Everything is
-// enqueued on the context's stream; nothing waits for the device.
+// The device's ops policy for the model steps (model/step.h,
+// model/vmoe_step.h): the CUDA twins of the ops (model/cuda/ops.h,
+// model/cuda/ops_moe.h) on DeviceModel's buffers, T = bf16 (training) or
+// float (the fp32 mode held to the CPU). Everything is enqueued on the
+// context's stream; nothing waits for the device, except V-MoE's routing
+// (route_images).
 #pragma once
 
 #include <string>
@@ -15,9 +17,12 @@
 #include "model/cuda/attention_cudnn.h"
 #include "model/cuda/check.h"
 #include "model/cuda/ops.h"
+#include "model/cuda/ops_moe.h"
+#include "model/ops_moe.h"
 #include "model/parameters.h"
 #include "model/routing_plan.h"
 #include "model/step.h"
+#include "model/vmoe_step.h"
 
 namespace mone::cuda {
 
@@ -91,6 +96,12 @@ class CudaStepOps {
   MONE_DEVICE_STEP_OP(linear_forward)
   MONE_DEVICE_STEP_OP(linear_backward)
   MONE_DEVICE_STEP_OP(cross_entropy_backward)
+  MONE_DEVICE_STEP_OP(image_top_k_backward)
+  MONE_DEVICE_STEP_OP(moe_dispatch_forward)
+  MONE_DEVICE_STEP_OP(moe_dispatch_backward)
+  MONE_DEVICE_STEP_OP(moe_combine_forward)
+  MONE_DEVICE_STEP_OP(moe_combine_backward)
+  MONE_DEVICE_STEP_OP(superclass_loss_backward)
 
   void nested_in_gelu_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W,
                               const T* b, int64_t out, T* pre, T* y) const {
@@ -150,6 +161,23 @@ class CudaStepOps {
     a.groups = expert_sorted_groups(config_, plan, a.batch);
     cuda::expert_preferred_routing(probs, a.batch, N, E, plan.tokens_per_expert, a.expert_of_token, context_);
     cuda::expert_sorted_order(a.expert_of_token, a.batch, N, E, a.source_of_row, context_);
+  }
+
+  // V-MoE: each image's top-k experts on the device; the experts' group
+  // sizes are data, so expert_of_slot comes back to the host (the pass's one
+  // wait), where the CPU's image_sorted_dispatch lays out the groups, and the
+  // slots' positions go back up for the dispatch and combine kernels.
+  void route_images(const float* probs, VmoeActivations<CudaStepOps>& a) const {
+    const int64_t B = a.batch, E = config_.experts, k = config_.top_k;
+    cuda::image_top_k_forward(probs, B, E, k, a.expert_of_slot, a.weight_of_slot, context_);
+    std::vector<int32_t> expert_of_slot(static_cast<size_t>(B * k));
+    MONE_CUDA_CHECK(cudaMemcpyAsync(expert_of_slot.data(), a.expert_of_slot, expert_of_slot.size() * sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, context_.stream()));
+    context_.synchronize();
+    a.dispatch = image_sorted_dispatch(expert_of_slot.data(), B, k, E, config_.tokens(), config_.dim);
+    MONE_CUDA_CHECK(cudaMemcpyAsync(a.position_of_slot, a.dispatch.position_of_slot.data(),
+                                    expert_of_slot.size() * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                    context_.stream()));
   }
 
  private:

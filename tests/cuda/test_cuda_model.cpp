@@ -1,6 +1,6 @@
 // The whole device model against the CPU model (in double) for the `tiny`
-// preset at e_c in {1, 0.5, 0.3}: loss, routing and every parameter's
-// gradient; and bitwise determinism of two device runs.
+// preset at e_c in {1, 0.5, 0.3} and as Mobile V-MoE: loss, routing and
+// every parameter's gradient; and bitwise determinism of two device runs.
 //
 // Tolerances. fp32 mode: loss 1e-5, gradients 1e-4 per parameter (normwise,
 // device_test_support.h): the op tests hold 1e-5 each, and a gradient here is
@@ -114,6 +114,63 @@ TYPED_TEST(CudaModel, LossRoutingAndGradientsMatchTheCpuModel) {
     for (const ParamInfo& p : cpu.params().infos()) {
       const std::vector<double> want(cpu.params().grads() + p.offset, cpu.params().grads() + p.offset + p.numel);
       const std::vector<double> got(device.grads.begin() + p.offset, device.grads.begin() + p.offset + p.numel);
+      EXPECT_TRUE(near_reference(p.name, got, want, fp32 ? 1e-4 : 5e-2));
+    }
+  }
+}
+
+// Mobile V-MoE (tiny with 3 experts in the last 2 blocks, top-1 and top-2,
+// with the router's super-class loss) against the CPU model, at the MoNE
+// test's tolerances. Images routed alike are required in fp32; in bf16 the
+// router's top-k may flip an image whose probabilities are that close, and
+// then only the loss is compared.
+TYPED_TEST(CudaModel, VmoeMatchesTheCpuModel) {
+  using T = TypeParam;
+  constexpr bool fp32 = sizeof(T) == 4;
+  const std::vector<int32_t> superclass_of_class = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
+  constexpr double kRouterLossWeight = 0.3;
+  for (const int64_t top_k : {1, 2}) {
+    SCOPED_TRACE("top-" + std::to_string(top_k));
+    ModelConfig config = preset_config("tiny");
+    config.arch = Arch::vmoe;
+    config.experts = 3;
+    config.moe_blocks = 2;
+    config.top_k = top_k;
+    Model<double> cpu(config, this->seed);
+    randomise_parameters(cpu.params(), this->seed);
+    cpu.set_superclasses(superclass_of_class, kRouterLossWeight);
+    std::vector<double> values(cpu.params().values(), cpu.params().values() + cpu.params().numel());
+    values = rounded<float>(values);
+    std::copy(values.begin(), values.end(), cpu.params().values());
+    Batch<double> batch = random_batch<double>(config, kBatch, this->seed + 1);
+    batch.images = rounded<T>(batch.images);
+    cpu.params().zero_grads();
+    const RoutingPlan plan = plan_routing(config, 1.0);
+    const double loss = cpu.forward_backward(batch.images.data(), batch.labels.data(), kBatch, plan);
+
+    const cuda::DeviceContext& context = *this->context;
+    const auto loaded = loaded_model<T>(config, values, context);
+    cuda::DeviceModel<T>& model = *loaded;
+    model.set_superclasses(superclass_of_class, kRouterLossWeight);
+    auto images = upload<T>(batch.images);
+    auto labels = upload_ints(batch.labels);
+    auto device_loss = poisoned<float>(1);
+    model.forward_backward(images.get(), labels.get(), kBatch, plan, device_loss.get());
+    std::vector<int32_t> experts(static_cast<size_t>(kBatch * top_k));
+    context.synchronize();
+    MONE_CUDA_CHECK(cudaMemcpy(experts.data(), model.expert_of_slot(), experts.size() * sizeof(int32_t),
+                               cudaMemcpyDeviceToHost));
+    const bool same_routing = experts == cpu.routing().expert_of_slot;
+    if (fp32) {
+      ASSERT_TRUE(same_routing) << "fp32 routing of the images differs from the CPU's";
+    }
+    EXPECT_TRUE(near_reference("loss", download(device_loss, context), {loss}, fp32 ? 1e-5 : 5e-2));
+    if (!same_routing) continue;
+    std::vector<float> grads(model.parameter_count());
+    model.download_gradients(grads.data());
+    for (const ParamInfo& p : cpu.params().infos()) {
+      const std::vector<double> want(cpu.params().grads() + p.offset, cpu.params().grads() + p.offset + p.numel);
+      const std::vector<double> got(grads.begin() + p.offset, grads.begin() + p.offset + p.numel);
       EXPECT_TRUE(near_reference(p.name, got, want, fp32 ? 1e-4 : 5e-2));
     }
   }

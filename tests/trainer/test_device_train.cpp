@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -68,6 +69,29 @@ TEST(DeviceTrain, Fp32LossesFollowTheCpuTrainer) {
   ASSERT_EQ(device.exit_code, 0) << device.err;
   EXPECT_NE(device.out.find("device: cuda device"), std::string::npos) << device.out;
   expect_close_losses(losses(fixture.root() / "device"), losses(fixture.root() / "cpu"), 1e-4, 2e-2);
+}
+
+// Mobile V-MoE on the device (fp32), with top-2 routing and the router's
+// super-class loss, against the CPU trainer at the same tolerances; and two
+// device runs in bf16 give the same bits.
+TEST(DeviceTrain, VmoeFollowsTheCpuTrainer) {
+  MONE_SKIP_WITHOUT_GPUS(1);
+  testing::TrainerFixture fixture;
+  const fs::path groups = fixture.root() / "superclasses.txt";
+  std::ofstream file(groups);
+  file << "# class superclass\n";
+  for (int c = 0; c < 10; ++c) file << c << " " << c % 3 << "\n";
+  file.close();
+  const std::vector<std::string> vmoe = {"--arch", "vmoe", "--capacity", "fixed:1", "--eval-capacities", "1",
+                                         "--top-k", "2", "--superclasses", groups.string(), "--steps", "20"};
+  const testing::ProcessResult cpu = run_mone(with(small_run(fixture, "cpu"), vmoe));
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+  const testing::ProcessResult device = run_mone(with(device_run(fixture, "device", "fp32"), vmoe));
+  ASSERT_EQ(device.exit_code, 0) << device.err;
+  expect_close_losses(losses(fixture.root() / "device"), losses(fixture.root() / "cpu"), 1e-4, 2e-2);
+  ASSERT_EQ(run_mone(with(device_run(fixture, "bf16-a", "bf16"), vmoe)).exit_code, 0);
+  ASSERT_EQ(run_mone(with(device_run(fixture, "bf16-b", "bf16"), vmoe)).exit_code, 0);
+  EXPECT_EQ(testing::trajectory(fixture.root() / "bf16-a"), testing::trajectory(fixture.root() / "bf16-b"));
 }
 
 TEST(DeviceTrain, TwoRunsGiveTheSameBits) {
