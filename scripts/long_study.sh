@@ -7,8 +7,9 @@
 # rule with in-place distillation), two at a time in the background, one
 # thread each; then evaluates them on the test split and prints the table.
 #
-# About 4 core-hours on the 2-core VM (the sandwich recipe runs four passes
-# per step, about 2.3x a dense step): start it and come back (`tail -f runs/long/*.log`). A model
+# About 4 core-hours on the 2-core VM, 2.7 hours from start to end (the
+# sandwich recipe runs four passes per step, about 2.5x a dense step): start
+# it and come back (`tail -f runs/long/*.log`). A model
 # already trained is resumed or skipped (--resume auto), so the script can be
 # run again after an interruption.
 # Environment: MONE_LONG_DIR (default runs/long), MONE_LONG_STEPS (21485).
@@ -29,11 +30,12 @@ train() {  # name, extra options
     > "$long/$name.log" 2>&1 || { echo "long_study.sh: error: training $name failed, see $long/$name.log" >&2; return 1; }
   echo "trained $name"
 }
-train sandwich-distill --capacity sandwich --distill & first=$!
-train dense --capacity fixed:1 & second=$!
-wait $first
-train fixed-0.5 --capacity fixed:0.5 & first=$!
-wait $second && wait $first
+# The sandwich recipe is the long one: fixed-0.5 takes the dense model's core.
+train sandwich-distill --capacity sandwich --distill & sandwich=$!
+train dense --capacity fixed:1 & dense=$!
+wait $dense
+train fixed-0.5 --capacity fixed:0.5 & fixed=$!
+wait $sandwich && wait $fixed
 
 test_report() { ls -t "$1"/eval/test-step-*.csv | head -n 1; }
 for name in sandwich-distill fixed-0.5; do
