@@ -7,8 +7,9 @@
 # rule with in-place distillation), two at a time in the background, one
 # thread each; then evaluates them on the test split and prints the table.
 #
-# About 4 core-hours on the 2-core VM, 2.7 hours from start to end (the
-# sandwich recipe runs four passes per step, about 2.5x a dense step): start
+# About 4.5 core-hours on the 2-core VM, about 3 hours from start to end
+# (the sandwich recipe runs four passes per step, 3 to 4x a dense step
+# beside another run; 2026-12-03): start
 # it and come back (`tail -f runs/long/*.log`). A model
 # already trained is resumed or skipped (--resume auto), so the script can be
 # run again after an interruption.
