@@ -14,7 +14,7 @@ packages=(
   libopenblas-dev libopenblas-openmp-dev
   libpng-dev libturbojpeg0-dev
   dataset-fashion-mnist
-  python3-torch python3-h5py python3-numpy python3-matplotlib python3-pil
+  python3-torch python3-torchvision python3-h5py python3-numpy python3-matplotlib python3-pil
   # The local Slurm cluster (scripts/slurm-local.sh, the slurm tests);
   # srun --mpi=pmix loads libpmix2 at run time.
   slurm-wlm munge libpmix2

@@ -14,7 +14,7 @@ same train / val / test split) and normalised with the manifest's mean and
 std; the order is torch's own shuffle per epoch (an independent pipeline,
 not our loader's sequence). Prints one JSON line per evaluation.
 
-Needs Debian's python3-torchvision (not installed by scripts/setup.sh):
+Needs Debian's python3-torchvision (scripts/setup.sh installs it):
     /usr/bin/python3 scripts/torchvision_baseline.py --data datasets/fashion-mnist [--pool mean] [--seed 0]
 """
 
