@@ -7,7 +7,10 @@ Both sides use the same OpenBLAS library and kernels (OPENBLAS_CORETYPE,
 printed in the header line).
 
 Prints one table: img/s and ms/step of each, our speed-up over PyTorch at the
-same e_c and thread count, and each e_c's speed-up over e_c = 1.
+same e_c and thread count, and each e_c's speed-up over e_c = 1. Then, unless
+--no-torchvision, torchvision's VisionTransformer at the same size (what a
+user would train instead) at each thread count, and the dense step of each
+side at its best thread count: ours at e_c = 1 against torchvision's.
 """
 
 import argparse
@@ -35,6 +38,7 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-adamw", action="store_true", help="forward and backward only")
+    parser.add_argument("--no-torchvision", action="store_true", help="skip torchvision's VisionTransformer")
     args = parser.parse_args()
 
     common = ["--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]
@@ -45,8 +49,9 @@ def main():
     env = dict(os.environ, OMP_WAIT_POLICY="passive")
     ours = json_lines([os.path.join(args.build, "bench", "mone-bench-step"), "--json", "--capacities",
                        args.capacities, "--threads", args.threads] + common, env)
-    theirs = json_lines([sys.executable, os.path.join(here, "torch_step.py"), "--capacities"]
-                        + args.capacities.split(",") + ["--threads"] + args.threads.split(",") + common)
+    torch_step = [sys.executable, os.path.join(here, "torch_step.py"), "--threads"] + args.threads.split(",") + common
+    theirs = json_lines(torch_step + ["--capacities"] + args.capacities.split(","))
+    vision = [] if args.no_torchvision else json_lines(torch_step + ["--model", "torchvision"])
     torch_rate = {(r["threads"], float(r["capacity"])): r for r in theirs}
 
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.processor() or platform.machine()}, "
@@ -66,6 +71,21 @@ def main():
               f"{r['img_per_s']:>10.1f} {r['gflop_per_s']:>8.2f} {r['img_per_s'] / base_ours:>7.2f}x | "
               f"{t['ms_per_step']:>8.2f} {t['img_per_s']:>11.1f} {t['img_per_s'] / base_torch:>7.2f}x | "
               f"{r['img_per_s'] / t['img_per_s']:>9.2f}x")
+    if not vision:
+        return
+
+    print("\n# dense step (e_c = 1), each side at its best thread count")
+    print(f"{'impl':<34} {'threads':>7} {'ms':>8} {'img/s':>8} | {'mone/this':>9}")
+    best = {}
+    for name, rows in (("mone", [r for r in ours if float(r["capacity"]) == 1.0]),
+                       ("PyTorch (cross-check model)", [r for r in theirs if float(r["capacity"]) == 1.0]),
+                       ("torchvision VisionTransformer", vision)):
+        for r in rows:
+            print(f"{name:<34} {r['threads']:>7} {r['ms_per_step']:>8.2f} {r['img_per_s']:>8.1f} |")
+        best[name] = max(rows, key=lambda r: r["img_per_s"])
+    for name, r in best.items():
+        print(f"{'best: ' + name:<34} {r['threads']:>7} {r['ms_per_step']:>8.2f} {r['img_per_s']:>8.1f} | "
+              f"{best['mone']['img_per_s'] / r['img_per_s']:>8.2f}x")
 
 
 if __name__ == "__main__":

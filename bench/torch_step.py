@@ -5,7 +5,11 @@ thread count. Prints one JSON line per configuration:
 
   {"impl": "pytorch", "threads": 1, "capacity": 0.5, "img_per_s": ..., "ms_per_step": ..., ...}
 
-Run: /usr/bin/python3 bench/torch_step.py [--batch 128] [--steps 10] [--adamw]
+With --model torchvision it times torchvision's own VisionTransformer at
+tiny's size instead (scripts/torchvision_baseline.py's model: what a user
+would train without us), dense, so only at capacity 1 ("impl": "torchvision").
+
+Run: /usr/bin/python3 bench/torch_step.py [--batch 128] [--steps 10] [--adamw] [--model torchvision]
 """
 
 import argparse
@@ -18,17 +22,18 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "torch"))
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(root, "tests", "torch"))
 import mone_torch as mt  # noqa: E402
 
 
-def step_milliseconds(model, optimizer, images, labels, capacity, warmup, steps):
+def step_milliseconds(model, logits, optimizer, images, labels, capacity, warmup, steps):
     """Median wall time of one training step, after `warmup` untimed steps."""
     times = []
     for step in range(warmup + steps):
         start = time.perf_counter()
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(images, capacity).logits, labels).backward()
+        F.cross_entropy(logits(images, capacity), labels).backward()
         if optimizer is not None:
             optimizer.step()
         if step >= warmup:
@@ -45,12 +50,23 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported")
     parser.add_argument("--adamw", action="store_true", help="include a torch.optim.AdamW step")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", choices=["mone", "torchvision"], default="mone")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
     config = mt.TINY
-    model = mt.MoNEViT(config)
-    images = torch.randn(args.batch, config.image_height, config.image_width, config.channels)
+    if args.model == "torchvision":
+        sys.path.insert(0, os.path.join(root, "scripts"))
+        from torchvision_baseline import build_model  # needs python3-torchvision
+
+        model = build_model("class-token")
+        logits = lambda x, capacity: model(x)  # noqa: E731 -- dense: the capacity does not apply
+        images = torch.randn(args.batch, config.channels, config.image_height, config.image_width)
+        args.capacities = [1.0]
+    else:
+        model = mt.MoNEViT(config)
+        logits = lambda x, capacity: model(x, capacity).logits  # noqa: E731
+        images = torch.randn(args.batch, config.image_height, config.image_width, config.channels)
     labels = torch.randint(config.classes, (args.batch,))
 
     for threads in args.threads:
@@ -58,9 +74,9 @@ def main():
         for capacity in args.capacities:
             # A fresh optimizer per configuration, so each starts from the same state.
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3) if args.adamw else None
-            ms = step_milliseconds(model, optimizer, images, labels, capacity, args.warmup, args.steps)
+            ms = step_milliseconds(model, logits, optimizer, images, labels, capacity, args.warmup, args.steps)
             print(json.dumps({
-                "impl": "pytorch", "threads": threads, "capacity": capacity,
+                "impl": "pytorch" if args.model == "mone" else "torchvision", "threads": threads, "capacity": capacity,
                 "img_per_s": round(args.batch / (ms / 1e3), 1), "ms_per_step": round(ms, 3),
                 "batch": args.batch, "optimizer": "adamw" if args.adamw else "none",
             }), flush=True)

@@ -25,10 +25,16 @@ import os
 import sys
 import time
 
-import h5py
-import numpy as np
-import torch
-import torch.nn.functional as F
+# Debian's torch calls OpenBLAS, which otherwise starts its own pool of one
+# thread per core beside torch's --threads: on 2 shared cores that took 20%
+# of a core from the training beside it and slowed this one. Set before torch
+# loads OpenBLAS; the user's setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 try:
     from torchvision.models.vision_transformer import Encoder, VisionTransformer
