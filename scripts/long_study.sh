@@ -8,12 +8,11 @@
 # distillation), two at a time in the background, one thread each; then
 # evaluates them on the test split and plots them.
 #
-# About 5 core-hours on the 2-core VM, about 3 hours from start to end
-# (the sandwich recipe runs four passes per step, 3 to 4x a dense step
-# beside another run; 2026-12-03): start
-# it and come back (`tail -f runs/long/*.log`). A model
-# already trained is resumed or skipped (--resume auto), so the script can be
-# run again after an interruption.
+# About 5 core-hours on the 2-core VM, about 3 hours from start to end (the
+# sandwich recipe runs four passes per step, 3 to 4x a dense step beside
+# another run; 2026-12-03): start it and come back (`tail -f runs/long/*.log`).
+# A model already trained is resumed or skipped (--resume auto), so the
+# script can be run again after an interruption.
 # Environment: MONE_LONG_DIR (default runs/long), MONE_LONG_STEPS (21485).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
