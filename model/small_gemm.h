@@ -9,8 +9,11 @@
 // read in place (its rows are contiguous), A element by element through two
 // strides (so the weight gradients' A^T needs no copy), and C is computed in
 // tiles of a few rows by two vectors held in registers, over blocks of 256 of
-// the reduction dimension. Each element of C is summed in k order from the
-// start: results do not depend on how a caller splits C between threads.
+// the reduction dimension; only operands whose rows lie more than 1 KB apart
+// (s16's widths) are copied, a block at a time, so that a tile does not touch
+// a new page at every k. Each element of C is summed in k order from the
+// start, whichever kernel computes it: results do not depend on how a caller
+// splits C between threads.
 #pragma once
 
 #include <cstdint>

@@ -62,8 +62,10 @@ TEST(OpsForward, GemmAllTransposes) {
 
 // The nested projections' float kernel (model/small_gemm.h) against plain
 // double loops, over shapes that reach every edge of its tiling: rows not a
-// multiple of 4, 6, 8 or 12; columns with 16-, 8- and 1-wide remainders (57:
-// a wide tile of AVX-512 and all three) and more than one 256-column block; K = 0, 1 and more than one 256-deep block; A
+// multiple of 4, 6, 8 or 12, and more than two blocks of the A^T kernel for
+// narrow C (70 = 2 x 32 + 6); columns with 16-, 8- and 1-wide remainders (57:
+// a wide tile of AVX-512 and all three) and more than one 256-column block;
+// K = 0, 1 and more than one 256- or 512-deep block; A
 // strided both ways, B in place and transposed, C with a padding column that
 // must stay untouched. Float against double: a K-term float sum of terms at
 // most 1 in size is off by at most about K float epsilons (6e-8 each), so the
@@ -71,7 +73,7 @@ TEST(OpsForward, GemmAllTransposes) {
 TEST(OpsForward, SmallGemmMatchesPlainLoops) {
   TestRandom random(71);
   int cases = 0;
-  for (int64_t M : {1, 5, 8, 13, 30})
+  for (int64_t M : {1, 5, 8, 13, 30, 70})
     for (int64_t N : {1, 8, 9, 24, 33, 57, 300})
       for (int64_t K : {0, 1, 17, 600})
         for (bool a_transposed : {false, true})
@@ -113,7 +115,35 @@ TEST(OpsForward, SmallGemmMatchesPlainLoops) {
                   << " start " << start;
               ++cases;
             }
-  EXPECT_EQ(cases, 5 * 7 * 4 * 2 * 2 * 3);
+  EXPECT_EQ(cases, 6 * 7 * 4 * 2 * 2 * 3);
+}
+
+// An A of unit row stride and a C narrower than a register take the kernel
+// whose lanes are rows of C, whole blocks of rows only; the rows after them,
+// and any other A, take the row tiles. A thread's share of a weight gradient's
+// rows decides that split, so both must give the same bits: the same product
+// through both, row by row, must be equal to the last bit.
+TEST(OpsForward, SmallGemmNarrowKernelsAgreeBitwise) {
+  TestRandom random(72);
+  const int64_t M = 70, K = 600, lda = M + 2;
+  std::vector<float> a(K * lda), b(K * 16), c_start(M * 16);
+  for (float& x : a) x = static_cast<float>(random.uniform(-1.0, 1.0));
+  for (float& x : b) x = static_cast<float>(random.uniform(-1.0, 1.0));
+  for (float& x : c_start) x = static_cast<float>(random.uniform(-1.0, 1.0));
+  // The same A with its rows 2 floats apart: no unit row stride, so the row tiles.
+  std::vector<float> a_spread(K * 2 * lda);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t i = 0; i < M; ++i) a_spread[k * 2 * lda + 2 * i] = a[k * lda + i];
+  for (int64_t N : {1, 5, 8, 9, 15})
+    for (bool accumulate : {false, true}) {
+      std::vector<float> by_lanes = c_start, by_rows = c_start;
+      small_gemm(M, N, K, StridedMatrix{a.data(), 1, lda}, b.data(), 16, b.data(), accumulate, by_lanes.data(), 16);
+      for (int64_t i = 0; i < M; ++i)
+        small_gemm(1, N, K, StridedMatrix{a_spread.data() + 2 * i, 2, 2 * lda}, b.data(), 16, b.data(), accumulate,
+                   by_rows.data() + i * 16, 16);
+      for (int64_t i = 0; i < M * 16; ++i)
+        ASSERT_EQ(by_lanes[i], by_rows[i]) << "N " << N << " accumulate " << accumulate << " element " << i;
+    }
 }
 
 TEST(OpsForward, Linear) {
