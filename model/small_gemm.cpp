@@ -48,9 +48,9 @@ void tile(const Product& p, int64_t i, int64_t j, int64_t depth, bool accumulate
   using V = typename Lanes<float, Width>::type;
   // The fields in locals, and every loop over the accumulators unrolled: the
   // loads and stores of C go through memcpy, which may alias anything, so
-  // GCC otherwise reread p after each store, kept the start and the stores in
-  // loops over a stack copy of the tile, and a product with K = 8 ran at a
-  // fifth of the FMA rate (the stack round trip, not the arithmetic).
+  // GCC otherwise reread p after each store and kept the start and the stores
+  // in loops over a stack copy of the tile: tiny's fc1 forward at width 8 (K =
+  // 8) ran at 21-25 GFLOP/s that way, 30-35 now (one thread).
   float* const c = p.c + i * p.ldc + j;
   const int64_t ldc = p.ldc, a_row = p.A.row_stride, a_col = p.A.column_stride, ldb = p.ldb;
   V acc[Rows][Vectors];
