@@ -113,9 +113,10 @@ constexpr int64_t kRowLaneColumns = 8;
 // L2 while every tile of C passes over it.
 constexpr int64_t kRowLaneDepth = 512;
 
-// C[i..i + RowVectors * lanes, j..j + Columns] over k in [k0, k0 + K).
+// C[i..i + RowVectors * lanes, j..j + Columns] over k in [0, depth) (p starts
+// at the block's first k, as for the row tiles).
 template <int64_t RowVectors, int64_t Columns>
-void row_lanes_tile(const Product& p, int64_t k0, int64_t K, int64_t i, int64_t j, bool accumulate) {
+void row_lanes_tile(const Product& p, int64_t i, int64_t j, int64_t depth, bool accumulate) {
   using V = typename Lanes<float, kRegisterFloats>::type;
   constexpr int64_t L = kRegisterFloats;
   float* const c = p.c + i * p.ldc + j;
@@ -133,9 +134,9 @@ void row_lanes_tile(const Product& p, int64_t k0, int64_t K, int64_t i, int64_t 
         acc[col][v] = V{} + (p.bias ? p.bias[j + col] : 0.0f);
       }
     }
-  const float* a = p.A.a + i + k0 * a_col;
-  const float* b = p.b + k0 * ldb + j;
-  for (int64_t k = 0; k < K; ++k, a += a_col, b += ldb) {
+  const float* a = p.A.a + i;
+  const float* b = p.b + j;
+  for (int64_t k = 0; k < depth; ++k, a += a_col, b += ldb) {
     V ak[RowVectors];
 #pragma GCC unroll 16
     for (int64_t v = 0; v < RowVectors; ++v) ak[v] = load<V>(a + v * L);
@@ -157,13 +158,13 @@ void row_lanes_tile(const Product& p, int64_t k0, int64_t K, int64_t i, int64_t 
 
 // The same tile with `columns` <= Columns columns: the last one of a row block.
 template <int64_t RowVectors, int64_t Columns>
-void row_lanes_tile_of_columns(int64_t columns, const Product& p, int64_t k0, int64_t K, int64_t i, int64_t j,
+void row_lanes_tile_of_columns(int64_t columns, const Product& p, int64_t i, int64_t j, int64_t depth,
                                bool accumulate) {
   if constexpr (Columns > 1) {
     if (columns < Columns)
-      return row_lanes_tile_of_columns<RowVectors, Columns - 1>(columns, p, k0, K, i, j, accumulate);
+      return row_lanes_tile_of_columns<RowVectors, Columns - 1>(columns, p, i, j, depth, accumulate);
   }
-  row_lanes_tile<RowVectors, Columns>(p, k0, K, i, j, accumulate);
+  row_lanes_tile<RowVectors, Columns>(p, i, j, depth, accumulate);
 }
 
 // Rows [0, whole blocks of kRowLaneRows) of every column; returns where they end.
@@ -172,10 +173,13 @@ int64_t row_lanes_product(int64_t M, int64_t N, int64_t K, const Product& p, boo
   // K = 0 still writes the start (bias or zero) once.
   for (int64_t k0 = 0; k0 < std::max<int64_t>(K, 1); k0 += kRowLaneDepth) {
     const int64_t depth = std::min(kRowLaneDepth, K - k0);
+    Product block = p;
+    block.A.a += k0 * p.A.column_stride;
+    block.b += k0 * p.ldb;
     for (int64_t i = 0; i < rows; i += kRowLaneRows)
       for (int64_t j = 0; j < N; j += kRowLaneColumns)
-        row_lanes_tile_of_columns<kRowLaneVectors, kRowLaneColumns>(std::min(kRowLaneColumns, N - j), p, k0, depth, i,
-                                                                    j, accumulate || k0 > 0);
+        row_lanes_tile_of_columns<kRowLaneVectors, kRowLaneColumns>(std::min(kRowLaneColumns, N - j), block, i, j,
+                                                                    depth, accumulate || k0 > 0);
   }
   return rows;
 }
@@ -270,11 +274,18 @@ void small_gemm(int64_t M, int64_t N, int64_t K, StridedMatrix A, const float* b
 
 void small_gemm_bt(int64_t M, int64_t N, int64_t K, StridedMatrix A, const float* bt, int64_t ldbt, const float* bias,
                    bool accumulate, float* C, int64_t ldc) {
+  // Packed in blocks of kColumnBlock columns, each [K, block width]: rows at
+  // most kColumnBlock floats apart, which small_gemm then reads in place (a
+  // [K, N] packing of s16's 1536 columns was copied a second time there).
   thread_local std::vector<float> packed;  // kept: a training step allocates only on its first run
   if (packed.size() < static_cast<size_t>(K * N)) packed.resize(K * N);
-  for (int64_t j = 0; j < N; ++j)
-    for (int64_t k = 0; k < K; ++k) packed[k * N + j] = bt[j * ldbt + k];
-  small_gemm(M, N, K, A, packed.data(), N, bias, accumulate, C, ldc);
+  for (int64_t j0 = 0; j0 < N; j0 += kColumnBlock) {
+    const int64_t width = std::min(kColumnBlock, N - j0);
+    float* block = packed.data() + j0 * K;
+    for (int64_t j = 0; j < width; ++j)
+      for (int64_t k = 0; k < K; ++k) block[k * width + j] = bt[(j0 + j) * ldbt + k];
+    small_gemm(M, width, K, A, block, width, bias ? bias + j0 : nullptr, accumulate, C + j0, ldc);
+  }
 }
 
 }  // namespace mone
