@@ -39,6 +39,9 @@ void Watchdog::wait(const Collective& what, std::chrono::steady_clock::time_poin
 void Watchdog::abort_job(const Collective& what, const std::string& reason) const {
   std::fprintf(stderr, "mone: %s: %s %s of %zu bytes (%s) %s; aborting the job\n", where_.c_str(), backend_.c_str(),
                what.name, what.bytes, what.context.c_str(), reason.c_str());
+  // MPI_Abort ends the process without flushing stdout: a line already
+  // written there (rank 0's "saved checkpoint ...") would be lost.
+  std::fflush(stdout);
   std::fflush(stderr);
   if (before_abort_) before_abort_();
   MPI_Abort(MPI_COMM_WORLD, 1);

@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -66,6 +67,9 @@ std::string World::describe() const {
 }
 
 void World::abort(int code) const {
+  // What was printed before the error stays in the job's log (MPI_Abort does not flush).
+  std::fflush(stdout);
+  std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, code);
   std::abort();  // MPI_Abort does not return
 }

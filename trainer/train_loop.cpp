@@ -168,7 +168,9 @@ void Trainer::save(ProgressLine& line) {
   if (root_) {
     line.break_line();
     try {
-      std::cout << "saved checkpoint " << write_training_state().string() << "\n";
+      // Flushed at once: where the last good state is must reach the job's
+      // log even if this rank dies in the barrier below.
+      std::cout << "saved checkpoint " << write_training_state().string() << std::endl;
     } catch (const SaveError& error) {
       throw SaveError(error.what() + ("\n" + the_last_good_checkpoint()));
     }

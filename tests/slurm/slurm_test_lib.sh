@@ -9,7 +9,13 @@
 # exit, failures included.
 
 skip() { echo "SKIPPED: $*"; exit 77; }
-fail() { echo "FAILED: $*" >&2; exit 1; }
+# The message also goes to $work/failure (fail may run in a subshell), so
+# that finish can show the log of the job it names first.
+fail() {
+  echo "FAILED: $*" >&2
+  [ -z "${work:-}" ] || echo "$*" >>"$work/failure"
+  exit 1
+}
 note() { echo "[$(date +%T)] $*"; }
 
 require_slurm() {
@@ -21,11 +27,33 @@ require_slurm() {
   [ -x "$build_dir/trainer/mone" ] || fail "no $build_dir/trainer/mone"
 }
 
+# A job log without what makes it long: its per-step lines (the last two of
+# each run of them stay, with a count) and the trainer's configuration dump.
+condensed_log() {
+  awk 'function steps() {
+         if (n > 2) print "[" n - 2 " step lines]"
+         if (n > 1) print previous
+         if (n > 0) print last
+         n = 0
+       }
+       /^step [0-9]+\/[0-9]+ / { previous = last; last = $0; n++; next }
+       /^  [a-z][a-z0-9-]* / && !/e_c req/ { next }
+       { steps(); print }
+       END { steps() }' "$1"
+}
+
 finish() {
-  local status=$?
+  local status=$? log named first=''
   if [ "$status" -ne 0 ] && [ "$status" -ne 77 ]; then
-    echo "--- job logs and daemon log tails (for the failure above) ---"
-    tail -n 40 "$work"/jobs/*.out 2>/dev/null || true
+    echo "--- job logs (condensed) and daemon log tails, for the failure above ---"
+    # The log of the job the failure names first (CI may show only the start).
+    named=$(sed -n 's/.*job \([0-9][0-9]*\).*/\1/p' "$work/failure" 2>/dev/null | head -n 1)
+    for log in $(ls "$work"/jobs/*-"${named:-none}".out 2>/dev/null) $(ls "$work"/jobs/*.out 2>/dev/null); do
+      [ "$log" != "${first:-}" ] || continue
+      first=${first:-$log}
+      echo "==> $log <=="
+      condensed_log "$log"
+    done
     tail -n 20 "$MONE_SLURM_DIR"/log/*.log 2>/dev/null || true
   fi
   "$source_dir/scripts/slurm-local.sh" stop >/dev/null || echo "warning: stopping the local cluster failed" >&2
@@ -125,6 +153,12 @@ expect() {  # job field value
   local got
   got=$(job_field "$1" "$2")
   [ "$got" = "$3" ] || fail "job $1: $2 is '$got', expected '$3'"
+}
+
+# The step of the newest checkpoint file in run `name`'s directory.
+newest_checkpoint() {
+  find "$work/runs/$1/checkpoints" -maxdepth 1 -name 'step-*.h5' -printf '%f\n' 2>/dev/null |
+    sed -n 's/^step-0*\([0-9]*\)\.h5$/\1/p' | sort -n | tail -n 1
 }
 
 # The step a job's log says it resumed at (empty if it did not resume).

@@ -151,6 +151,11 @@ for name_and_job in "killed $killed" "cut $cut"; do
   expect "$job" Restarts 0
   last_step[$name]=$(sed -n 's/^saved checkpoint .*step-0*\([0-9]*\)\.h5$/\1/p' "$work/jobs/$name-$job.out" | tail -n 1)
   [ -n "${last_step[$name]}" ] || fail "$name job $job saved no checkpoint"
+  # The log must name the newest checkpoint on disk: rank 0 flushes that
+  # line before the barrier in which the dead node leaves it to the watchdog.
+  on_disk=$(newest_checkpoint "$name")
+  [ "$on_disk" = "${last_step[$name]}" ] ||
+    fail "$name job $job: its log's last saved checkpoint is step ${last_step[$name]}, the run directory's newest step $on_disk"
   resumed_job[$name]=$(submit "$name" --nodes=1 --ntasks=1 --nodelist=node1 STEPS=$((last_step[$name] + 5)))
 done
 for name in killed cut; do

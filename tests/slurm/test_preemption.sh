@@ -5,7 +5,8 @@
 #  1. pre-emption: three identical jobs. One is sent SIGUSR1 through its
 #     batch shell mid-run (scancel --signal=USR1 --batch, as a scheduler warns
 #     of the end of a time slot): it stops with a checkpoint, requeues itself
-#     and resumes. One is requeued by the scheduler (scontrol requeue: SIGTERM,
+#     and resumes; its first `scontrol requeue` fails, as with a controller
+#     too busy to answer, and the script must try again. One is requeued by the scheduler (scontrol requeue: SIGTERM,
 #     checkpoint, the scheduler restarts it). All must complete, the two
 #     interrupted ones with per-step losses and final parameters bitwise
 #     equal to the uninterrupted one's (compare_runs.py).
@@ -44,7 +45,19 @@ note "local cluster up: port $MONE_SLURM_PORT, $MONE_SLURM_CPUS CPUs, $ranks ran
 # --- 1. pre-emption, requeue, resume: bitwise the uninterrupted run ---------
 started=$SECONDS
 reference=$(submit reference --ntasks="$ranks")
-preempted=$(submit preempted --ntasks="$ranks")
+# An scontrol that refuses the first requeue (on the one node, so one marker).
+mkdir -p "$work/flaky-bin"
+cat >"$work/flaky-bin/scontrol" <<FLAKY
+#!/bin/sh
+if [ "\$1" = requeue ] && [ ! -e "$work/flaky-bin/refused" ]; then
+  touch "$work/flaky-bin/refused"
+  echo "scontrol: error: Socket timed out on send/recv operation (made up by the test)" >&2
+  exit 1
+fi
+exec $(command -v scontrol) "\$@"
+FLAKY
+chmod +x "$work/flaky-bin/scontrol"
+preempted=$(submit preempted --ntasks="$ranks" "PATH=$work/flaky-bin:$PATH")
 requeued=$(submit requeued --ntasks="$ranks")
 note "submitted jobs $reference (reference), $preempted (pre-empted), $requeued (requeued); $steps steps each"
 # Each is interrupted once it has done a quarter of its steps, whichever is first.
@@ -59,6 +72,8 @@ done
 [ "$(wait_final "$reference")" = COMPLETED ] || fail "reference job $reference: $(job_field "$reference" JobState)"
 expect "$reference" Restarts 0
 expect_resumed "$preempted" preempted reference
+grep -q "scontrol requeue $preempted failed (try 1 of 5)" "$work/jobs/preempted-$preempted.out" ||
+  fail "job $preempted: no retry after the refused requeue in its log"
 expect_resumed "$requeued" requeued reference
 note "phase 1 done in $((SECONDS - started))s"
 

@@ -162,6 +162,31 @@ void expect_second_start_refused(int first_ranks) {
   EXPECT_EQ(after.exit_code, 0) << after.err;
 }
 
+// A run killed between checkpoints (SIGKILL; a watchdog's MPI_Abort is no
+// gentler): its output, a pipe as under srun and so block-buffered, must name
+// the newest checkpoint on disk. That line used to wait in stdout's buffer for
+// the next step's line, and a rank that died in that step took it along: a
+// log naming step 5 while the resume took step 10.
+TEST(FailureModes, KilledRunsOutputNamesItsNewestCheckpoint) {
+  testing::TrainerFixture fixture;
+  const CheckpointDirectory checkpoints(fixture.root() / "run");
+  // Steps of some milliseconds, so the kill lands in the step after the checkpoint.
+  const ProcessResult killed = run_mone(
+      with(small_run(fixture, "run"), {"--steps", "100000", "--batch", "64", "--checkpoint-every", "5"}),
+      [&](pid_t pid) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        while (!fs::exists(checkpoints.path_for(5)) && std::chrono::steady_clock::now() < deadline)
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        kill(pid, SIGKILL);
+      });
+  const std::vector<fs::path> saved = checkpoints.list();
+  ASSERT_FALSE(saved.empty()) << killed.out << killed.err;
+  EXPECT_TRUE(contains(killed.out, "saved checkpoint " + saved.back().string() + "\n"))
+      << "no line names the newest checkpoint, " << saved.back() << ":\n"
+      << killed.out;
+}
+
 TEST(FailureModes, SecondTrainingOnTheSameRunDirectoryIsRefused) { expect_second_start_refused(1); }
 TEST(FailureModes, SecondTrainingIsRefusedWhileRankZeroOfAJobHoldsTheDirectory) { expect_second_start_refused(2); }
 
