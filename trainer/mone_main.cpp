@@ -1,10 +1,17 @@
 // mone: the trainer's command line (train, eval, route, data). See docs/trainer.md.
+#include <cstdio>
+
 #include "comm/world.h"
 #include "model/model.h"
 #include "trainer/cli.h"
 #include "trainer/exit_codes.h"
 
 int main(int argc, char** argv) {
+  // Line-buffered stdout, as on a terminal, also where it is a pipe or a file
+  // (srun, sbatch logs): a line such as "saved checkpoint ..." must reach the
+  // job's log when it is printed, not with a later one that a killed or
+  // aborted rank never writes.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   // OpenMP threads that sleep while they wait, unless the user chose (model/model.h).
   mone::restart_with_passive_openmp_wait(argv);
   // A command that needs ranks starts MPI (world size 1 without a launcher)

@@ -168,9 +168,7 @@ void Trainer::save(ProgressLine& line) {
   if (root_) {
     line.break_line();
     try {
-      // Flushed at once: where the last good state is must reach the job's
-      // log even if this rank dies in the barrier below.
-      std::cout << "saved checkpoint " << write_training_state().string() << std::endl;
+      std::cout << "saved checkpoint " << write_training_state().string() << "\n";
     } catch (const SaveError& error) {
       throw SaveError(error.what() + ("\n" + the_last_good_checkpoint()));
     }

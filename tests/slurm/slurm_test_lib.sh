@@ -155,6 +155,11 @@ expect() {  # job field value
   [ "$got" = "$3" ] || fail "job $1: $2 is '$got', expected '$3'"
 }
 
+# The step of the last "saved checkpoint" line in a job's log ($work/jobs/NAME-JOB.out).
+last_saved_step() {
+  sed -n 's/^saved checkpoint .*step-0*\([0-9]*\)\.h5$/\1/p' "$work/jobs/$1" | tail -n 1
+}
+
 # The step of the newest checkpoint file in run `name`'s directory.
 newest_checkpoint() {
   find "$work/runs/$1/checkpoints" -maxdepth 1 -name 'step-*.h5' -printf '%f\n' 2>/dev/null |

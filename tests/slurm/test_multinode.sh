@@ -132,7 +132,7 @@ note "2-node runs (srun, mpirun) equal the 1-node 2-rank run bitwise; $((SECONDS
 expect_resumed "$preempted" preempted reference
 [ "$(wait_final "$resized")" = FAILED ] || fail "resized job $resized: $(job_field "$resized" JobState)"
 expect "$resized" ExitCode 75:0
-stopped_at=$(sed -n 's/^saved checkpoint .*step-0*\([0-9]*\)\.h5$/\1/p' "$work/jobs/resized-$resized.out" | tail -n 1)
+stopped_at=$(last_saved_step "resized-$resized.out")
 resized_again=$(submit resized --nodes=1 --ntasks=1 --nodelist=node2)
 [ "$(wait_final "$resized_again")" = COMPLETED ] || fail "resized job $resized_again: $(job_field "$resized_again" JobState)"
 [ "$(resumed_at "resized-$resized_again.out")" = "$stopped_at" ] ||
@@ -149,10 +149,11 @@ for name_and_job in "killed $killed" "cut $cut"; do
   read -r name job <<<"$name_and_job"
   [ "$(wait_final "$job")" = FAILED ] || fail "$name job $job: $(job_field "$job" JobState)"
   expect "$job" Restarts 0
-  last_step[$name]=$(sed -n 's/^saved checkpoint .*step-0*\([0-9]*\)\.h5$/\1/p' "$work/jobs/$name-$job.out" | tail -n 1)
+  last_step[$name]=$(last_saved_step "$name-$job.out")
   [ -n "${last_step[$name]}" ] || fail "$name job $job saved no checkpoint"
-  # The log must name the newest checkpoint on disk: rank 0 flushes that
-  # line before the barrier in which the dead node leaves it to the watchdog.
+  # The log must name the newest checkpoint on disk: rank 0's stdout is
+  # line-buffered, so the line is out before the barrier in which the dead
+  # node leaves it to the watchdog.
   on_disk=$(newest_checkpoint "$name")
   [ "$on_disk" = "${last_step[$name]}" ] ||
     fail "$name job $job: its log's last saved checkpoint is step ${last_step[$name]}, the run directory's newest step $on_disk"

@@ -6,8 +6,9 @@
 #     batch shell mid-run (scancel --signal=USR1 --batch, as a scheduler warns
 #     of the end of a time slot): it stops with a checkpoint, requeues itself
 #     and resumes; its first `scontrol requeue` fails, as with a controller
-#     too busy to answer, and the script must try again. One is requeued by the scheduler (scontrol requeue: SIGTERM,
-#     checkpoint, the scheduler restarts it). All must complete, the two
+#     too busy to answer, and the script must try again. One is requeued by
+#     the scheduler (scontrol requeue: SIGTERM, checkpoint, the scheduler
+#     restarts it). All must complete, the two
 #     interrupted ones with per-step losses and final parameters bitwise
 #     equal to the uninterrupted one's (compare_runs.py).
 #  2. a rank killed with SIGKILL: the job must end FAILED, without a requeue
