@@ -10,7 +10,9 @@
 // of the step (bench/step_parts.h) with its ms, GFLOP and GFLOP/s at each e_c,
 // their sum against the whole step, and the saving efficiency (speed-up over
 // e_c = 1 divided by the FLOP ratio), beside OpenBLAS's single-core sgemm
-// ceiling measured in the same run.
+// ceiling measured in the same run. The e_c are run in turn, a step of each
+// per round, on one model (as training draws them), so that their ratios
+// come from the same minutes of a shared machine.
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -58,17 +60,30 @@ Inputs random_inputs(const mone::ModelConfig& config, int64_t batch) {
   return in;
 }
 
-// Step times (ms) of the Model's own forward_backward (+ AdamW), after `warmup` untimed steps.
-std::vector<double> step_times(mone::Model<float>& model, mone::AdamW& optimizer, const Inputs& in, int64_t batch,
-                               const mone::RoutingPlan& plan, bool adamw, int64_t warmup, int64_t steps) {
-  std::vector<double> ms;
-  for (int64_t s = 0; s < warmup + steps; ++s) {
-    model.params().zero_grads();
-    const auto start = Clock::now();
-    model.forward_backward(in.images.data(), in.labels.data(), batch, plan);
-    if (adamw) optimizer.step(model.params().values(), model.params().grads(), 1e-3);
-    if (s >= warmup) ms.push_back(ms_since(start));
-  }
+// One step of the Model's own forward_backward (+ AdamW), in ms.
+double model_step_ms(mone::Model<float>& model, mone::AdamW& optimizer, const Inputs& in, int64_t batch,
+                     const mone::RoutingPlan& plan, bool adamw) {
+  model.params().zero_grads();
+  const auto start = Clock::now();
+  model.forward_backward(in.images.data(), in.labels.data(), batch, plan);
+  if (adamw) optimizer.step(model.params().values(), model.params().grads(), 1e-3);
+  return ms_since(start);
+}
+
+// Step times (ms) at each plan after `warmup` untimed rounds: one model, as
+// training runs it, and the plans taken in turn, a step of each per round, so
+// that a slower spell of a shared machine falls on every e_c alike instead of
+// on whichever ran then (this project's VMs moved by 20-30% between runs
+// minutes apart).
+std::vector<std::vector<double>> step_times(mone::Model<float>& model, mone::AdamW& optimizer, const Inputs& in,
+                                            int64_t batch, const std::vector<mone::RoutingPlan>& plans, bool adamw,
+                                            int64_t warmup, int64_t steps) {
+  std::vector<std::vector<double>> ms(plans.size());
+  for (int64_t s = 0; s < warmup + steps; ++s)
+    for (size_t i = 0; i < plans.size(); ++i) {
+      const double step = model_step_ms(model, optimizer, in, batch, plans[i], adamw);
+      if (s >= warmup) ms[i].push_back(step);
+    }
   return ms;
 }
 
@@ -76,7 +91,6 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
-double mean(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / v.size(); }
 
 // K processes that keep a core busy (a loop over an 8 MB buffer, so caches and
 // memory are shared too) until destroyed.
@@ -131,50 +145,54 @@ struct PartsRun {
   double training_gflop = 0;  // per step, the FLOP counter's 3x forward
 };
 
-PartsRun run_parts(const mone::ModelConfig& config, int64_t batch, double capacity, int64_t warmup, int64_t steps) {
+// Each round runs, for each plan in turn, the Model's step and then the same
+// step over the timed policy (interleaved for the reason of step_times).
+std::vector<PartsRun> run_parts(const mone::ModelConfig& config, int64_t batch,
+                                const std::vector<mone::RoutingPlan>& plans, int64_t warmup, int64_t steps) {
   const Inputs in = random_inputs(config, batch);
   mone::Model<float> model(config, 1);
   mone::AdamW optimizer(model.params().infos(), model.params().numel(), mone::AdamWSettings{});
-  const mone::RoutingPlan plan = plan_routing(config, capacity);
-  PartsRun run;
-  run.model_step_ms = mean(step_times(model, optimizer, in, batch, plan, true, warmup, steps));
-  run.training_gflop = mone::training_flops_per_image(config, plan.tokens_per_expert) * batch * 2.0 / 1e9;
-
   mone::CpuStepOps<float> cpu(model.params(), model.config(), mone::TokenOrder::expert_sorted, 0.0f);
   mone::Workspace workspace;
   mone::StepActivations<mone::TimedStepOps> acts;
-  std::vector<double> ms;
-  for (int64_t s = 0; s < warmup + steps; ++s) {
-    mone::PartTotals step_totals;
-    mone::TimedStepOps ops(cpu, model.config(), step_totals);
-    const auto start = Clock::now();
-    mone::timed(step_totals, mone::Part::zeroing, 0, [&] { model.params().zero_grads(); });
-    workspace.reset();
-    WorkspaceArena arena{workspace};
-    mone::plan_step(arena, ops, model.config(), batch, true, acts);
-    mone::step_forward(ops, model.config(), in.images.data(), plan, acts);
-    mone::timed(step_totals, mone::Part::loss, 0, [&] {
-      mone::cross_entropy_forward(acts.logits, in.labels.data(), batch, config.classes, acts.class_probs);
-    });
-    mone::step_backward(ops, model.config(), in.labels.data(), acts, {});
-    mone::timed(step_totals, mone::Part::optimizer, 0,
-                [&] { optimizer.step(model.params().values(), model.params().grads(), 1e-3); });
-    workspace.settle();
-    if (s < warmup) continue;
-    ms.push_back(ms_since(start));
-    for (size_t p = 0; p < step_totals.ms.size(); ++p) {
-      run.totals.ms[p] += step_totals.ms[p] / steps;
-      run.totals.macs[p] += step_totals.macs[p] / steps;
+  std::vector<PartsRun> runs(plans.size());
+  for (int64_t s = 0; s < warmup + steps; ++s)
+    for (size_t i = 0; i < plans.size(); ++i) {
+      const double model_ms = model_step_ms(model, optimizer, in, batch, plans[i], true);
+      mone::PartTotals step_totals;
+      mone::TimedStepOps ops(cpu, model.config(), step_totals);
+      const auto start = Clock::now();
+      mone::timed(step_totals, mone::Part::zeroing, 0, [&] { model.params().zero_grads(); });
+      workspace.reset();
+      WorkspaceArena arena{workspace};
+      mone::plan_step(arena, ops, model.config(), batch, true, acts);
+      mone::step_forward(ops, model.config(), in.images.data(), plans[i], acts);
+      mone::timed(step_totals, mone::Part::loss, 0, [&] {
+        mone::cross_entropy_forward(acts.logits, in.labels.data(), batch, config.classes, acts.class_probs);
+      });
+      mone::step_backward(ops, model.config(), in.labels.data(), acts, {});
+      mone::timed(step_totals, mone::Part::optimizer, 0,
+                  [&] { optimizer.step(model.params().values(), model.params().grads(), 1e-3); });
+      workspace.settle();
+      if (s < warmup) continue;
+      PartsRun& run = runs[i];
+      run.step_ms += ms_since(start) / steps;
+      run.model_step_ms += model_ms / steps;
+      for (size_t p = 0; p < step_totals.ms.size(); ++p) {
+        run.totals.ms[p] += step_totals.ms[p] / steps;
+        run.totals.macs[p] += step_totals.macs[p] / steps;
+      }
     }
-  }
-  run.step_ms = mean(ms);
-  return run;
+  for (size_t i = 0; i < plans.size(); ++i)
+    runs[i].training_gflop = mone::training_flops_per_image(config, plans[i].tokens_per_expert) * batch * 2.0 / 1e9;
+  return runs;
 }
 
 void print_parts(const std::string& preset, const mone::ModelConfig& config, int64_t batch,
                  const std::vector<double>& capacities, int threads, int64_t warmup, int64_t steps, double ceiling) {
-  std::vector<PartsRun> runs;
-  for (double capacity : capacities) runs.push_back(run_parts(config, batch, capacity, warmup, steps));
+  std::vector<mone::RoutingPlan> plans;
+  for (double capacity : capacities) plans.push_back(plan_routing(config, capacity));
+  const std::vector<PartsRun> runs = run_parts(config, batch, plans, warmup, steps);
   std::printf("\n# %s, batch %ld, %d thread(s), forward + backward + AdamW; ms and GFLOP per step (mean of %ld "
               "steps after %ld), 2 FLOP per multiply-add\n",
               preset.c_str(), static_cast<long>(batch), threads, static_cast<long>(steps), static_cast<long>(warmup));
@@ -237,13 +255,15 @@ int main(int argc, char** argv) try {
   int busy = 0, busy_nice = 10;
   bool json = false, adamw = false, parts = false;
   po::options_description options("mone-bench-step: CPU training-step throughput");
-  options.add_options()("help", "show this help")(
-      "preset", po::value(&preset)->default_value("tiny"), "model preset (tiny, s16, b16)")(
+  options.add_options()("help", "show this help")("preset", po::value(&preset)->default_value("tiny"),
+                                                  "model preset (tiny, s16, b16)")(
       "batch", po::value(&batch)->default_value(128), "images per step")(
-      "capacities", po::value(&capacities_text)->default_value("1,0.5,0.3"), "effective capacities e_c (first: the reference of the ratios)")(
+      "capacities", po::value(&capacities_text)->default_value("1,0.5,0.3"),
+      "effective capacities e_c (first: the reference of the ratios)")(
       "threads", po::value(&threads_text)->default_value("1,2"), "thread counts")(
-      "steps", po::value(&steps)->default_value(20), "timed steps (median reported; --parts: mean)")(
-      "warmup", po::value(&warmup)->default_value(3), "untimed steps first")(
+      "steps", po::value(&steps)->default_value(20),
+      "timed rounds, one step of each e_c per round (median reported; --parts: mean)")(
+      "warmup", po::value(&warmup)->default_value(3), "untimed rounds first")(
       "adamw", po::bool_switch(&adamw), "include the AdamW update in the step (--parts always does)")(
       "parts", po::bool_switch(&parts), "print where the step's time goes, part by part")(
       "busy", po::value(&busy)->default_value(0), "also time each row beside this many busy processes")(
@@ -274,35 +294,38 @@ int main(int argc, char** argv) try {
     if (busy > 0) std::printf(" %10s %9s", "busy ms", "slowdown");
     std::printf("\n");
   }
+  std::vector<mone::RoutingPlan> plans;
+  for (double capacity : capacities) plans.push_back(plan_routing(config, capacity));
   for (int threads : thread_counts) {
     mone::set_thread_count(threads);
+    mone::Model<float> model(config, 1);
+    mone::AdamW optimizer(model.params().infos(), model.params().numel(), mone::AdamWSettings{});
+    const auto quiet = step_times(model, optimizer, in, batch, plans, adamw, warmup, steps);
+    std::vector<std::vector<double>> beside_busy;
+    if (busy > 0) {
+      BusyProcesses competitors(busy, busy_nice);
+      beside_busy = step_times(model, optimizer, in, batch, plans, adamw, warmup, steps);
+    }
     double dense_rate = 0;
-    for (double capacity : capacities) {
-      mone::Model<float> model(config, 1);
-      mone::AdamW optimizer(model.params().infos(), model.params().numel(), mone::AdamWSettings{});
-      const mone::RoutingPlan plan = plan_routing(model.config(), capacity);
-      const double ms = median(step_times(model, optimizer, in, batch, plan, adamw, warmup, steps));
-      double busy_ms = 0;
-      if (busy > 0) {
-        BusyProcesses competitors(busy, busy_nice);
-        busy_ms = median(step_times(model, optimizer, in, batch, plan, adamw, warmup, steps));
-      }
+    for (size_t i = 0; i < plans.size(); ++i) {
+      const mone::RoutingPlan& plan = plans[i];
+      const double ms = median(quiet[i]), busy_ms = busy > 0 ? median(beside_busy[i]) : 0;
       const double rate = 1000.0 * static_cast<double>(batch) / ms;
-      const auto& routing = model.routing();
       const double gflops =
-          mone::training_flops_per_image(config, routing.plan.tokens_per_expert) * rate * 2.0 / 1e9;  // 2 FLOP per MAC
+          mone::training_flops_per_image(config, plan.tokens_per_expert) * rate * 2.0 / 1e9;  // 2 FLOP per MAC
       if (dense_rate == 0) dense_rate = rate;
       if (json) {
         std::printf(
-            "{\"impl\":\"mone\",\"optimizer\":\"%s\",\"preset\":\"%s\",\"batch\":%ld,\"threads\":%d,\"capacity\":%g,\"realised\":%.4f,"
+            "{\"impl\":\"mone\",\"optimizer\":\"%s\",\"preset\":\"%s\",\"batch\":%ld,\"threads\":%d,\"capacity\":%g,"
+            "\"realised\":%.4f,"
             "\"ms_per_step\":%.3f,\"img_per_s\":%.1f,\"gflop_per_s\":%.2f",
-            adamw ? "adamw" : "none", preset.c_str(), static_cast<long>(batch), threads, capacity,
-            routing.plan.realised_capacity, ms, rate, gflops);
+            adamw ? "adamw" : "none", preset.c_str(), static_cast<long>(batch), threads, capacities[i],
+            plan.realised_capacity, ms, rate, gflops);
         if (busy > 0) std::printf(",\"busy\":%d,\"busy_ms_per_step\":%.3f", busy, busy_ms);
         std::printf("}\n");
       } else {
-        std::printf("%-8s %7d %6.2f %9.4f %9.2f %10.1f %10.2f %8.2fx", "mone", threads, capacity,
-                    routing.plan.realised_capacity, ms, rate, gflops, rate / dense_rate);
+        std::printf("%-8s %7d %6.2f %9.4f %9.2f %10.1f %10.2f %8.2fx", "mone", threads, capacities[i],
+                    plan.realised_capacity, ms, rate, gflops, rate / dense_rate);
         if (busy > 0) std::printf(" %10.2f %8.2fx", busy_ms, busy_ms / ms);
         std::printf("\n");
       }

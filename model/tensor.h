@@ -20,6 +20,7 @@ class Workspace {
   // Ends a step: if it needed more than the block holds, a block large enough
   // for it is allocated now (what this step took stays valid until reset()).
   // So the first step allocates and later steps with the same shapes do not.
+  // The new block is paged in here, so the next step takes no page faults.
   void settle();
   // Starts a new step: everything taken before is released.
   void reset();
