@@ -119,9 +119,7 @@ T padded_sum(const T* row, int64_t Np) {
   using V = typename Lanes<T, kWide<T>>::type;
   V acc = load<V>(row);
   for (int64_t j = kWide<T>; j < Np; j += kWide<T>) acc += load<V>(row + j);
-  for (int64_t w = kWide<T> / 2; w > 0; w /= 2)
-    for (int64_t l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0];
+  return halving_sum<T, kWide<T>>(acc);
 }
 template <class T>
 T padded_max(const T* row, int64_t Np) {
@@ -131,9 +129,7 @@ T padded_max(const T* row, int64_t Np) {
     const V v = load<V>(row + j);
     acc = acc > v ? acc : v;
   }
-  for (int64_t w = kWide<T> / 2; w > 0; w /= 2)
-    for (int64_t l = 0; l < w; ++l) acc[l] = std::max(acc[l], acc[l + w]);
-  return acc[0];
+  return halving_max<T, kWide<T>>(acc);
 }
 
 // out[r][j] = scale * <a_r, column j of bt> for R rows of a (pitch lda) and

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 namespace mone {
 
@@ -43,6 +44,42 @@ V load(const T* p) {
 template <class V, class T>
 void store(T* p, const V& v) {
   std::memcpy(p, &v, sizeof v);
+}
+
+// The lower and upper halves of a vector of L lanes, as vectors (register
+// shuffles: the same through memcpy went through the stack).
+template <class T, int64_t L, size_t... I>
+typename Lanes<T, L / 2>::type lower_half(typename Lanes<T, L>::type v, std::index_sequence<I...>) {
+  return __builtin_shufflevector(v, v, I...);
+}
+template <class T, int64_t L, size_t... I>
+typename Lanes<T, L / 2>::type upper_half(typename Lanes<T, L>::type v, std::index_sequence<I...>) {
+  return __builtin_shufflevector(v, v, (I + L / 2)...);
+}
+
+// The sum (or maximum) of the L lanes of v by halving: lane l combined with
+// lane l + L/2, then the same on the half, down to one lane. Written as a
+// loop over v's elements (v[l] += v[l + w]), the same pairs went through the
+// stack one scalar at a time, and its scalar stores then vector reloads
+// stalled.
+template <class T, int64_t L>
+T halving_sum(typename Lanes<T, L>::type v) {
+  if constexpr (L == 1) {
+    return v[0];
+  } else {
+    const auto half = std::make_index_sequence<L / 2>{};
+    return halving_sum<T, L / 2>(lower_half<T, L>(v, half) + upper_half<T, L>(v, half));
+  }
+}
+template <class T, int64_t L>
+T halving_max(typename Lanes<T, L>::type v) {
+  if constexpr (L == 1) {
+    return v[0];
+  } else {
+    const auto half = std::make_index_sequence<L / 2>{};
+    const auto low = lower_half<T, L>(v, half), high = upper_half<T, L>(v, half);
+    return halving_max<T, L / 2>(low < high ? high : low);  // std::max's choice, lane by lane
+  }
 }
 
 // Calls f(i, V{}) for i = begin, begin + L, ... over the whole vectors of
