@@ -132,14 +132,24 @@ T padded_max(const T* row, int64_t Np) {
   return halving_max<T, kWide<T>>(acc);
 }
 
+// 0, 1, ..., L - 1: a vector's lane numbers.
+template <class T, int64_t L>
+typename Lanes<T, L>::type lane_numbers() {
+  typename Lanes<T, L>::type v;
+  for (int64_t l = 0; l < L; ++l) v[l] = static_cast<T>(l);
+  return v;
+}
+
 // out[r][j] = scale * <a_r, column j of bt> for R rows of a (pitch lda) and
 // the N columns of bt [HD, Np]; columns N.. Np of out get `pad`. R vector
-// accumulators per block of columns; the padding is set in the register, as a
-// scalar store then read back as part of a vector stalls the load.
+// accumulators per block of columns; the padding is blended in by comparing
+// lane numbers with the columns left: setting acc[r][l] lane by lane, with l
+// a variable, sent the accumulators through the stack.
 template <class T, int64_t HD, int64_t R>
 void rows_times_columns(const T* a, int64_t lda, const T* bt, int64_t N, T scale, T pad, T* out) {
   constexpr int64_t L = kWide<T>;
   using V = typename Lanes<T, L>::type;
+  static const V lanes = lane_numbers<T, L>();
   const int64_t Np = padded(N);
   for (int64_t j0 = 0; j0 < Np; j0 += L) {
     V acc[R] = {};
@@ -148,9 +158,10 @@ void rows_times_columns(const T* a, int64_t lda, const T* bt, int64_t N, T scale
       for (int64_t r = 0; r < R; ++r) acc[r] += a[r * lda + d] * column;
     }
     for (int64_t r = 0; r < R; ++r) acc[r] *= scale;
-    if (j0 + L > N)
-      for (int64_t l = std::max<int64_t>(0, N - j0); l < L; ++l)
-        for (int64_t r = 0; r < R; ++r) acc[r][l] = pad;
+    if (j0 + L > N) {
+      const V padding = V{} + pad, columns_left = V{} + static_cast<T>(N - j0);
+      for (int64_t r = 0; r < R; ++r) acc[r] = lanes < columns_left ? acc[r] : padding;
+    }
     for (int64_t r = 0; r < R; ++r) store(out + r * Np + j0, acc[r]);
   }
 }
