@@ -8,13 +8,16 @@
 // dim 16 (tiny) those calls are too small to amortise their packing.
 //
 // The fused kernels take a block of images per task, copy their rows once
-// into an image-major tile, and compute each head's scores, softmax and both
-// products on blocks of query rows held in fixed-size vector accumulators,
-// the keys (values in the backward) transposed and padded to whole vectors.
-// They serve head dims 8 and 16, where they beat the reference (tiny, batch
-// 128, one thread: forward 3.1 against 4.7 ms, backward 4.4 against 5.4 ms);
-// at head dims 32 and 64 (s16, 196 tokens) OpenBLAS's kernels win, so those
-// take the reference.
+// into an image-major tile, and compute each head's scores, softmax and
+// products on blocks of rows held in fixed-size vector accumulators, the keys
+// (values in the backward) transposed and padded to whole vectors. The
+// backward keeps all of a head's dS, then computes dK and dV by blocks of key
+// rows (columns of P and dS weighting the rows of Q and dO), each element
+// summed over the queries in order. They serve head dims 8 and 16 (tiny,
+// batch 128, one thread; the reference's time in brackets: AMD EPYC VM
+// forward 3.1 (4.7) ms, backward 4.4 (5.4) ms before the key rows; Intel Xeon
+// VM, see docs/performance.md); at head dims 32 and 64 (s16, 196 tokens)
+// OpenBLAS's kernels win, so those take the reference.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -99,6 +102,7 @@ void attention_reference_backward(const T* dout, const T* qkv, const T* probs, c
 
 namespace {
 constexpr int64_t kRowBlock = 4;  // query rows sharing each load of a key or value
+constexpr int64_t kKeyBlock = kVectorRegisters >= 32 ? 8 : 4;  // key rows sharing each load of dO or Q
 
 // Lanes of one vector register, and of the vectors a head-dim-wide row is cut
 // into.
@@ -141,62 +145,67 @@ typename Lanes<T, L>::type lane_numbers() {
 }
 
 // out[r][j] = scale * <a_r, column j of bt> for R rows of a (pitch lda) and
-// the N columns of bt [HD, Np]; columns N.. Np of out get `pad`. R vector
-// accumulators per block of columns; the padding is blended in by comparing
-// lane numbers with the columns left: setting acc[r][l] lane by lane, with l
-// a variable, sent the accumulators through the stack.
-template <class T, int64_t HD, int64_t R>
-void rows_times_columns(const T* a, int64_t lda, const T* bt, int64_t N, T scale, T pad, T* out) {
+// columns [j0, j0 + CB L) of bt [HD, Np]; columns N.. Np of out get `pad`.
+// R x CB accumulators, independent FMA chains across the whole sum over d
+// (with one block of columns at a time the chains of R rows waited on the
+// FMA's latency); the padding is blended in by comparing lane numbers with
+// the columns left: setting acc[r][l] lane by lane, with l a variable, sent
+// the accumulators through the stack.
+template <class T, int64_t HD, int64_t R, int64_t CB>
+void rows_times_column_block(const T* a, int64_t lda, const T* bt, int64_t N, int64_t j0, T scale, T pad, T* out) {
   constexpr int64_t L = kWide<T>;
   using V = typename Lanes<T, L>::type;
   static const V lanes = lane_numbers<T, L>();
   const int64_t Np = padded(N);
-  for (int64_t j0 = 0; j0 < Np; j0 += L) {
-    V acc[R] = {};
-    for (int64_t d = 0; d < HD; ++d) {
-      const V column = load<V>(bt + d * Np + j0);
-      for (int64_t r = 0; r < R; ++r) acc[r] += a[r * lda + d] * column;
+  V acc[R][CB] = {};
+  for (int64_t d = 0; d < HD; ++d) {
+    V column[CB];
+    for (int64_t c = 0; c < CB; ++c) column[c] = load<V>(bt + d * Np + j0 + c * L);
+    for (int64_t r = 0; r < R; ++r) {
+      const T ar = a[r * lda + d];
+      for (int64_t c = 0; c < CB; ++c) acc[r][c] += ar * column[c];
     }
-    for (int64_t r = 0; r < R; ++r) acc[r] *= scale;
-    if (j0 + L > N) {
-      const V padding = V{} + pad, columns_left = V{} + static_cast<T>(N - j0);
-      for (int64_t r = 0; r < R; ++r) acc[r] = lanes < columns_left ? acc[r] : padding;
+  }
+  for (int64_t c = 0; c < CB; ++c) {
+    const int64_t j = j0 + c * L;
+    for (int64_t r = 0; r < R; ++r) acc[r][c] *= scale;
+    if (j + L > N) {
+      const V padding = V{} + pad, columns_left = V{} + static_cast<T>(N - j);
+      for (int64_t r = 0; r < R; ++r) acc[r][c] = lanes < columns_left ? acc[r][c] : padding;
     }
-    for (int64_t r = 0; r < R; ++r) store(out + r * Np + j0, acc[r]);
+    for (int64_t r = 0; r < R; ++r) store(out + r * Np + j, acc[r][c]);
   }
 }
 
-// out[r][:] = sum_j w[r][j] b[j][:] over j < N, for R rows of w (pitch ldw)
-// and b [N, HD] (pitch ldb): R x HD/L vector accumulators.
+// Column vectors per block: R x CB accumulators and CB columns within the
+// registers (4 x 4 + 4 of AVX-512's 32, 4 x 2 + 2 of AVX2's 16).
+constexpr int64_t kColumnVectors = kVectorRegisters >= 32 ? 4 : 2;
+
+// All Np columns of out, by blocks of kColumnVectors vectors, then single ones.
 template <class T, int64_t HD, int64_t R>
-void weighted_rows(const T* w, int64_t ldw, const T* b, int64_t ldb, int64_t N, T* out, int64_t ldo) {
+void rows_times_columns(const T* a, int64_t lda, const T* bt, int64_t N, T scale, T pad, T* out) {
+  constexpr int64_t L = kWide<T>, CB = kColumnVectors;
+  const int64_t Np = padded(N);
+  int64_t j0 = 0;
+  for (; j0 + CB * L <= Np; j0 += CB * L) rows_times_column_block<T, HD, R, CB>(a, lda, bt, N, j0, scale, pad, out);
+  for (; j0 < Np; j0 += L) rows_times_column_block<T, HD, R, 1>(a, lda, bt, N, j0, scale, pad, out);
+}
+
+// out[r][:] = sum_j w(r, j) b[j][:] over j < N in order, for R rows of w
+// (w(r, j) = w[r * ldw + j * w_step]: rows of P or dS, or their columns) and
+// b [N, HD] (pitch ldb): R x HD/L vector accumulators.
+template <class T, int64_t HD, int64_t R>
+void weighted_rows(const T* w, int64_t ldw, int64_t w_step, const T* b, int64_t ldb, int64_t N, T* out, int64_t ldo) {
   constexpr int64_t L = kRowLanes<T, HD>, C = HD / L;
   using V = typename Lanes<T, L>::type;
   V acc[R][C] = {};
   for (int64_t j = 0; j < N; ++j)
     for (int64_t c = 0; c < C; ++c) {
       const V row = load<V>(b + j * ldb + c * L);
-      for (int64_t r = 0; r < R; ++r) acc[r][c] += w[r * ldw + j] * row;
+      for (int64_t r = 0; r < R; ++r) acc[r][c] += w[r * ldw + j * w_step] * row;
     }
   for (int64_t r = 0; r < R; ++r)
     for (int64_t c = 0; c < C; ++c) store(out + r * ldo + c * L, acc[r][c]);
-}
-
-// acc[j][:] += sum_r w[r][j] a[r][:] for every j < N: R rows of w (pitch ldw),
-// a [R, HD] (pitch lda), acc [N, HD] contiguous.
-template <class T, int64_t HD, int64_t R>
-void accumulate_outer(const T* w, int64_t ldw, const T* a, int64_t lda, int64_t N, T* acc) {
-  constexpr int64_t L = kRowLanes<T, HD>, C = HD / L;
-  using V = typename Lanes<T, L>::type;
-  V rows[R][C];
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t c = 0; c < C; ++c) rows[r][c] = load<V>(a + r * lda + c * L);
-  for (int64_t j = 0; j < N; ++j)
-    for (int64_t c = 0; c < C; ++c) {
-      V sum = load<V>(acc + j * HD + c * L);
-      for (int64_t r = 0; r < R; ++r) sum += w[r * ldw + j] * rows[r][c];
-      store(acc + j * HD + c * L, sum);
-    }
 }
 
 // rows [N, HD] of a tile (pitch elements apart) -> [HD, Np], columns N.. Np zero.
@@ -217,17 +226,16 @@ struct Head {
   T scale;
 };
 
-// Per worker thread, kept between calls: the transposed operand [HD, Np], a
-// block's padded score (or score gradient) rows [kRowBlock, Np], and dK, dV
-// [N, HD] accumulated over query blocks.
+// Per worker thread, kept between calls: the transposed operand [HD, Np] and
+// padded score rows [N, Np] (the forward uses a block's, the backward keeps
+// all of dS for dK).
 template <class T>
 struct HeadScratch {
-  std::vector<T> transposed, scores, dk, dv;
+  std::vector<T> transposed, scores;
   void size_for(int64_t N, int64_t hd) {
-    const auto np = static_cast<size_t>(padded(N)), n = static_cast<size_t>(N * hd);
+    const auto np = static_cast<size_t>(padded(N));
     if (transposed.size() < np * hd) transposed.resize(np * hd);
-    if (scores.size() < np * kRowBlock) scores.resize(np * kRowBlock);
-    if (dk.size() < n) dk.resize(n), dv.resize(n);
+    if (scores.size() < np * N) scores.resize(np * N);
   }
 };
 
@@ -250,29 +258,46 @@ void forward_rows(const Head<T>& h, HeadScratch<T>& t, int64_t i0, T* p, T* out,
   for (int64_t r = 0; r < R; ++r) inverse[r] = T(1) / padded_sum(s + r * Np, Np);
   for (int64_t r = 0; r < R; ++r) {
     T* pr = p + (i0 + r) * N;
-    for (int64_t j = 0; j < N; ++j) pr[j] = s[r * Np + j] * inverse[r];
+    for_each_lanes_in<T>(0, N, [pr, sr = s + r * Np, inverse = inverse[r]](int64_t j, auto lanes) {
+      using V = decltype(lanes);
+      store(pr + j, load<V>(sr + j) * inverse);
+    });
   }
-  weighted_rows<T, HD, R>(p + i0 * N, N, h.v, h.pitch, N, out + i0 * ld_out, ld_out);
+  weighted_rows<T, HD, R>(p + i0 * N, N, 1, h.v, h.pitch, N, out + i0 * ld_out, ld_out);
 }
 
-// Query rows [i0, i0 + R): dP = dO V^T, dS = s P (dP - <P, dP>), dQ rows,
-// and their parts of dK and dV.
+// Query rows [i0, i0 + R): dP = dO V^T, dS = s P (dP - <P, dP>) kept in the
+// scratch's rows i0.., and the dQ rows.
 template <class T, int64_t HD, int64_t R>
 void backward_rows(const Head<T>& h, HeadScratch<T>& t, const T* p, int64_t i0, T* dq, int64_t ld_dq) {
   const int64_t N = h.N, Np = padded(N);
-  T* ds = t.scores.data();
+  T* ds = t.scores.data() + i0 * Np;
   const T* pb = p + i0 * N;
   rows_times_columns<T, HD, R>(h.g + i0 * h.g_pitch, h.g_pitch, t.transposed.data(), N, T(1), T(0), ds);
   // P dP in place (padding stays 0), <P_r, dP_r>, then dS = s (P dP - P <P, dP>).
   T dot[R];
   for (int64_t r = 0; r < R; ++r)
-    for (int64_t j = 0; j < N; ++j) ds[r * Np + j] *= pb[r * N + j];
+    for_each_lanes_in<T>(0, N, [d = ds + r * Np, q = pb + r * N](int64_t j, auto lanes) {
+      using V = decltype(lanes);
+      store(d + j, load<V>(d + j) * load<V>(q + j));
+    });
   for (int64_t r = 0; r < R; ++r) dot[r] = padded_sum(ds + r * Np, Np);
   for (int64_t r = 0; r < R; ++r)
-    for (int64_t j = 0; j < N; ++j) ds[r * Np + j] = h.scale * (ds[r * Np + j] - pb[r * N + j] * dot[r]);
-  accumulate_outer<T, HD, R>(pb, N, h.g + i0 * h.g_pitch, h.g_pitch, N, t.dv.data());
-  weighted_rows<T, HD, R>(ds, Np, h.k, h.pitch, N, dq + i0 * ld_dq, ld_dq);
-  accumulate_outer<T, HD, R>(ds, Np, h.q + i0 * h.pitch, h.pitch, N, t.dk.data());
+    for_each_lanes_in<T>(0, N, [d = ds + r * Np, q = pb + r * N, dot = dot[r], scale = h.scale](int64_t j, auto lanes) {
+      using V = decltype(lanes);
+      store(d + j, scale * (load<V>(d + j) - load<V>(q + j) * dot));
+    });
+  weighted_rows<T, HD, R>(ds, Np, 1, h.k, h.pitch, N, dq + i0 * ld_dq, ld_dq);
+}
+
+// Key rows [j0, j0 + R) once dS is complete: dV = P^T dO and dK = dS^T Q,
+// columns of P and dS weighting the rows of dO and Q, summed over the queries
+// in order, into rows of dqkv (pitch ld, dK at dk, dV at dv).
+template <class T, int64_t HD, int64_t R>
+void key_rows(const Head<T>& h, const HeadScratch<T>& t, const T* p, int64_t j0, T* dk, T* dv, int64_t ld) {
+  const int64_t N = h.N, Np = padded(N);
+  weighted_rows<T, HD, R>(p + j0, 1, N, h.g, h.g_pitch, N, dv + j0 * ld, ld);
+  weighted_rows<T, HD, R>(t.scores.data() + j0, 1, Np, h.q, h.pitch, N, dk + j0 * ld, ld);
 }
 
 // Images per task. In the expert-sorted layout a token slot's rows of
@@ -366,17 +391,15 @@ void fused_backward(const T* dout, const T* qkv, const T* probs, const TokenLayo
         const T* go = images.out.data() + g * N * D + hh * HD;
         const Head<T> h{q, q + D, q + 2 * D, go, 3 * D, D, N, T(1) / std::sqrt(T(HD))};
         transpose_rows<T, HD>(h.v, h.pitch, N, scratch.transposed.data());
-        std::fill(scratch.dk.begin(), scratch.dk.begin() + N * HD, T(0));
-        std::fill(scratch.dv.begin(), scratch.dv.begin() + N * HD, T(0));
         const T* p = probs + ((b0 + g) * heads + hh) * N * N;
         T* dq = images.d_qkv.data() + offset;
         int64_t i = 0;
         for (; i + kRowBlock <= N; i += kRowBlock) backward_rows<T, HD, kRowBlock>(h, scratch, p, i, dq, 3 * D);
         for (; i < N; ++i) backward_rows<T, HD, 1>(h, scratch, p, i, dq, 3 * D);
-        for (int64_t n = 0; n < N; ++n) {
-          std::copy(scratch.dk.data() + n * HD, scratch.dk.data() + (n + 1) * HD, dq + n * 3 * D + D);
-          std::copy(scratch.dv.data() + n * HD, scratch.dv.data() + (n + 1) * HD, dq + n * 3 * D + 2 * D);
-        }
+        int64_t j = 0;
+        for (; j + kKeyBlock <= N; j += kKeyBlock)
+          key_rows<T, HD, kKeyBlock>(h, scratch, p, j, dq + D, dq + 2 * D, 3 * D);
+        for (; j < N; ++j) key_rows<T, HD, 1>(h, scratch, p, j, dq + D, dq + 2 * D, 3 * D);
       }
     scatter_images(images.d_qkv.data(), layout, 3 * D, b0, count, dqkv);
   });
