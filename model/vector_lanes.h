@@ -57,29 +57,27 @@ typename Lanes<T, L / 2>::type upper_half(typename Lanes<T, L>::type v, std::ind
   return __builtin_shufflevector(v, v, (I + L / 2)...);
 }
 
-// The sum (or maximum) of the L lanes of v by halving: lane l combined with
-// lane l + L/2, then the same on the half, down to one lane. Written as a
-// loop over v's elements (v[l] += v[l + w]), the same pairs went through the
-// stack one scalar at a time, and its scalar stores then vector reloads
-// stalled.
-template <class T, int64_t L>
-T halving_sum(typename Lanes<T, L>::type v) {
+// The L lanes of v combined by halving: combine(lower half, upper half) (lane
+// l with lane l + L/2), then the same on the result, down to one lane.
+// Written as a loop over v's elements (v[l] += v[l + w]), the same pairs went
+// through the stack one scalar at a time, and its scalar stores then vector
+// reloads stalled.
+template <class T, int64_t L, class Combine>
+T halving(typename Lanes<T, L>::type v, Combine combine) {
   if constexpr (L == 1) {
     return v[0];
   } else {
     const auto half = std::make_index_sequence<L / 2>{};
-    return halving_sum<T, L / 2>(lower_half<T, L>(v, half) + upper_half<T, L>(v, half));
+    return halving<T, L / 2>(combine(lower_half<T, L>(v, half), upper_half<T, L>(v, half)), combine);
   }
 }
 template <class T, int64_t L>
+T halving_sum(typename Lanes<T, L>::type v) {
+  return halving<T, L>(v, [](auto low, auto high) { return low + high; });
+}
+template <class T, int64_t L>
 T halving_max(typename Lanes<T, L>::type v) {
-  if constexpr (L == 1) {
-    return v[0];
-  } else {
-    const auto half = std::make_index_sequence<L / 2>{};
-    const auto low = lower_half<T, L>(v, half), high = upper_half<T, L>(v, half);
-    return halving_max<T, L / 2>(low < high ? high : low);  // std::max's choice, lane by lane
-  }
+  return halving<T, L>(v, [](auto low, auto high) { return low < high ? high : low; });  // std::max's choice
 }
 
 // Calls f(i, V{}) for i = begin, begin + L, ... over the whole vectors of
