@@ -13,11 +13,12 @@
 // (values in the backward) transposed and padded to whole vectors. The
 // backward keeps all of a head's dS, then computes dK and dV by blocks of key
 // rows (columns of P and dS weighting the rows of Q and dO), each element
-// summed over the queries in order. They serve head dims 8 and 16 (tiny,
-// batch 128, one thread; the reference's time in brackets: AMD EPYC VM
-// forward 3.1 (4.7) ms, backward 4.4 (5.4) ms before the key rows; Intel Xeon
-// VM, see docs/performance.md); at head dims 32 and 64 (s16, 196 tokens)
-// OpenBLAS's kernels win, so those take the reference.
+// summed over the queries in order. They serve head dims 8 and 16, where they
+// beat the reference (tiny, batch 128, one block, one thread, the reference's
+// time in brackets: forward 3.1 (4.7) ms, backward 4.4 (5.4) ms on an AMD EPYC
+// VM before the key rows; 4.5-4.9 (6.7-7.5) and 6.6-7.0 (7.2-7.9) ms in
+// alternated calls on an Intel Xeon VM after them); at head dims 32 and 64
+// (s16, 196 tokens) OpenBLAS's kernels win, so those take the reference.
 #include <algorithm>
 #include <cmath>
 #include <limits>
