@@ -11,6 +11,11 @@ same e_c and thread count, and each e_c's speed-up over e_c = 1. Then, unless
 --no-torchvision, torchvision's VisionTransformer at the same size (what a
 user would train instead) at each thread count, and the dense step of each
 side at its best thread count: ours at e_c = 1 against torchvision's.
+
+With --rounds R (default 3) the sides run in turn R times, ours, PyTorch's,
+torchvision's, and each row shows the median of its R rounds' step times:
+on a shared machine whose speed drifts by minutes, each side then samples
+the same minutes.
 """
 
 import argparse
@@ -29,6 +34,29 @@ def json_lines(command, env=None):
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
 
+def threads_and_capacity(row):
+    return row["threads"], float(row["capacity"])
+
+
+def median_of_rounds(rounds, key):
+    """One row per key, its ms_per_step the median over the rounds (img/s and
+    GFLOP/s follow it); the other fields from the first round."""
+    by_key = {}
+    for rows in rounds:
+        for r in rows:
+            by_key.setdefault(key(r), []).append(r)
+    merged = []
+    for rows in by_key.values():
+        times = sorted(r["ms_per_step"] for r in rows)
+        row = dict(rows[0], ms_per_step=times[len(times) // 2], rounds=len(rows))
+        scale = rows[0]["ms_per_step"] / row["ms_per_step"]
+        for rate in ("img_per_s", "gflop_per_s"):
+            if rate in row:
+                row[rate] = rows[0][rate] * scale
+        merged.append(row)
+    return merged
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", default=os.path.join(here, "..", "build"))
@@ -39,7 +67,10 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-adamw", action="store_true", help="forward and backward only")
     parser.add_argument("--no-torchvision", action="store_true", help="skip torchvision's VisionTransformer")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every side, in turn (median reported)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
 
     common = ["--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]
     if not args.no_adamw:
@@ -47,15 +78,23 @@ def main():
     # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine
     # spinning workers steal the cores that the other thread needs.
     env = dict(os.environ, OMP_WAIT_POLICY="passive")
-    ours = json_lines([os.path.join(args.build, "bench", "mone-bench-step"), "--json", "--capacities",
-                       args.capacities, "--threads", args.threads] + common, env)
+    mone_step = [os.path.join(args.build, "bench", "mone-bench-step"), "--json", "--capacities", args.capacities,
+                 "--threads", args.threads] + common
     torch_step = [sys.executable, os.path.join(here, "torch_step.py"), "--threads"] + args.threads.split(",") + common
-    theirs = json_lines(torch_step + ["--capacities"] + args.capacities.split(","))
-    vision = [] if args.no_torchvision else json_lines(torch_step + ["--model", "torchvision"])
+    ours_rounds, theirs_rounds, vision_rounds = [], [], []
+    for _ in range(args.rounds):
+        ours_rounds.append(json_lines(mone_step, env))
+        theirs_rounds.append(json_lines(torch_step + ["--capacities"] + args.capacities.split(",")))
+        if not args.no_torchvision:
+            vision_rounds.append(json_lines(torch_step + ["--model", "torchvision"]))
+    ours = median_of_rounds(ours_rounds, threads_and_capacity)
+    theirs = median_of_rounds(theirs_rounds, threads_and_capacity)
+    vision = median_of_rounds(vision_rounds, lambda r: r["threads"])
     torch_rate = {(r["threads"], float(r["capacity"])): r for r in theirs}
 
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.processor() or platform.machine()}, "
-          f"nproc={os.cpu_count()}, batch {args.batch}, median of {args.steps} steps, "
+          f"nproc={os.cpu_count()}, batch {args.batch}, median of {args.rounds} round(s) of the median of "
+          f"{args.steps} steps, "
           f"{'forward+backward' if args.no_adamw else 'forward+backward+AdamW'}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}")
     print(f"{'threads':>7} {'e_c':>5} {'realised':>8} | {'mone ms':>8} {'mone img/s':>10} {'GFLOP/s':>8} "
