@@ -285,7 +285,8 @@ int main(int argc, char** argv) try {
   if (parts) {
     mone::set_thread_count(1);
     const double ceiling = sgemm_ceiling_gflops();
-    std::printf("# OpenBLAS sgemm 768^3, 1 thread, fastest of 21 calls: %.1f GFLOP/s (the ceiling; x threads for more)\n", ceiling);
+    std::printf("# OpenBLAS sgemm 768^3, 1 thread, fastest of 21 calls: %.1f GFLOP/s (the ceiling; x threads for more)\n",
+                ceiling);
     for (int threads : thread_counts) {
       mone::set_thread_count(threads);
       print_parts(preset, config, batch, capacities, threads, warmup, steps, ceiling);
@@ -323,8 +324,7 @@ int main(int argc, char** argv) try {
       if (json) {
         std::printf(
             "{\"impl\":\"mone\",\"optimizer\":\"%s\",\"preset\":\"%s\",\"batch\":%ld,\"threads\":%d,\"capacity\":%g,"
-            "\"realised\":%.4f,"
-            "\"ms_per_step\":%.3f,\"img_per_s\":%.1f,\"gflop_per_s\":%.2f",
+            "\"realised\":%.4f,\"ms_per_step\":%.3f,\"img_per_s\":%.1f,\"gflop_per_s\":%.2f",
             adamw ? "adamw" : "none", preset.c_str(), static_cast<long>(batch), threads, capacities[i],
             plan.realised_capacity, ms, rate, gflops);
         if (busy > 0) std::printf(",\"busy\":%d,\"busy_ms_per_step\":%.3f", busy, busy_ms);

@@ -137,13 +137,9 @@ T padded_max(const T* row, int64_t Np) {
   return halving_max<T, kWide<T>>(acc);
 }
 
-// 0, 1, ..., L - 1: a vector's lane numbers.
-template <class T, int64_t L>
-typename Lanes<T, L>::type lane_numbers() {
-  typename Lanes<T, L>::type v;
-  for (int64_t l = 0; l < L; ++l) v[l] = static_cast<T>(l);
-  return v;
-}
+// 0, 1, ..., 15: the lane numbers of any register here (at most 16 lanes).
+template <class T>
+constexpr T kLaneNumbers[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 // out[r][j] = scale * <a_r, column j of bt> for R rows of a (pitch lda) and
 // columns [j0, j0 + CB L) of bt [HD, Np]; columns N.. Np of out get `pad`.
@@ -156,7 +152,6 @@ template <class T, int64_t HD, int64_t R, int64_t CB>
 void rows_times_column_block(const T* a, int64_t lda, const T* bt, int64_t N, int64_t j0, T scale, T pad, T* out) {
   constexpr int64_t L = kWide<T>;
   using V = typename Lanes<T, L>::type;
-  static const V lanes = lane_numbers<T, L>();
   const int64_t Np = padded(N);
   V acc[R][CB] = {};
   for (int64_t d = 0; d < HD; ++d) {
@@ -171,7 +166,8 @@ void rows_times_column_block(const T* a, int64_t lda, const T* bt, int64_t N, in
     const int64_t j = j0 + c * L;
     for (int64_t r = 0; r < R; ++r) acc[r][c] *= scale;
     if (j + L > N) {
-      const V padding = V{} + pad, columns_left = V{} + static_cast<T>(N - j);
+      static_assert(L <= 16);
+      const V lanes = load<V>(kLaneNumbers<T>), padding = V{} + pad, columns_left = V{} + static_cast<T>(N - j);
       for (int64_t r = 0; r < R; ++r) acc[r][c] = lanes < columns_left ? acc[r][c] : padding;
     }
     for (int64_t r = 0; r < R; ++r) store(out + r * Np + j, acc[r][c]);
