@@ -6,12 +6,16 @@
 #include <string>
 #include <utility>
 
+#include <omp.h>
+
 namespace mone {
 
 namespace {
 // Fixed chunk size of the norm reduction: the chunk boundaries, not the
 // thread count, decide the order of the additions.
 constexpr int64_t kNormChunk = 4096;
+// Below this many values one thread updates them faster than waking others.
+constexpr int64_t kParallelValues = 1 << 14;
 }  // namespace
 
 bool is_decayed(ParamKind kind) { return kind == ParamKind::weight || kind == ParamKind::router_weight; }
@@ -35,17 +39,29 @@ void AdamW::step(float* values, const float* grads, double lr) {
   const double correction2 = 1.0 - std::pow(b2, static_cast<double>(step_count_));
   float* m = m_.data();
   float* v = v_.data();
-  for (const Range& range : ranges_) {
-    const double shrink = range.decayed ? 1.0 - lr * settings_.weight_decay : 1.0;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = range.begin; i < range.end; ++i) {
-      const double g = grads[i];
-      const double m_i = b1 * m[i] + (1.0 - b1) * g;
-      const double v_i = b2 * v[i] + (1.0 - b2) * g * g;
-      m[i] = static_cast<float>(m_i);
-      v[i] = static_cast<float>(v_i);
-      const double update = (double(m[i]) / correction1) / (std::sqrt(double(v[i]) / correction2) + eps);
-      values[i] = static_cast<float>(double(values[i]) * shrink - lr * update);
+  const int64_t numel = static_cast<int64_t>(m_.size());
+  // One parallel region, each thread taking an equal share of all the values
+  // and the parts of the ranges that fall in it: a region per range woke the
+  // threads once per weight or bias (about 80 times per step at tiny), and at
+  // 2 threads those wake-ups cost more than the arithmetic (tiny: 4.2 ms per
+  // step against 0.85 ms on one thread). Each value's update is on its own, so
+  // the split changes no bits.
+#pragma omp parallel if (numel > kParallelValues)
+  {
+    const int64_t threads = omp_get_num_threads(), per = (numel + threads - 1) / threads;
+    const int64_t begin = std::min(numel, omp_get_thread_num() * per), end = std::min(numel, begin + per);
+    for (const Range& range : ranges_) {
+      const double shrink = range.decayed ? 1.0 - lr * settings_.weight_decay : 1.0;
+      const int64_t first = std::max(begin, range.begin), last = std::min(end, range.end);
+      for (int64_t i = first; i < last; ++i) {
+        const double g = grads[i];
+        const double m_i = b1 * m[i] + (1.0 - b1) * g;
+        const double v_i = b2 * v[i] + (1.0 - b2) * g * g;
+        m[i] = static_cast<float>(m_i);
+        v[i] = static_cast<float>(v_i);
+        const double update = (double(m[i]) / correction1) / (std::sqrt(double(v[i]) / correction2) + eps);
+        values[i] = static_cast<float>(double(values[i]) * shrink - lr * update);
+      }
     }
   }
 }

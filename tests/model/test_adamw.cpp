@@ -1,6 +1,8 @@
 // AdamW against hand-computed steps, its weight-decay mask over the real
 // parameter set, and the global gradient norm and clipping.
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -76,6 +78,39 @@ TEST(AdamW, DecaysOnlyWeightsAndTheRouterWeight) {
       ASSERT_FLOAT_EQ(params.values()[i], expected) << info.name << " element " << i - info.offset;
     }
   }
+}
+
+// Enough values for the update to run on the threads (each taking a share of
+// all values, across the weight and bias ranges), against one thread.
+TEST(AdamW, TwoThreadsGiveTheBitsOfOne) {
+  std::vector<ParamInfo> infos;
+  int64_t numel = 0;
+  for (int64_t layer = 0; layer < 3; ++layer) {
+    for (const auto& [numel_of, kind] : {std::pair<int64_t, ParamKind>{10007, ParamKind::weight},
+                                         {37, ParamKind::bias},
+                                         {5, ParamKind::router_weight}}) {
+      infos.push_back({"p" + std::to_string(infos.size()), {numel_of}, numel, numel_of, kind});
+      numel += numel_of;
+    }
+  }
+  std::vector<float> start(numel), grads(numel);
+  for (int64_t i = 0; i < numel; ++i) {
+    start[i] = std::sin(0.37 * double(i));
+    grads[i] = std::cos(0.11 * double(i)) * 1e-2f;
+  }
+  AdamWSettings settings;
+  settings.weight_decay = 0.1;
+  const auto three_steps = [&](int threads) {
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    AdamW adamw(infos, numel, settings);
+    std::vector<float> values = start;
+    for (int step = 0; step < 3; ++step) adamw.step(values.data(), grads.data(), 0.01);
+    omp_set_num_threads(before);
+    return values;
+  };
+  const std::vector<float> one = three_steps(1), two = three_steps(2);
+  for (int64_t i = 0; i < numel; ++i) ASSERT_EQ(one[i], two[i]) << "value " << i;
 }
 
 TEST(AdamW, RestoreRejectsMomentsOfTheWrongSize) {
