@@ -12,6 +12,9 @@ same e_c and thread count, and each e_c's speed-up over e_c = 1. Then, unless
 user would train instead) at each thread count, and the dense step of each
 side at its best thread count: ours at e_c = 1 against torchvision's.
 
+With --chunk-images N our steps run their batch in chunks of N images
+(Model::set_chunk_images; faster on one thread, slower on two).
+
 With --rounds R (default 3) the sides run in turn R times, ours, PyTorch's,
 torchvision's, and each row shows the median of its R rounds' step times:
 on a shared machine whose speed drifts by minutes, each side then samples
@@ -68,9 +71,14 @@ def main():
     parser.add_argument("--no-adamw", action="store_true", help="forward and backward only")
     parser.add_argument("--no-torchvision", action="store_true", help="skip torchvision's VisionTransformer")
     parser.add_argument("--rounds", type=int, default=3, help="runs of every side, in turn (median reported)")
+    parser.add_argument("--chunk-images", type=int, default=0,
+                        help="ours: each step's batch in chunks of this many images (mone-bench-step --chunk-images; "
+                             "0: whole)")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be 1 or more")
+    if args.chunk_images < 0:
+        parser.error("--chunk-images must be 0 or more")
 
     common = ["--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]
     if not args.no_adamw:
@@ -79,7 +87,7 @@ def main():
     # spinning workers steal the cores that the other thread needs.
     env = dict(os.environ, OMP_WAIT_POLICY="passive")
     mone_step = [os.path.join(args.build, "bench", "mone-bench-step"), "--json", "--capacities", args.capacities,
-                 "--threads", args.threads] + common
+                 "--threads", args.threads, "--chunk-images", str(args.chunk_images)] + common
     torch_step = [sys.executable, os.path.join(here, "torch_step.py"), "--threads"] + args.threads.split(",") + common
     ours_rounds, theirs_rounds, vision_rounds = [], [], []
     for _ in range(args.rounds):
@@ -96,6 +104,7 @@ def main():
           f"nproc={os.cpu_count()}, batch {args.batch}, median of {args.rounds} round(s) of the median of "
           f"{args.steps} steps, "
           f"{'forward+backward' if args.no_adamw else 'forward+backward+AdamW'}, "
+          f"{f'ours in chunks of {args.chunk_images} images, ' if 0 < args.chunk_images < args.batch else ''}"
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}")
     print(f"{'threads':>7} {'e_c':>5} {'realised':>8} | {'mone ms':>8} {'mone img/s':>10} {'GFLOP/s':>8} "
           f"{'vs e_c=1':>8} | {'torch ms':>8} {'torch img/s':>11} {'vs e_c=1':>8} | {'mone/torch':>10}")

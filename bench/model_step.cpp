@@ -19,13 +19,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <numeric>
+#include <string>
 #include <vector>
-
-#include <boost/program_options.hpp>
 
 #include "bench/options.h"
 #include "bench/step_parts.h"
@@ -84,6 +84,11 @@ std::vector<std::vector<double>> step_times(mone::Model<float>& model, mone::Ada
       if (s >= warmup) ms[i].push_back(step);
     }
   return ms;
+}
+
+// ", chunks of N" when the step runs in them.
+std::string chunk_label(int64_t batch, int64_t chunk_images) {
+  return chunk_images > 0 && chunk_images < batch ? ", chunks of " + std::to_string(chunk_images) : "";
 }
 
 double median(std::vector<double> v) {
@@ -151,10 +156,14 @@ struct PartsRun {
 
 // Each round runs, for each plan in turn, the Model's step and then the same
 // step over the timed policy (interleaved for the reason of step_times).
-std::vector<PartsRun> run_parts(const mone::ModelConfig& config, int64_t batch,
+std::vector<PartsRun> run_parts(const mone::ModelConfig& config, int64_t batch, int64_t chunk_images,
                                 const std::vector<mone::RoutingPlan>& plans, int64_t warmup, int64_t steps) {
   const Inputs in = random_inputs(config, batch);
   mone::Model<float> model(config, 1);
+  model.set_chunk_images(chunk_images);
+  // The images each pass of the timed step takes, as the Model's step splits them.
+  const int64_t per_pass = chunk_images > 0 ? std::min(chunk_images, batch) : batch;
+  const int64_t image_values = config.image_height * config.image_width * config.channels;
   mone::AdamW optimizer(model.params().infos(), model.params().numel(), mone::AdamWSettings{});
   mone::CpuStepOps<float> cpu(model.params(), model.config(), mone::TokenOrder::expert_sorted, 0.0f);
   mone::Workspace workspace;
@@ -167,17 +176,22 @@ std::vector<PartsRun> run_parts(const mone::ModelConfig& config, int64_t batch,
       mone::TimedStepOps ops(cpu, model.config(), step_totals);
       const auto start = Clock::now();
       mone::timed(step_totals, mone::Part::zeroing, 0, [&] { model.params().zero_grads(); });
-      workspace.reset();
-      WorkspaceArena arena{workspace};
-      mone::plan_step(arena, ops, model.config(), batch, true, acts);
-      mone::step_forward(ops, model.config(), in.images.data(), plans[i], acts);
-      mone::timed(step_totals, mone::Part::loss, 0, [&] {
-        mone::cross_entropy_forward(acts.logits, in.labels.data(), batch, config.classes, acts.class_probs);
-      });
-      mone::step_backward(ops, model.config(), in.labels.data(), acts, {});
+      for (int64_t first = 0; first < batch; first += per_pass) {
+        const int64_t images = std::min(per_pass, batch - first);
+        const int32_t* labels = in.labels.data() + first;
+        workspace.reset();
+        WorkspaceArena arena{workspace};
+        mone::plan_step(arena, ops, model.config(), images, true, acts);
+        mone::step_forward(ops, model.config(), in.images.data() + first * image_values, plans[i], acts);
+        mone::timed(step_totals, mone::Part::loss, 0, [&] {
+          mone::cross_entropy_forward(acts.logits, labels, images, config.classes, acts.class_probs);
+        });
+        cpu.set_loss_batch(images == batch ? 0 : batch);
+        mone::step_backward(ops, model.config(), labels, acts, {});
+        workspace.settle();
+      }
       mone::timed(step_totals, mone::Part::optimizer, 0,
                   [&] { optimizer.step(model.params().values(), model.params().grads(), 1e-3); });
-      workspace.settle();
       if (s < warmup) continue;
       PartsRun& run = runs[i];
       run.step_ms += ms_since(start) / steps;
@@ -194,14 +208,16 @@ std::vector<PartsRun> run_parts(const mone::ModelConfig& config, int64_t batch,
   return runs;
 }
 
-void print_parts(const std::string& preset, const mone::ModelConfig& config, int64_t batch,
+void print_parts(const std::string& preset, const mone::ModelConfig& config, int64_t batch, int64_t chunk_images,
                  const std::vector<double>& capacities, int threads, int64_t warmup, int64_t steps, double ceiling) {
   std::vector<mone::RoutingPlan> plans;
   for (double capacity : capacities) plans.push_back(plan_routing(config, capacity));
-  const std::vector<PartsRun> runs = run_parts(config, batch, plans, warmup, steps);
-  std::printf("\n# %s, batch %ld, %d thread(s), forward + backward + AdamW; ms and GFLOP per step (mean of %ld "
-              "steps after %ld), 2 FLOP per multiply-add\n",
-              preset.c_str(), static_cast<long>(batch), threads, static_cast<long>(steps), static_cast<long>(warmup));
+  const std::vector<PartsRun> runs = run_parts(config, batch, chunk_images, plans, warmup, steps);
+  std::printf(
+      "\n# %s, batch %ld%s, %d thread(s), forward + backward + AdamW; ms and GFLOP per step (mean of %ld "
+      "steps after %ld), 2 FLOP per multiply-add\n",
+      preset.c_str(), static_cast<long>(batch), chunk_label(batch, chunk_images).c_str(), threads,
+      static_cast<long>(steps), static_cast<long>(warmup));
   std::printf("%-24s", "part");
   for (double c : capacities) std::printf(" | e_c %-4g %7s %6s %7s", c, "ms", "GFLOP", "GFLOP/s");
   std::printf("\n");
@@ -257,13 +273,15 @@ void print_parts(const std::string& preset, const mone::ModelConfig& config, int
 int main(int argc, char** argv) try {
   mone::restart_with_passive_openmp_wait(argv);  // as `mone` runs (model/model.h)
   std::string preset, capacities_text, threads_text;
-  int64_t batch, steps, warmup;
+  int64_t batch, steps, warmup, chunk_images;
   int busy = 0, busy_nice = 10;
   bool json = false, adamw = false, parts = false;
   po::options_description options("mone-bench-step: CPU training-step throughput");
   options.add_options()("help", "show this help")("preset", po::value(&preset)->default_value("tiny"),
                                                   "model preset (tiny, s16, b16)")(
       "batch", po::value(&batch)->default_value(128), "images per step")(
+      "chunk-images", po::value(&chunk_images)->default_value(0),
+      "run each step's batch in chunks of this many images (0: whole; Model::set_chunk_images)")(
       "capacities", po::value(&capacities_text)->default_value("1,0.5,0.3"),
       "effective capacities e_c (first: the reference of the ratios)")(
       "threads", po::value(&threads_text)->default_value("1,2"), "thread counts")(
@@ -280,6 +298,7 @@ int main(int argc, char** argv) try {
   const auto thread_counts = mone::parse_list<int>(threads_text, "threads");
   if (batch <= 0 || steps <= 0 || warmup < 0) throw po::error("--batch and --steps must be positive");
   if (busy < 0) throw po::error("--busy must be 0 or more");
+  if (chunk_images < 0) throw po::error("--chunk-images must be 0 or more");
 
   const mone::ModelConfig config = mone::preset_config(preset);
   if (parts) {
@@ -289,13 +308,16 @@ int main(int argc, char** argv) try {
                 ceiling);
     for (int threads : thread_counts) {
       mone::set_thread_count(threads);
-      print_parts(preset, config, batch, capacities, threads, warmup, steps, ceiling);
+      print_parts(preset, config, batch, chunk_images, capacities, threads, warmup, steps, ceiling);
     }
     return 0;
   }
 
   const Inputs in = random_inputs(config, batch);
   if (!json) {
+    if (!chunk_label(batch, chunk_images).empty())
+      std::printf("# %s, batch %ld%s\n", preset.c_str(), static_cast<long>(batch),
+                  chunk_label(batch, chunk_images).c_str());
     std::printf("%-8s %7s %6s %9s %9s %10s %10s %9s", "impl", "threads", "e_c", "realised", "ms/step", "img/s",
                 "GFLOP/s", "vs e_c=1");
     if (busy > 0) std::printf(" %10s %9s", "busy ms", "slowdown");
@@ -306,6 +328,7 @@ int main(int argc, char** argv) try {
   for (int threads : thread_counts) {
     mone::set_thread_count(threads);
     mone::Model<float> model(config, 1);
+    model.set_chunk_images(chunk_images);
     mone::AdamW optimizer(model.params().infos(), model.params().numel(), mone::AdamWSettings{});
     const auto quiet = step_times(model, optimizer, in, batch, plans, adamw, warmup, steps);
     std::vector<std::vector<double>> beside_busy;
@@ -323,10 +346,11 @@ int main(int argc, char** argv) try {
       if (dense_rate == 0) dense_rate = rate;
       if (json) {
         std::printf(
-            "{\"impl\":\"mone\",\"optimizer\":\"%s\",\"preset\":\"%s\",\"batch\":%ld,\"threads\":%d,\"capacity\":%g,"
+            "{\"impl\":\"mone\",\"optimizer\":\"%s\",\"preset\":\"%s\",\"batch\":%ld,\"chunk_images\":%ld,"
+            "\"threads\":%d,\"capacity\":%g,"
             "\"realised\":%.4f,\"ms_per_step\":%.3f,\"img_per_s\":%.1f,\"gflop_per_s\":%.2f",
-            adamw ? "adamw" : "none", preset.c_str(), static_cast<long>(batch), threads, capacities[i],
-            plan.realised_capacity, ms, rate, gflops);
+            adamw ? "adamw" : "none", preset.c_str(), static_cast<long>(batch), static_cast<long>(chunk_images),
+            threads, capacities[i], plan.realised_capacity, ms, rate, gflops);
         if (busy > 0) std::printf(",\"busy\":%d,\"busy_ms_per_step\":%.3f", busy, busy_ms);
         std::printf("}\n");
       } else {

@@ -44,8 +44,10 @@ template <class T>
 Model<T>::Model(Model&&) noexcept = default;
 
 template <class T>
-void Model<T>::forward_pass(const T* images, int64_t batch, const RoutingPlan& plan, bool with_backward) {
+void Model<T>::forward_pass(const T* images, int64_t first, int64_t batch, const RoutingPlan& plan,
+                            bool with_backward) {
   workspace_.reset();
+  whole_batch_ = false;
   CpuStepOps<T> ops(params_, config_, order_, label_smoothing_);
   WorkspaceArena arena{workspace_};
   routing_.plan = plan;
@@ -58,7 +60,7 @@ void Model<T>::forward_pass(const T* images, int64_t batch, const RoutingPlan& p
   }
   plan_step(arena, ops, config_, batch, with_backward, *acts_);
   if (config_.router == Router::random) {
-    if (static_cast<int64_t>(random_routing_samples_.size()) < batch)
+    if (static_cast<int64_t>(random_routing_samples_.size()) < first + batch)
       throw std::logic_error("Model: the random router needs set_random_routing before each pass");
     // One uniform per token, the same for every expert: EPR then hands out
     // the tokens in that order, a random permutation of the image's tokens.
@@ -66,7 +68,7 @@ void Model<T>::forward_pass(const T* images, int64_t batch, const RoutingPlan& p
     random_routing_scores_.resize(static_cast<size_t>(batch * N * E));
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t n = 0; n < N; ++n) {
-        const auto index = static_cast<uint64_t>(random_routing_samples_[b] * N + n);
+        const auto index = static_cast<uint64_t>(random_routing_samples_[first + b] * N + n);
         const T score = static_cast<T>(random_uniform(random_routing_key_, kRandomRouterStream, index));
         std::fill_n(random_routing_scores_.data() + (b * N + n) * E, E, score);
       }
@@ -81,17 +83,19 @@ void Model<T>::forward_pass(const T* images, int64_t batch, const RoutingPlan& p
 
 template <class T>
 const T* Model<T>::router_probs() const {
+  if (whole_batch_) return batch_router_probs_.data();
   return config_.is_vmoe() ? vmoe_acts_->router_probs : acts_->router_probs;
 }
 
 template <class T>
 const T* Model<T>::logits() const {
+  if (whole_batch_) return batch_logits_.data();
   return config_.is_vmoe() ? vmoe_acts_->logits : acts_->logits;
 }
 
 template <class T>
 const T* Model<T>::forward(const T* images, int64_t batch, const RoutingPlan& plan) {
-  forward_pass(images, batch, plan, false);
+  forward_pass(images, 0, batch, plan, false);
   workspace_.settle();
   return logits();
 }
@@ -99,8 +103,49 @@ const T* Model<T>::forward(const T* images, int64_t batch, const RoutingPlan& pl
 template <class T>
 T Model<T>::forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan,
                              DistillationLoss<T>* distillation) {
-  forward_pass(images, batch, plan, true);
+  if (config_.is_vmoe() || chunk_images_ <= 0 || batch <= chunk_images_)
+    return pass_backward(images, labels, 0, batch, batch, plan, distillation, gradient_ready_);
+  const int64_t image_values = config_.image_height * config_.image_width * config_.channels;
+  const int64_t C = config_.classes, NE = config_.tokens() * config_.experts;
+  batch_logits_.resize(static_cast<size_t>(batch * C));
+  batch_router_probs_.resize(static_cast<size_t>(batch * NE));
+  Routing whole;
+  whole.plan = plan;
+  T loss = 0;
+  for (int64_t first = 0; first < batch; first += chunk_images_) {
+    const int64_t images_here = std::min(chunk_images_, batch - first);
+    const bool last = first + images_here == batch;
+    DistillationLoss<T> slice;  // the teacher's logits of these images
+    if (distillation) {
+      slice = *distillation;
+      slice.teacher_logits += first * C;
+    }
+    loss += pass_backward(images + first * image_values, labels + first, first, images_here, batch, plan,
+                          distillation ? &slice : nullptr, last ? gradient_ready_ : GradientReady{});
+    std::copy_n(acts_->logits, images_here * C, batch_logits_.data() + first * C);
+    std::copy_n(acts_->router_probs, images_here * NE, batch_router_probs_.data() + first * NE);
+    const int64_t row0 = first * config_.tokens();
+    whole.expert_of_token.insert(whole.expert_of_token.end(), routing_.expert_of_token.begin(),
+                                 routing_.expert_of_token.end());
+    for (const int32_t source : routing_.source_of_row)
+      whole.source_of_row.push_back(static_cast<int32_t>(source + row0));
+    for (ExpertGroup g : routing_.groups) {
+      g.row_begin += row0;
+      whole.groups.push_back(g);
+    }
+  }
+  routing_ = std::move(whole);
+  whole_batch_ = true;
+  return loss;
+}
+
+template <class T>
+T Model<T>::pass_backward(const T* images, const int32_t* labels, int64_t first, int64_t batch, int64_t loss_batch,
+                          const RoutingPlan& plan, DistillationLoss<T>* distillation, const GradientReady& ready) {
+  forward_pass(images, first, batch, plan, true);
   CpuStepOps<T> ops(params_, config_, order_, label_smoothing_);
+  // This pass's share of the mean over loss_batch images.
+  const T share = T(batch) / T(loss_batch);
   // The classification loss, or the distillation loss of a student pass.
   const auto class_loss = [&](const T* logits, T* class_probs) {
     const T cross_entropy = cross_entropy_forward(logits, labels, batch, config_.classes, class_probs, label_smoothing_);
@@ -115,9 +160,10 @@ T Model<T>::forward_backward(const T* images, const int32_t* labels, int64_t bat
   };
   if (!config_.is_vmoe()) {
     const T loss = class_loss(acts_->logits, acts_->class_probs);
-    step_backward(ops, config_, labels, *acts_, gradient_ready_);
+    if (loss_batch != batch) ops.set_loss_batch(loss_batch);
+    step_backward(ops, config_, labels, *acts_, ready);
     workspace_.settle();
-    return loss;
+    return loss_batch == batch ? loss : loss * share;
   }
   auto& a = *vmoe_acts_;
   T loss = class_loss(a.logits, a.class_probs);
@@ -127,7 +173,7 @@ T Model<T>::forward_backward(const T* images, const int32_t* labels, int64_t bat
     loss += router_loss_weight_ * superclass_loss_forward(a.router_probs, superclass.data(), batch, config_.experts);
   }
   vmoe_step_backward(ops, config_, labels, superclass.empty() ? nullptr : superclass.data(), router_loss_weight_, a,
-                     gradient_ready_);
+                     ready);
   workspace_.settle();
   return loss;
 }

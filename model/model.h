@@ -61,7 +61,10 @@ class Model {
   // workspace, valid until the next call).
   const T* forward(const T* images, int64_t batch, const RoutingPlan& plan);
   // Forward and backward; parameter gradients accumulate into params().grads()
-  // (the caller zeroes them). Returns the mean cross-entropy over the batch
+  // (the caller zeroes them). With a chunk size set (set_chunk_images) a
+  // larger MoNE batch runs as chunks of images one after the other, each
+  // one's gradients added into params().grads() and its loss its share of the
+  // whole batch's mean. Returns the mean cross-entropy over the batch
   // (label-smoothed when set), plus for V-MoE the weighted super-class loss
   // when set. With `distillation` the pass learns from its teacher logits
   // instead: label_weight times that cross-entropy plus kl_weight times the
@@ -69,8 +72,21 @@ class Model {
   T forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan,
                      DistillationLoss<T>* distillation = nullptr);
 
+  // forward_backward over at most this many images at a time (0, the
+  // default: the whole batch at once). The same batch gives the same loss and
+  // gradients up to float rounding (each image's forward is its own; the
+  // gradients are summed chunk by chunk), and the same bits for a given chunk
+  // size at any thread count. It pays on one thread, where a chunk's
+  // activations stay in the caches from one op to the next (tiny: a workspace
+  // of 27 MB for 16 images against 219 MB for 128; docs/performance.md); on
+  // more threads the extra parallel regions cost more than that saves. V-MoE
+  // passes are not chunked.
+  void set_chunk_images(int64_t images) { chunk_images_ = images; }
+  int64_t chunk_images() const { return chunk_images_; }
+
   // During forward_backward, the hook hears of each gradient range as it
-  // becomes final (model/step.h, GradientReady).
+  // becomes final (model/step.h, GradientReady); in chunks, during the
+  // last one's backward.
   using GradientReady = mone::GradientReady;
   void set_gradient_ready(GradientReady callback) { gradient_ready_ = std::move(callback); }
 
@@ -84,7 +100,10 @@ class Model {
     random_routing_samples_ = samples;
   }
 
-  const Routing& routing() const { return routing_; }  // of the last pass
+  // Of the last pass. After a pass in chunks: the whole batch's, the
+  // stored layout being the chunks' layouts one after the other
+  // (source_of_row and groups count rows from the batch's start).
+  const Routing& routing() const { return routing_; }
   const T* logits() const;
   // Router softmax of the last pass: MoNE [B*N, E] in the original token
   // order, V-MoE [B, E] (owned by the workspace, valid until the next call).
@@ -95,8 +114,13 @@ class Model {
   struct Activations;
   struct VmoeActivations;
   // Resets the workspace and runs the forward pass (planning the backward's
-  // buffers too when it will follow).
-  void forward_pass(const T* images, int64_t batch, const RoutingPlan& plan, bool with_backward);
+  // buffers too when it will follow) of images [first, first + batch) of the
+  // caller's batch (first: the random router's samples).
+  void forward_pass(const T* images, int64_t first, int64_t batch, const RoutingPlan& plan, bool with_backward);
+  // forward_pass and the backward of those images, the loss the mean over
+  // loss_batch images; returns their share of it.
+  T pass_backward(const T* images, const int32_t* labels, int64_t first, int64_t batch, int64_t loss_batch,
+                  const RoutingPlan& plan, DistillationLoss<T>* distillation, const GradientReady& ready);
 
   ModelConfig config_;
   ParameterSet<T> params_;
@@ -112,6 +136,11 @@ class Model {
   std::unique_ptr<Activations> acts_;  // views into workspace_, rebuilt each pass
   std::unique_ptr<VmoeActivations> vmoe_acts_;
   GradientReady gradient_ready_;
+  int64_t chunk_images_ = 0;
+  // The whole batch's logits and router probabilities after a pass in
+  // chunks (whole_batch_ then true; the workspace holds the last one's).
+  bool whole_batch_ = false;
+  std::vector<T> batch_logits_, batch_router_probs_;
 };
 
 // Threads for BLAS and the element-wise loops. The default is the cores this

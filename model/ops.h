@@ -248,10 +248,11 @@ void mean_pool_backward(const T* dout, const TokenLayout& layout, int64_t D, T* 
 template <class T>
 T cross_entropy_forward(const T* logits, const int32_t* labels, int64_t B, int64_t C, T* probs,
                         T label_smoothing = T(0));
-// dlogits = (probs - q) / B (assigned).
+// dlogits = (probs - q) / mean_over (assigned). mean_over is the batch the
+// loss is the mean over when these B rows are one chunk of it (0: B).
 template <class T>
 void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, int64_t C, T* dlogits,
-                            T label_smoothing = T(0));
+                            T label_smoothing = T(0), int64_t mean_over = 0);
 
 // ---- in-place distillation (method page, "In-place distillation"): the
 // student's logits z learn from the teacher's logits t (detached) at
@@ -261,10 +262,11 @@ void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, in
 template <class T>
 T distillation_forward(const T* logits, const T* teacher_logits, int64_t B, int64_t C, T temperature, T* soft,
                        T* teacher_soft);
-// dlogits += weight * tau (soft - teacher_soft) / B: the gradient of weight
-// times the returned loss (the tau^2 keeps its scale independent of tau).
+// dlogits += weight * tau (soft - teacher_soft) / mean_over (0: B, as for
+// cross_entropy_backward): the gradient of weight times the returned loss
+// (the tau^2 keeps its scale independent of tau).
 template <class T>
 void distillation_backward(const T* soft, const T* teacher_soft, int64_t B, int64_t C, T temperature, T weight,
-                           T* dlogits);
+                           T* dlogits, int64_t mean_over = 0);
 
 }  // namespace mone

@@ -162,13 +162,14 @@ T cross_entropy_forward(const T* logits, const int32_t* labels, int64_t B, int64
 }
 
 template <class T>
-void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, int64_t C, T* dlogits,
-                            T label_smoothing) {
+void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, int64_t C, T* dlogits, T label_smoothing,
+                            int64_t mean_over) {
   const T spread = label_smoothing / T(C);
+  const T batch = T(mean_over > 0 ? mean_over : B);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t c = 0; c < C; ++c) {
       const T target = (c == labels[b] ? T(1) - label_smoothing : T(0)) + spread;
-      dlogits[b * C + c] = (probs[b * C + c] - target) / T(B);
+      dlogits[b * C + c] = (probs[b * C + c] - target) / batch;
     }
 }
 
@@ -204,8 +205,8 @@ T distillation_forward(const T* logits, const T* teacher_logits, int64_t B, int6
 
 template <class T>
 void distillation_backward(const T* soft, const T* teacher_soft, int64_t B, int64_t C, T temperature, T weight,
-                           T* dlogits) {
-  const T scale = weight * temperature / T(B);
+                           T* dlogits, int64_t mean_over) {
+  const T scale = weight * temperature / T(mean_over > 0 ? mean_over : B);
   for (int64_t i = 0; i < B * C; ++i) dlogits[i] += scale * (soft[i] - teacher_soft[i]);
 }
 
@@ -214,20 +215,20 @@ void add_inplace(T* x, const T* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
-#define MONE_INSTANTIATE(T)                                                                                     \
-  template void position_embed_forward<T>(T*, const T*, int64_t, int64_t, int64_t);                             \
-  template void position_embed_backward<T>(const T*, int64_t, int64_t, int64_t, T*);                            \
-  template void gelu_forward<T>(const T*, int64_t, T*, Gelu);                                                   \
-  template void gelu_backward<T>(const T*, const T*, int64_t, T*, Gelu);                                        \
-  template void add_inplace<T>(T*, const T*, int64_t);                                              \
-  template T distillation_forward<T>(const T*, const T*, int64_t, int64_t, T, T*, T*);                           \
-  template void distillation_backward<T>(const T*, const T*, int64_t, int64_t, T, T, T*);                        \
-  template void scaled_residual_forward<T>(const T*, const T*, const T*, T, int64_t, int64_t, T*);              \
-  template void scaled_residual_backward<T>(const T*, const T*, const T*, T, int64_t, int64_t, T*, T*, T*);     \
-  template void mean_pool_forward<T>(const T*, const TokenLayout&, int64_t, T*);                                \
-  template void mean_pool_backward<T>(const T*, const TokenLayout&, int64_t, T*);                               \
-  template T cross_entropy_forward<T>(const T*, const int32_t*, int64_t, int64_t, T*, T);                       \
-  template void cross_entropy_backward<T>(const T*, const int32_t*, int64_t, int64_t, T*, T);
+#define MONE_INSTANTIATE(T)                                                                                 \
+  template void position_embed_forward<T>(T*, const T*, int64_t, int64_t, int64_t);                         \
+  template void position_embed_backward<T>(const T*, int64_t, int64_t, int64_t, T*);                        \
+  template void gelu_forward<T>(const T*, int64_t, T*, Gelu);                                               \
+  template void gelu_backward<T>(const T*, const T*, int64_t, T*, Gelu);                                    \
+  template void add_inplace<T>(T*, const T*, int64_t);                                                      \
+  template T distillation_forward<T>(const T*, const T*, int64_t, int64_t, T, T*, T*);                      \
+  template void distillation_backward<T>(const T*, const T*, int64_t, int64_t, T, T, T*, int64_t);          \
+  template void scaled_residual_forward<T>(const T*, const T*, const T*, T, int64_t, int64_t, T*);          \
+  template void scaled_residual_backward<T>(const T*, const T*, const T*, T, int64_t, int64_t, T*, T*, T*); \
+  template void mean_pool_forward<T>(const T*, const TokenLayout&, int64_t, T*);                            \
+  template void mean_pool_backward<T>(const T*, const TokenLayout&, int64_t, T*);                           \
+  template T cross_entropy_forward<T>(const T*, const int32_t*, int64_t, int64_t, T*, T);                   \
+  template void cross_entropy_backward<T>(const T*, const int32_t*, int64_t, int64_t, T*, T, int64_t);
 MONE_INSTANTIATE(float)
 MONE_INSTANTIATE(double)
 #undef MONE_INSTANTIATE

@@ -64,6 +64,9 @@ class CpuStepOps {
   void set_routing_scores(const T* scores) { routing_scores_ = scores; }
   // The pass learns from a teacher (null: from the labels alone).
   void set_distillation(const DistillationLoss<T>* distillation) { distillation_ = distillation; }
+  // The pass is one chunk of a batch of this many images, the loss the
+  // mean over all of them (0: over the pass's own).
+  void set_loss_batch(int64_t images) { loss_batch_ = images; }
 
   // The MLP's fc1 + GELU and its backward, with the config's GELU.
   void nested_in_gelu_forward(const T* x, int64_t ldx, const std::vector<ExpertGroup>& groups, const T* W, const T* b,
@@ -79,11 +82,11 @@ class CpuStepOps {
   // The loss's gradient at the logits (assigned).
   void cross_entropy_backward(const T* probs, const int32_t* labels, int64_t B, int64_t C, T* dlogits,
                               T label_smoothing) const {
-    ::mone::cross_entropy_backward(probs, labels, B, C, dlogits, label_smoothing);
+    ::mone::cross_entropy_backward(probs, labels, B, C, dlogits, label_smoothing, loss_batch_);
     if (!distillation_) return;
     for (int64_t i = 0; i < B * C; ++i) dlogits[i] *= distillation_->label_weight;
     distillation_backward(distillation_->soft.data(), distillation_->teacher_soft.data(), B, C,
-                          distillation_->temperature, distillation_->kl_weight, dlogits);
+                          distillation_->temperature, distillation_->kl_weight, dlogits, loss_batch_);
   }
 
   MONE_HOST_STEP_OP(patchify)
@@ -172,6 +175,7 @@ class CpuStepOps {
   TokenOrder order_;
   T label_smoothing_;
   const DistillationLoss<T>* distillation_ = nullptr;
+  int64_t loss_batch_ = 0;
   const T* routing_scores_ = nullptr;
 };
 

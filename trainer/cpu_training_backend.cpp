@@ -19,6 +19,7 @@ class CpuTrainingBackend : public TrainingBackend {
                    AdamWSettings{0.9, 0.999, 1e-8, options.weight_decay}),
         buckets_(host, model_.params().grads(), model_.params().numel(), bucket_options(options)) {
     model_.set_label_smoothing(options.label_smoothing);
+    model_.set_chunk_images(options.chunk_images);
     if (config.is_vmoe()) model_.set_superclasses(options.superclass_of_class, options.router_loss_weight);
     model_.set_gradient_ready([this](int64_t begin, int64_t end) { gradients_ready(begin, end); });
     distillation_.temperature = static_cast<float>(options.distill_temperature);

@@ -110,6 +110,8 @@ void check_train_options(const TrainOptions& o) {
   require(o.accumulate > 0, "accumulate", "must be positive");
   require(o.batch % o.accumulate == 0, "accumulate",
           std::to_string(o.accumulate) + " does not divide --batch " + std::to_string(o.batch));
+  require(o.chunk_images >= 0, "chunk-images", "must be 0 (the whole micro-step at once) or positive");
+  require(o.device == "cpu" || o.chunk_images == 0, "chunk-images", "is for --device cpu only");
   require(o.lr > 0, "lr", "must be positive");
   require(o.min_lr >= 0 && o.min_lr <= o.lr, "min-lr", "must be in [0, --lr]");
   require(o.warmup >= 0, "warmup", "must be >= 0");

@@ -33,6 +33,7 @@ struct TrainOptions {
   int64_t steps = 1000;
   int64_t batch = 128;      // global batch of one optimizer step
   int64_t accumulate = 1;   // micro-steps per optimizer step (batch must divide)
+  int64_t chunk_images = 0;  // cpu: images per forward/backward pass within a rank's micro-step (0: all)
   double lr = 1e-3;
   double min_lr = 1e-5;
   int64_t warmup = 100;     // steps

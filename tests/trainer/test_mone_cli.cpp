@@ -83,6 +83,8 @@ TEST(MoneCli, ErrorsNameTheOption) {
   expect_usage_error(with(base, {"--progress", "fancy"}), "--progress");
   expect_usage_error(with(base, {"--eval-capacities", "0.5,x"}), "--eval-capacities");
   expect_usage_error(with(base, {"--accumulate", "3"}), "--accumulate");
+  expect_usage_error(with(base, {"--chunk-images", "-1"}), "--chunk-images: must be 0");
+  expect_usage_error(with(base, {"--chunk-images", "4", "--device", "cuda"}), "--chunk-images: is for --device cpu");
   expect_usage_error(with(base, {"--dim", "30"}), "dim");
   expect_usage_error(with(base, {"--device", "gpu"}), "--device: must be cpu or cuda, got 'gpu'");
   expect_usage_error(with(base, {"--precision", "fp16"}), "--precision: must be bf16 or fp32, got 'fp16'");

@@ -2,8 +2,8 @@
 // uninterrupted run bit for bit; --resume auto skips a broken newest
 // checkpoint; a process killed while writing a checkpoint leaves the
 // previous one to resume from; a different model or architecture is
-// refused; a diverging run stops cleanly. Bitwise resume holds for MoNE and
-// for Mobile V-MoE.
+// refused; a diverging run stops cleanly. Bitwise resume holds for MoNE (also
+// in chunks of images) and for Mobile V-MoE.
 #include <signal.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -92,6 +92,15 @@ TEST(Resume, RandomRouterStoppedAndResumedEqualsUninterrupted) {
   expect_stopped_and_resumed_equals_uninterrupted(fixture, [](const testing::TrainerFixture& f, const std::string& dir) {
     return with(small_run(f, dir), {"--router", "random"});
   });
+}
+
+// Batch 16 in chunks of 6 images (6 + 6 + 4): the chunked pass resumes bit for bit too.
+TEST(Resume, ChunkedPassesStoppedAndResumedEqualsUninterrupted) {
+  testing::TrainerFixture fixture;
+  expect_stopped_and_resumed_equals_uninterrupted(fixture,
+                                                  [](const testing::TrainerFixture& f, const std::string& dir) {
+                                                    return with(small_run(f, dir), {"--chunk-images", "6"});
+                                                  });
 }
 
 TEST(Resume, AutoSkipsABrokenNewestCheckpoint) {
