@@ -62,9 +62,9 @@ class Model {
   const T* forward(const T* images, int64_t batch, const RoutingPlan& plan);
   // Forward and backward; parameter gradients accumulate into params().grads()
   // (the caller zeroes them). With a chunk size set (set_chunk_images) a
-  // larger MoNE batch runs as chunks of images one after the other, each
-  // one's gradients added into params().grads() and its loss its share of the
-  // whole batch's mean. Returns the mean cross-entropy over the batch
+  // larger MoNE batch runs in chunks of images, their gradients added into
+  // params().grads() and each one's loss its share of the whole batch's
+  // mean. Returns the mean cross-entropy over the batch
   // (label-smoothed when set), plus for V-MoE the weighted super-class loss
   // when set. With `distillation` the pass learns from its teacher logits
   // instead: label_weight times that cross-entropy plus kl_weight times the
@@ -73,20 +73,24 @@ class Model {
                      DistillationLoss<T>* distillation = nullptr);
 
   // forward_backward over at most this many images at a time (0, the
-  // default: the whole batch at once). The same batch gives the same loss and
-  // gradients up to float rounding (each image's forward is its own; the
-  // gradients are summed chunk by chunk), and the same bits for a given chunk
-  // size at any thread count. It pays on one thread, where a chunk's
-  // activations stay in the caches from one op to the next (tiny: a workspace
-  // of 27 MB for 16 images against 219 MB for 128; docs/performance.md); on
-  // more threads the extra parallel regions cost more than that saves. V-MoE
-  // passes are not chunked.
+  // default: the whole batch at once). The chunks run one per thread, as
+  // many at once as there are threads, each with its ops on its own thread
+  // and into its own gradient buffer; the buffers are then added to
+  // params().grads() in chunk order. The same batch gives the same loss and
+  // gradients up to float rounding (each image's forward is its own), and the
+  // bits depend on the chunk size, not on the thread count. A chunk's
+  // activations stay in the caches from one op to the next (tiny: a
+  // workspace of 27 MB for 16 images against 219 MB for 128), and no thread
+  // waits for another inside a chunk: tiny's step 6-21% faster on one
+  // thread, 26-32% on two (docs/performance.md, "Eighth pass"). Memory: a
+  // workspace per thread and a gradient buffer per chunk. V-MoE passes are
+  // not chunked.
   void set_chunk_images(int64_t images) { chunk_images_ = images; }
   int64_t chunk_images() const { return chunk_images_; }
 
   // During forward_backward, the hook hears of each gradient range as it
-  // becomes final (model/step.h, GradientReady); in chunks, during the
-  // last one's backward.
+  // becomes final (model/step.h, GradientReady); in chunks, of the whole
+  // buffer once, when all chunks are added.
   using GradientReady = mone::GradientReady;
   void set_gradient_ready(GradientReady callback) { gradient_ready_ = std::move(callback); }
 
@@ -108,19 +112,25 @@ class Model {
   // Router softmax of the last pass: MoNE [B*N, E] in the original token
   // order, V-MoE [B, E] (owned by the workspace, valid until the next call).
   const T* router_probs() const;
-  const Workspace& workspace() const { return workspace_; }
+  const Workspace& workspace() const;  // of a whole batch's pass
 
  private:
   struct Activations;
   struct VmoeActivations;
-  // Resets the workspace and runs the forward pass (planning the backward's
-  // buffers too when it will follow) of images [first, first + batch) of the
-  // caller's batch (first: the random router's samples).
-  void forward_pass(const T* images, int64_t first, int64_t batch, const RoutingPlan& plan, bool with_backward);
-  // forward_pass and the backward of those images, the loss the mean over
-  // loss_batch images; returns their share of it.
-  T pass_backward(const T* images, const int32_t* labels, int64_t first, int64_t batch, int64_t loss_batch,
-                  const RoutingPlan& plan, DistillationLoss<T>* distillation, const GradientReady& ready);
+  struct Lane;
+  // Resets the lane's workspace and runs the forward pass (planning the
+  // backward's buffers too when it will follow) of images [first, first +
+  // batch) of the caller's batch (first: the random router's samples).
+  void forward_pass(Lane& lane, Routing& routing, const T* images, int64_t first, int64_t batch,
+                    const RoutingPlan& plan, bool with_backward);
+  // forward_pass and the backward of those images into `gradients` (of
+  // params()'s layout), the loss the mean over loss_batch images; returns
+  // their share of it.
+  T pass_backward(Lane& lane, Routing& routing, const T* images, const int32_t* labels, int64_t first, int64_t batch,
+                  int64_t loss_batch, const RoutingPlan& plan, DistillationLoss<T>* distillation,
+                  const GradientReady& ready, T* gradients);
+  T chunked_forward_backward(const T* images, const int32_t* labels, int64_t batch, const RoutingPlan& plan,
+                             DistillationLoss<T>* distillation);
 
   ModelConfig config_;
   ParameterSet<T> params_;
@@ -130,15 +140,15 @@ class Model {
   T router_loss_weight_ = T(0);
   uint64_t random_routing_key_ = 0;
   std::vector<int64_t> random_routing_samples_;
-  std::vector<T> random_routing_scores_;  // [B, N, E]
   Routing routing_;
-  Workspace workspace_;
-  std::unique_ptr<Activations> acts_;  // views into workspace_, rebuilt each pass
-  std::unique_ptr<VmoeActivations> vmoe_acts_;
+  std::unique_ptr<Lane> lane_;  // a whole batch's pass
+  std::unique_ptr<VmoeActivations> vmoe_acts_;  // in lane_'s workspace
   GradientReady gradient_ready_;
   int64_t chunk_images_ = 0;
-  // The whole batch's logits and router probabilities after a pass in
-  // chunks (whole_batch_ then true; the workspace holds the last one's).
+  std::vector<std::unique_ptr<Lane>> chunk_lanes_;  // one per thread
+  std::vector<T> chunk_gradients_;  // [chunks, params().numel()]
+  // The whole batch's logits and router probabilities after a pass in chunks
+  // (whole_batch_ then true).
   bool whole_batch_ = false;
   std::vector<T> batch_logits_, batch_router_probs_;
 };

@@ -55,7 +55,12 @@ class CpuStepOps {
   const T* weight(const std::string& name) const { return params_.value(name); }
   const T* exact(const std::string& name) const { return params_.value(name); }
   T scalar(const std::string& name) const { return *params_.value(name); }
-  T* grad(const std::string& name) const { return params_.grad(name); }
+  // Into the parameters' gradients, or into the buffer of set_gradients (of
+  // the same layout).
+  T* grad(const std::string& name) const {
+    return gradients_ ? gradients_ + params_.info(name).offset : params_.grad(name);
+  }
+  void set_gradients(T* gradients) { gradients_ = gradients == params_.grads() ? nullptr : gradients; }
   int64_t offset(const std::string& name) const { return params_.info(name).offset; }
   int64_t gradient_numel() const { return params_.numel(); }
   T label_smoothing() const { return label_smoothing_; }
@@ -176,6 +181,7 @@ class CpuStepOps {
   T label_smoothing_;
   const DistillationLoss<T>* distillation_ = nullptr;
   int64_t loss_batch_ = 0;
+  T* gradients_ = nullptr;
   const T* routing_scores_ = nullptr;
 };
 

@@ -76,10 +76,10 @@ void define_train_options(OptionTable& table, TrainOptions& o) {
   table.add("batch", &o.batch, "global batch per optimizer step");
   table.add("accumulate", &o.accumulate, "micro-steps per optimizer step (must divide --batch)");
   table.add("chunk-images", &o.chunk_images,
-            "cpu: run each rank's images of a micro-step through forward and backward this many at a time, the "
-            "gradients added up (0: all at once). Pays on one thread per rank, where a chunk's activations stay "
-            "in the caches (tiny: 16; docs/performance.md); slower on more threads. Same loss up to float rounding; "
-            "the bits are those of this setting");
+            "cpu: run each rank's images of a micro-step through forward and backward this many at a time, one chunk "
+            "per thread, the gradients added in chunk order (0: all at once). A chunk's activations stay in the caches "
+            "and no thread waits for another within it (tiny: 16; docs/performance.md). Same loss up to float "
+            "rounding; the bits are those of this setting, on any thread count");
   table.add("lr", &o.lr, "peak learning rate: linear warmup to it, then cosine decay to --min-lr at the last step");
   table.add("min-lr", &o.min_lr, "learning rate at the end of the cosine decay");
   table.add("warmup", &o.warmup, "steps of linear warmup");
