@@ -13,7 +13,7 @@ user would train instead) at each thread count, and the dense step of each
 side at its best thread count: ours at e_c = 1 against torchvision's.
 
 With --chunk-images N our steps run their batch in chunks of N images
-(Model::set_chunk_images; faster on one thread, slower on two).
+(Model::set_chunk_images: the chunks run side by side, one per thread).
 
 With --rounds R (default 3) the sides run in turn R times, ours, PyTorch's,
 torchvision's, and each row shows the median of its R rounds' step times:

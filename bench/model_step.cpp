@@ -163,7 +163,7 @@ std::vector<PartsRun> run_parts(const mone::ModelConfig& config, int64_t batch, 
   model.set_chunk_images(chunk_images);
   // The images each pass of the timed step takes, as the Model's step splits them (on one
   // thread: --parts refuses chunks on more; the Model's step also adds each chunk's gradient
-  // buffer in, which the table shows as unaccounted time).
+  // buffer in: in the Model step's time, not in the timed run's).
   const int64_t per_pass = chunk_images > 0 ? std::min(chunk_images, batch) : batch;
   const int64_t image_values = config.image_height * config.image_width * config.channels;
   mone::AdamW optimizer(model.params().infos(), model.params().numel(), mone::AdamWSettings{});
@@ -303,8 +303,9 @@ int main(int argc, char** argv) try {
   if (chunk_images < 0) throw po::error("--chunk-images must be 0 or more");
   if (parts && chunk_images > 0 && chunk_images < batch &&
       std::any_of(thread_counts.begin(), thread_counts.end(), [](int t) { return t > 1; }))
-    throw po::error("--parts with --chunk-images takes --threads 1 only: on more threads the chunks run side by side, "
-                    "so their parts do not add up to the step");
+    throw po::error(
+        "--parts with --chunk-images takes --threads 1 only: on more threads the chunks run side by side, "
+        "so their parts do not add up to the step");
 
   const mone::ModelConfig config = mone::preset_config(preset);
   if (parts) {

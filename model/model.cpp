@@ -9,7 +9,6 @@
 #include <omp.h>
 
 #include "model/random.h"
-
 #include "model/step.h"
 #include "model/step_ops.h"
 
@@ -24,7 +23,7 @@ struct Model<T>::VmoeActivations : mone::VmoeActivations<CpuStepOps<T>> {};
 template <class T>
 struct Model<T>::Lane {
   Workspace workspace;
-  Activations acts;          // views into workspace, rebuilt each pass
+  Activations acts;                      // views into workspace, rebuilt each pass
   std::vector<T> random_routing_scores;  // [B, N, E]
 };
 
@@ -160,9 +159,9 @@ T Model<T>::chunked_forward_backward(const T* images, const int32_t* labels, int
           slice = *distillation;
           slice.teacher_logits += first * C;
         }
-        chunk_loss[c] = pass_backward(lane, chunk_routing[c], images + first * image_values, labels + first, first,
-                                      images_here, batch, plan, distillation ? &slice : nullptr, GradientReady{},
-                                      gradients);
+        chunk_loss[c] =
+            pass_backward(lane, chunk_routing[c], images + first * image_values, labels + first, first, images_here,
+                          batch, plan, distillation ? &slice : nullptr, GradientReady{}, gradients);
         std::copy_n(lane.acts.logits, images_here * C, batch_logits_.data() + first * C);
         std::copy_n(lane.acts.router_probs, images_here * NE, batch_router_probs_.data() + first * NE);
       } catch (...) {
@@ -207,8 +206,8 @@ T Model<T>::chunked_forward_backward(const T* images, const int32_t* labels, int
 
 template <class T>
 T Model<T>::pass_backward(Lane& lane, Routing& routing, const T* images, const int32_t* labels, int64_t first,
-                          int64_t batch, int64_t loss_batch, const RoutingPlan& plan,
-                          DistillationLoss<T>* distillation, const GradientReady& ready, T* gradients) {
+                          int64_t batch, int64_t loss_batch, const RoutingPlan& plan, DistillationLoss<T>* distillation,
+                          const GradientReady& ready, T* gradients) {
   forward_pass(lane, routing, images, first, batch, plan, true);
   CpuStepOps<T> ops(params_, config_, order_, label_smoothing_);
   ops.set_gradients(gradients);

@@ -141,12 +141,12 @@ class Model {
   uint64_t random_routing_key_ = 0;
   std::vector<int64_t> random_routing_samples_;
   Routing routing_;
-  std::unique_ptr<Lane> lane_;  // a whole batch's pass
+  std::unique_ptr<Lane> lane_;                  // a whole batch's pass
   std::unique_ptr<VmoeActivations> vmoe_acts_;  // in lane_'s workspace
   GradientReady gradient_ready_;
   int64_t chunk_images_ = 0;
   std::vector<std::unique_ptr<Lane>> chunk_lanes_;  // one per thread
-  std::vector<T> chunk_gradients_;  // [chunks, params().numel()]
+  std::vector<T> chunk_gradients_;                  // [chunks, params().numel()]
   // The whole batch's logits and router probabilities after a pass in chunks
   // (whole_batch_ then true).
   bool whole_batch_ = false;
