@@ -148,6 +148,7 @@ T Model<T>::chunked_forward_backward(const T* images, const int32_t* labels, int
 #pragma omp parallel num_threads(lanes)
   {
     Lane& lane = *chunk_lanes_[static_cast<size_t>(omp_get_thread_num())];
+    omp_set_num_threads(1);  // the regions this thread's ops open have it alone, whatever the nesting settings
 #pragma omp for schedule(dynamic, 1)
     for (int64_t c = 0; c < chunks; ++c) {
       try {
